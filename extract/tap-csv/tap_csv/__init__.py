@@ -1,0 +1,1 @@
+"""Singer tap for the Northwind order_details CSV file."""

@@ -1,0 +1,99 @@
+"""JSON Schema (as Singer taps emit it) to Arrow types, and records to Arrow tables."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+
+
+def _types_of(prop: dict[str, Any]) -> set[str]:
+    declared = prop.get("type", [])
+    types = {declared} if isinstance(declared, str) else set(declared)
+    for option in prop.get("anyOf", []):
+        types |= _types_of(option)
+    return types - {"null"}
+
+
+def arrow_type(prop: dict[str, Any]) -> pa.DataType:
+    types = _types_of(prop)
+    if types & {"object", "array"}:
+        return pa.string()  # kept as JSON text
+    if types == {"integer"}:
+        return pa.int64()
+    if types <= {"integer", "number"} and types:
+        return pa.float64()
+    if types == {"boolean"}:
+        return pa.bool_()
+    fmt = prop.get("format")
+    if fmt == "date":
+        return pa.date32()
+    if fmt == "date-time":
+        return pa.timestamp("us", tz="UTC")
+    if prop.get("contentEncoding") == "base16":
+        return pa.binary()
+    return pa.string()
+
+
+def arrow_schema(json_schema: dict[str, Any]) -> pa.Schema:
+    required = set(json_schema.get("required", []))
+    fields = []
+    for name, prop in json_schema.get("properties", {}).items():
+        nullable = "null" in _types_of_with_null(prop) or name not in required
+        fields.append(pa.field(name, arrow_type(prop), nullable=nullable))
+    return pa.schema(fields)
+
+
+def _types_of_with_null(prop: dict[str, Any]) -> set[str]:
+    declared = prop.get("type", [])
+    return {declared} if isinstance(declared, str) else set(declared)
+
+
+def _convert(value: Any, type_: pa.DataType) -> Any:
+    """Normalise one JSON-decoded value to what pyarrow accepts for the column type."""
+    if value is None:
+        return None
+    if pa.types.is_floating(type_):
+        return float(value)
+    if pa.types.is_integer(type_):
+        return int(value)
+    if pa.types.is_binary(type_):
+        text = value[2:] if isinstance(value, str) and value.startswith(("\\x", "0x")) else value
+        return bytes.fromhex(text) if isinstance(text, str) else bytes(text)
+    if pa.types.is_string(type_) and not isinstance(value, str):
+        return json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value)
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+def records_to_table(records: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    columns = []
+    for field in schema:
+        values = [_convert(record.get(field.name), field.type) for record in records]
+        if pa.types.is_date32(field.type) or pa.types.is_timestamp(field.type):
+            # ISO strings parse through a string array; date/datetime objects go direct.
+            if any(isinstance(v, str) for v in values):
+                columns.append(pa.array(values, pa.string()).cast(field.type))
+                continue
+        columns.append(pa.array(values, field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Give a table read from a BATCH file exactly the stream's column order and types."""
+    columns = []
+    for field in schema:
+        if field.name not in table.column_names:
+            columns.append(pa.nulls(table.num_rows, field.type))
+            continue
+        column = table.column(field.name)
+        if column.type != field.type:
+            if pa.types.is_binary(field.type) and pa.types.is_string(column.type):
+                column = pa.array([_convert(v, field.type) for v in column.to_pylist()], field.type)
+            else:
+                column = column.cast(field.type)
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=schema)

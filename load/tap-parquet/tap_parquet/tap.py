@@ -1,0 +1,106 @@
+"""tap-parquet: one stream per table of the day, each row tagged with `_day` and `_load_id`.
+
+Discovery runs the load gate, so the tap refuses to start for a day whose step-1 jobs
+did not both complete. Before the first record it writes the load intent (load id and
+expected rows per table) that the `publish-load` task checks the target against.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Iterable
+from functools import cached_property
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from singer_sdk import Stream, Tap
+from singer_sdk import typing as th
+
+from northwind_elt import ledger
+from northwind_elt.day import DayLayout
+from northwind_elt.files import atomic_write_json
+from northwind_elt.gate import GateRefused, Partition, verified_partitions
+
+LOAD_STEP = "load"
+
+
+def jsonschema_of(field: pa.Field) -> dict[str, Any]:
+    kind = field.type
+    if pa.types.is_integer(kind):
+        schema: dict[str, Any] = {"type": ["integer"]}
+        if kind.bit_width <= 16:
+            schema["x-sql-datatype"] = "smallint"
+    elif pa.types.is_floating(kind):
+        schema = {"type": ["number"]}
+    elif pa.types.is_boolean(kind):
+        schema = {"type": ["boolean"]}
+    elif pa.types.is_date(kind):
+        schema = {"type": ["string"], "format": "date"}
+    elif pa.types.is_timestamp(kind):
+        schema = {"type": ["string"], "format": "date-time"}
+    elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        schema = {"type": ["string"], "contentEncoding": "base16"}
+    else:
+        schema = {"type": ["string"]}
+    if field.nullable:
+        schema["type"].append("null")
+    return schema
+
+
+class PartitionStream(Stream):
+    """All rows of one table's partition for the day."""
+
+    def __init__(self, tap: TapParquet, partition: Partition) -> None:
+        self.partition = partition
+        file_schema = pq.read_schema(partition.file)
+        properties = {field.name: jsonschema_of(field) for field in file_schema}
+        properties["_day"] = {"type": ["string"], "format": "date"}
+        properties["_load_id"] = {"type": ["string"]}
+        super().__init__(tap, schema={"type": "object", "properties": properties}, name=partition.table)
+
+    def get_records(self, context: dict | None) -> Iterable[dict[str, Any]]:
+        tap: TapParquet = self._tap  # type: ignore[assignment]
+        stamp = {"_day": tap.layout.iso, "_load_id": tap.load_id}
+        parquet = pq.ParquetFile(self.partition.file)
+        for batch in parquet.iter_batches(batch_size=10_000):
+            for row in batch.to_pylist():
+                row.update(stamp)
+                yield row
+
+
+class TapParquet(Tap):
+    name = "tap-parquet"
+    config_jsonschema = th.PropertiesList().to_dict()
+
+    @cached_property
+    def layout(self) -> DayLayout:
+        return DayLayout.current()
+
+    @cached_property
+    def load_id(self) -> str:
+        return uuid.uuid4().hex
+
+    @cached_property
+    def partitions(self) -> list[Partition]:
+        try:
+            return verified_partitions(self.layout)
+        except GateRefused as err:
+            ledger.record(self.layout.day, LOAD_STEP, "failed", error=str(err))
+            sys.exit(f"ERROR: {err}")
+
+    def discover_streams(self) -> list[Stream]:
+        return [PartitionStream(self, partition) for partition in self.partitions]
+
+    def sync_all(self) -> None:
+        atomic_write_json(
+            self.layout.staging_dir(LOAD_STEP) / "intent.json",
+            {
+                "day": self.layout.iso,
+                "load_id": self.load_id,
+                "started_at": ledger.now().isoformat(),
+                "tables": {p.table: p.rows for p in self.partitions},
+            },
+        )
+        super().sync_all()

@@ -1,0 +1,1 @@
+"""northwind-elt: the shared contract and operations of the Northwind daily pipeline."""

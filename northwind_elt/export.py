@@ -1,0 +1,65 @@
+"""Export the day's mart as CSV and JSON, rendered by Postgres itself.
+
+Postgres prints every value in its canonical text form (a real 9.8 prints as 9.8, where
+a Python float round trip would print 9.800000190734863), and the ORDER BY makes the
+files byte-identical across reruns.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from northwind_elt import ledger, settings
+from northwind_elt.day import MART, DayLayout, rerun_command
+from northwind_elt.files import atomic_write_bytes
+
+MART_SCHEMA = "analytics"
+EXPORT_STEP = "export"
+ORDER = ("order_id", "product_id")
+
+
+class ExportError(RuntimeError):
+    pass
+
+
+def export_day(layout: DayLayout) -> int:
+    started = ledger.now()
+    with psycopg.connect(settings.analytics_pg().conninfo()) as conn:
+        columns = [
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s"
+                " AND column_name <> '_day' ORDER BY ordinal_position",
+                [MART_SCHEMA, MART],
+            ).fetchall()
+        ]
+        if not columns:
+            raise ExportError(
+                f"export for {layout.iso}: {MART_SCHEMA}.{MART} does not exist; run {rerun_command('transform', layout.day)}"
+            )
+        query = sql.SQL("SELECT {} FROM {} WHERE _day = {} ORDER BY {}").format(
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.Identifier(MART_SCHEMA, MART),
+            sql.Literal(layout.day),
+            sql.SQL(", ").join(map(sql.Identifier, ORDER)),
+        )
+        rows = conn.execute(sql.SQL("SELECT count(*) FROM ({}) q").format(query)).fetchone()[0]
+        if rows == 0:
+            raise ExportError(
+                f"export for {layout.iso}: {MART_SCHEMA}.{MART} has no rows for that day; "
+                f"run {rerun_command('transform', layout.day)}"
+            )
+        csv_bytes = bytearray()
+        with conn.cursor().copy(sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER)").format(query)) as copy:
+            for block in copy:
+                csv_bytes += block
+        json_text = conn.execute(
+            sql.SQL("SELECT string_agg(row_to_json(q)::text, E',\\n' ORDER BY {}) FROM ({}) q").format(
+                sql.SQL(", ").join(sql.Identifier("q", c) for c in ORDER), query
+            )
+        ).fetchone()[0]
+    atomic_write_bytes(layout.output_file("csv"), bytes(csv_bytes))
+    atomic_write_bytes(layout.output_file("json"), f"[\n{json_text}\n]\n".encode())
+    ledger.record(layout.day, EXPORT_STEP, "success", started_at=started, rows=rows)
+    return rows

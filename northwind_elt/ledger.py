@@ -1,0 +1,102 @@
+"""The run ledger: per day and step, each attempt's status, rows, duration and error.
+
+A SQLite file under the data directory, so extract steps can record without the
+analytics database being up. Passwords never reach it: errors pass through `redact`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from northwind_elt import settings
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    day TEXT NOT NULL,
+    step TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('success', 'failed')),
+    started_at TEXT,
+    finished_at TEXT NOT NULL,
+    duration_s REAL,
+    rows INTEGER,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_day_step ON runs (day, step, id);
+"""
+
+
+def ledger_path() -> Path:
+    return settings.data_dir() / "ledger.sqlite"
+
+
+def redact(text: str) -> str:
+    """Remove every configured password, and password=... pairs, from a message."""
+    for name, value in os.environ.items():
+        if name.endswith("PASSWORD") and len(value) >= 3:
+            text = text.replace(value, "***")
+    return re.sub(r"(password\s*[=:]\s*)\S+", r"\1***", text, flags=re.IGNORECASE)
+
+
+def _connect() -> sqlite3.Connection:
+    path = ledger_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=30)
+    conn.executescript(_SCHEMA)
+    return conn
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def record(
+    day: dt.date,
+    step: str,
+    status: str,
+    *,
+    started_at: dt.datetime | None = None,
+    rows: int | None = None,
+    error: str | None = None,
+) -> None:
+    finished = now()
+    duration = (finished - started_at).total_seconds() if started_at else None
+    with closing(_connect()) as conn, conn:
+        conn.execute(
+            "INSERT INTO runs (day, step, status, started_at, finished_at, duration_s, rows, error)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                day.isoformat(),
+                step,
+                status,
+                started_at.isoformat(timespec="seconds") if started_at else None,
+                finished.isoformat(timespec="seconds"),
+                round(duration, 2) if duration is not None else None,
+                rows,
+                redact(error)[-4000:] if error else None,
+            ),
+        )
+
+
+def latest(day: dt.date) -> dict[str, dict[str, Any]]:
+    """The most recent attempt of each step of the day."""
+    if not ledger_path().exists():
+        return {}
+    with closing(_connect()) as conn:
+        conn.row_factory = sqlite3.Row
+        rows = conn.execute(
+            "SELECT * FROM runs WHERE id IN (SELECT max(id) FROM runs WHERE day = ? GROUP BY step)",
+            (day.isoformat(),),
+        ).fetchall()
+    return {row["step"]: dict(row) for row in rows}
+
+
+def success_since(day: dt.date, step: str, since: dt.datetime) -> bool:
+    entry = latest(day).get(step)
+    return bool(entry and entry["status"] == "success" and entry["finished_at"] >= since.isoformat(timespec="seconds"))

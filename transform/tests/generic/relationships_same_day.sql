@@ -1,0 +1,11 @@
+{% test relationships_same_day(model, column_name, to, field) %}
+-- Lines of the day whose key has no parent row in the same day's snapshot.
+select child.{{ column_name }}
+from {{ model }} as child
+left join {{ to }} as parent
+    on parent.{{ field }} = child.{{ column_name }}
+    and parent._day = child._day
+where child._day = {{ run_day() }}
+    and child.{{ column_name }} is not null
+    and parent.{{ field }} is null
+{% endtest %}
