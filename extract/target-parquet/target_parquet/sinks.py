@@ -57,6 +57,7 @@ class ParquetSink(BatchSink):
         for url in files:
             path = url.removeprefix("file://")
             self._append(conform(pq.read_table(path), self.arrow_schema))
+            Path(path).unlink()  # the tap's batch file is a hand-off, not an output
 
     def clean_up(self) -> None:
         """Close the file (an empty table still gets one, carrying its schema) and rename it."""

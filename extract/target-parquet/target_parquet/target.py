@@ -7,6 +7,7 @@ left to the job's next task, which runs only when the whole extract succeeded.
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import shutil
 import sys
@@ -73,6 +74,7 @@ def _lock_or_exit(path: Path, step: str, day: str) -> IO[str]:
     """Hold an exclusive lock on (step, day) for the life of this process."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = path.open("w")
+    atexit.register(handle.close)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
