@@ -15,10 +15,11 @@ RUN_ARGS := $(if $(FROM),--from $(FROM),$(JOB))
 
 .PHONY: install run status stop db test lint format clean
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml extract/*/pyproject.toml load/*/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check uv==0.13.9
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[embedded,dev]' meltano==4.4.1
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[embedded,dev]' meltano==4.4.1 \
+		-e 'extract/tap-csv[test]' -e 'extract/target-parquet[test]' -e 'load/tap-parquet[test]'
 	touch $@
 
 # Meltano installs every plugin, pinned, into its own virtualenv under .meltano/.

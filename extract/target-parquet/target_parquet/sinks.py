@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchFileFormat
 from singer_sdk.sinks import BatchSink
@@ -36,7 +37,7 @@ class ParquetSink(BatchSink):
 
     @property
     def temp_path(self) -> Path:
-        return self.final_path.with_name(f".{self.final_path.name}.{os.getpid()}.tmp")
+        return self.final_path.with_name(f".{self.final_path.name}.{os.getpid()}-{id(self)}.tmp")
 
     def _append(self, table: Any) -> None:
         if self._writer is None:
@@ -65,5 +66,12 @@ class ParquetSink(BatchSink):
         assert self._writer is not None
         self._writer.close()
         self._writer = None
+        if self.final_path.exists():
+            # The stream's schema changed mid-run: the SDK retired the earlier sink, whose
+            # file is already final. One file per table, so merge under the widest schema.
+            merged = pa.concat_tables(
+                [pq.read_table(self.final_path), pq.read_table(self.temp_path)], promote_options="permissive"
+            )
+            pq.write_table(merged, self.temp_path, compression="zstd")
         os.replace(self.temp_path, self.final_path)
         super().clean_up()

@@ -7,7 +7,6 @@ left to the job's next task, which runs only when the whole extract succeeded.
 
 from __future__ import annotations
 
-import atexit
 import fcntl
 import shutil
 import sys
@@ -45,10 +44,6 @@ class TargetParquet(Target):
         self.layout = DayLayout.current()
         self.started_at = ledger.now()
         staging = self.layout.staging_dir(self.config["step"])
-        self._lock = _lock_or_exit(self.layout.lock_file(self.config["step"]), self.config["step"], self.layout.iso)
-        # A rerun starts from a clean staging area: nothing of an earlier attempt survives.
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
         self._config = {**self._config, "staging_dir": str(staging)}
 
     def process_endofpipe(self) -> None:
@@ -62,19 +57,25 @@ class TargetParquet(Target):
         )
 
     def listen(self, file_input: IO[str] | None = None) -> None:
+        step, staging = self.config["step"], Path(self.config["staging_dir"])
+        lock = _lock_or_exit(self.layout.lock_file(step), step, self.layout.iso)
+        # A rerun starts from a clean staging area: nothing of an earlier attempt survives.
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
         try:
             super().listen(file_input)
         except BaseException as err:
             ledger.record(self.layout.day, self.config["step"], "failed", started_at=self.started_at,
                           error=f"target-parquet: {type(err).__name__}: {err}")
             raise
+        finally:
+            lock.close()  # releases the flock
 
 
 def _lock_or_exit(path: Path, step: str, day: str) -> IO[str]:
     """Hold an exclusive lock on (step, day) for the life of this process."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = path.open("w")
-    atexit.register(handle.close)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

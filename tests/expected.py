@@ -1,0 +1,53 @@
+"""Expected results computed from the sources themselves: the CSV file and the source database
+(seeded from the SQL dump). Never from the pipeline's own output."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+
+import psycopg
+
+from conftest import SOURCE_CSV, read_csv_rows
+
+ORDER_COLUMNS = (
+    "customer_id", "employee_id", "order_date", "required_date", "shipped_date", "ship_via", "freight",
+    "ship_name", "ship_address", "ship_city", "ship_region", "ship_postal_code", "ship_country",
+)
+
+
+def source_orders(conn: psycopg.Connection) -> dict[str, dict[str, str | None]]:
+    """Orders by id, every value as Postgres prints it (NULL as None)."""
+    cols = ", ".join(f"{c}::text" for c in ("order_id", *ORDER_COLUMNS))
+    rows = conn.execute(f"SELECT {cols} FROM orders").fetchall()
+    return {row[0]: dict(zip(ORDER_COLUMNS, row[1:], strict=True)) for row in rows}
+
+
+def expected_mart(conn: psycopg.Connection) -> dict[tuple[str, str], dict[str, str | None]]:
+    """One expected export row per CSV line, keyed by (order_id, product_id)."""
+    orders = source_orders(conn)
+    expected = {}
+    for line in read_csv_rows(SOURCE_CSV):
+        order = orders[line["order_id"]]
+        total = Decimal(line["unit_price"]) * int(line["quantity"]) * (1 - Decimal(line["discount"]))
+        expected[(line["order_id"], line["product_id"])] = {
+            **order,
+            "order_id": line["order_id"],
+            "product_id": line["product_id"],
+            "unit_price": line["unit_price"],
+            "quantity": line["quantity"],
+            "discount": line["discount"],
+            "line_total": str(total.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)),
+        }
+    return expected
+
+
+def same_value(exported: str | None, expected: str | None) -> bool:
+    """Numbers compare by value (14 == 14.0); everything else as text; '' is NULL in CSV."""
+    if expected is None:
+        return exported in (None, "")
+    if exported == expected:
+        return True
+    try:
+        return Decimal(exported) == Decimal(expected)
+    except Exception:
+        return False

@@ -1,0 +1,164 @@
+"""End-to-end runs of the real pipeline: real Meltano, real Postgres, real files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import SOURCE_CSV, Pipeline, read_csv_rows
+from expected import expected_mart, same_value
+
+DAY = "2024-01-15"
+NEWER_DAY = "2024-01-16"
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def source_table_counts(pipeline: Pipeline) -> dict[str, int]:
+    with pipeline.source() as conn:
+        tables = [r[0] for r in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+        )]
+        return {t: conn.execute(f'SELECT count(*) FROM public."{t}"').fetchone()[0] for t in tables}
+
+
+@pytest.fixture(scope="module")
+def first_day(pipeline: Pipeline) -> Pipeline:
+    pipeline.run_ok("daily", DAY)
+    return pipeline
+
+
+def test_end_to_end_day_exports_every_csv_line_with_source_values(first_day: Pipeline) -> None:
+    csv_lines = read_csv_rows(SOURCE_CSV)
+    exported = read_csv_rows(first_day.output(DAY, "csv"))
+    assert len(csv_lines) == 2155
+    assert len(exported) == len(csv_lines)
+    with first_day.source() as conn:
+        expected = expected_mart(conn)
+    mismatches = []
+    for row in exported:
+        want = expected[(row["order_id"], row["product_id"])]
+        for column, value in want.items():
+            if not same_value(row[column], value):
+                mismatches.append((row["order_id"], row["product_id"], column, row[column], value))
+    assert mismatches == []
+    keys = [(int(r["order_id"]), int(r["product_id"])) for r in exported]
+    assert keys == sorted(keys), "export must be ordered by order_id, product_id"
+
+
+def test_json_export_matches_csv_export(first_day: Pipeline) -> None:
+    records = json.loads(first_day.output(DAY, "json").read_text())
+    exported = read_csv_rows(first_day.output(DAY, "csv"))
+    assert len(records) == len(exported) == 2155
+    for record, row in zip(records, exported, strict=True):
+        for column, value in record.items():
+            assert same_value(row[column], None if value is None else str(value)), (column, value, row[column])
+
+
+def test_every_source_table_and_the_csv_are_loaded_for_the_day(first_day: Pipeline) -> None:
+    expected = source_table_counts(first_day) | {"order_details": 2155}
+    assert len(expected) == 14
+    with first_day.analytics() as conn:
+        for table, rows in expected.items():
+            got = conn.execute(f'SELECT count(*) FROM raw."{table}" WHERE _day = %s', [DAY]).fetchone()[0]
+            assert got == rows, table
+    for table in expected:
+        folder = first_day.data_dir / ("csv" if table == "order_details" else f"postgres/{table}") / DAY
+        assert (folder / f"{table}.parquet").exists(), table
+        assert not list(folder.glob(".*tmp")), "no temporary files may remain"
+
+
+def test_rerun_gives_identical_tables_and_byte_identical_export(first_day: Pipeline) -> None:
+    csv_before, json_before = sha256(first_day.output(DAY, "csv")), sha256(first_day.output(DAY, "json"))
+    counts = source_table_counts(first_day)
+    first_day.run_ok("daily", DAY)
+    assert sha256(first_day.output(DAY, "csv")) == csv_before
+    assert sha256(first_day.output(DAY, "json")) == json_before
+    with first_day.analytics() as conn:
+        for table, rows in counts.items():
+            got = conn.execute(f'SELECT count(*) FROM raw."{table}" WHERE _day = %s', [DAY]).fetchone()[0]
+            assert got == rows, f"{table}: rerun must replace the day, not append to it"
+        mart = conn.execute("SELECT count(*) FROM analytics.orders_with_details WHERE _day = %s", [DAY]).fetchone()[0]
+        assert mart == 2155
+
+
+def test_backfill_of_an_older_day_leaves_the_newer_day_untouched(first_day: Pipeline) -> None:
+    first_day.run_ok("daily", NEWER_DAY)
+    newer_csv = sha256(first_day.output(NEWER_DAY, "csv"))
+    with first_day.analytics() as conn:
+        newer_load = conn.execute("SELECT load_id FROM raw._loaded_days WHERE day = %s", [NEWER_DAY]).fetchone()
+        newer_rows = conn.execute("SELECT count(*) FROM raw.orders WHERE _day = %s", [NEWER_DAY]).fetchone()
+        newer_mart = conn.execute(
+            "SELECT count(*), sum(line_total) FROM analytics.orders_with_details WHERE _day = %s", [NEWER_DAY]
+        ).fetchone()
+    first_day.run_ok("daily", DAY)  # reprocess the older day
+    assert sha256(first_day.output(NEWER_DAY, "csv")) == newer_csv
+    with first_day.analytics() as conn:
+        assert conn.execute("SELECT load_id FROM raw._loaded_days WHERE day = %s", [NEWER_DAY]).fetchone() == newer_load
+        assert conn.execute("SELECT count(*) FROM raw.orders WHERE _day = %s", [NEWER_DAY]).fetchone() == newer_rows
+        assert conn.execute(
+            "SELECT count(*), sum(line_total) FROM analytics.orders_with_details WHERE _day = %s", [NEWER_DAY]
+        ).fetchone() == newer_mart
+        days = [r[0].isoformat() for r in conn.execute("SELECT day FROM raw._loaded_days ORDER BY day")]
+    assert DAY in days and NEWER_DAY in days
+
+
+def test_types_survive_files_analytics_and_export(first_day: Pipeline) -> None:
+    orders = pq.read_schema(first_day.data_dir / "postgres" / "orders" / DAY / "orders.parquet")
+    assert str(orders.field("order_date").type) == "date32[day]"
+    assert str(orders.field("freight").type) == "double"
+    categories = pq.read_table(first_day.data_dir / "postgres" / "categories" / DAY / "categories.parquet")
+    assert str(categories.schema.field("picture").type) == "binary"
+    details = pq.read_schema(first_day.data_dir / "csv" / DAY / "order_details.parquet")
+    assert {f.name: str(f.type) for f in details} == {
+        "order_id": "int64", "product_id": "int64", "unit_price": "double", "quantity": "int64", "discount": "double",
+    }
+    with first_day.source() as src, first_day.analytics() as dst:
+        for table, column, key in (("categories", "picture", "category_id"), ("employees", "photo", "employee_id")):
+            want = src.execute(f"SELECT {key}, md5({column}), length({column}) FROM {table} ORDER BY 1").fetchall()
+            got = dst.execute(
+                f"SELECT {key}::int, md5({column}), length({column}) FROM raw.{table} WHERE _day = %s ORDER BY 1", [DAY]
+            ).fetchall()
+            assert got == want, f"{table}.{column} must arrive byte-identical"
+            assert dst.execute(
+                "SELECT data_type FROM information_schema.columns WHERE table_schema = 'raw' AND table_name = %s"
+                " AND column_name = %s", [table, column]
+            ).fetchone() == ("bytea",)
+        want_dates = src.execute("SELECT order_id, order_date, shipped_date FROM orders ORDER BY 1").fetchall()
+        got_dates = dst.execute(
+            "SELECT order_id::int, order_date, shipped_date FROM raw.orders WHERE _day = %s ORDER BY 1", [DAY]
+        ).fetchall()
+        assert got_dates == want_dates
+        want_codes = src.execute("SELECT customer_id::text FROM customers ORDER BY 1").fetchall()
+        got_codes = dst.execute("SELECT customer_id FROM raw.customers WHERE _day = %s ORDER BY 1", [DAY]).fetchall()
+        assert got_codes == want_codes, "bpchar codes must come through unpadded and unchanged"
+    # A real 9.8 in the source must print as 9.8, not 9.800000190734863.
+    line = next(r for r in read_csv_rows(first_day.output(DAY, "csv")) if (r["order_id"], r["product_id"]) == ("10248", "42"))
+    source_line = next(r for r in read_csv_rows(SOURCE_CSV) if (r["order_id"], r["product_id"]) == ("10248", "42"))
+    assert line["unit_price"] == source_line["unit_price"] == "9.8"
+    json_line = next(r for r in json.loads(first_day.output(DAY, "json").read_text())
+                     if (r["order_id"], r["product_id"]) == (10248, 42))
+    assert '"unit_price":9.8,' in json.dumps(json_line, separators=(",", ":"))
+
+
+def test_load_refuses_a_day_whose_extracts_did_not_both_complete(pipeline: Pipeline) -> None:
+    day = "2024-02-01"
+    pipeline.run_ok("extract-postgres", day)
+    refused = pipeline.run("load", day)
+    assert refused.returncode != 0
+    output = refused.stdout + refused.stderr
+    assert "load refused for 2024-02-01" in output
+    assert "extract-csv did not complete" in output
+    assert "make run DATE=2024-02-01 JOB=extract-csv" in output
+    with pipeline.analytics() as conn:
+        loaded = conn.execute(
+            "SELECT count(*) FROM raw._loaded_days WHERE day = %s", [day]
+        ).fetchone()[0] if conn.execute("SELECT to_regclass('raw._loaded_days')").fetchone()[0] else 0
+    assert loaded == 0
+    status = pipeline.nw("--date", day, "status")
+    assert "make run DATE=2024-02-01 FROM=extract-csv" in status.stdout
