@@ -1,13 +1,13 @@
 """`nw`: the project's command line, used by the Makefile, Meltano jobs and Airflow.
 
-    nw db up|start|stop|status      the embedded Postgres server
-    nw run JOB [--date D]           meltano run JOB for day D, recorded in the ledger
-    nw run --from STEP [--date D]   the day's steps from STEP to export
-    nw status [--date D]            the day's steps and what to rerun
-    nw publish STEP                 (Meltano task) commit an extract step's files
-    nw publish-load                 (Meltano task) commit the loaded day
-    nw transform-done               (Meltano task) record dbt's result
-    nw export                       (Meltano task) write the day's CSV and JSON
+nw db up|start|stop|status      the embedded Postgres server
+nw run JOB [--date D]           meltano run JOB for day D, recorded in the ledger
+nw run --from STEP [--date D]   the day's steps from STEP to export
+nw status [--date D]            the day's steps and what to rerun
+nw publish STEP                 (Meltano task) commit an extract step's files
+nw publish-load                 (Meltano task) commit the loaded day
+nw transform-done               (Meltano task) record dbt's result
+nw export                       (Meltano task) write the day's CSV and JSON
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import os
 import subprocess
 import sys
 from collections import deque
-from pathlib import Path
 
 from northwind_elt import ledger, settings
 from northwind_elt.day import DAY_ENV, STEPS, DayLayout, InvalidDay, parse_day, rerun_command
@@ -67,10 +66,17 @@ def _run_job(job: str, day: dt.date) -> int:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tail: deque[str] = deque(maxlen=40)
     env = {**os.environ, DAY_ENV: day.isoformat()}
-    with log_path.open("w") as log, subprocess.Popen(
-        ["meltano", "run", job], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        cwd=settings.project_root(),
-    ) as proc:
+    with (
+        log_path.open("w") as log,
+        subprocess.Popen(
+            ["meltano", "run", job],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=settings.project_root(),
+        ) as proc,
+    ):
         assert proc.stdout is not None
         for line in proc.stdout:
             sys.stdout.write(line)
@@ -93,10 +99,7 @@ def _run_job(job: str, day: dt.date) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     day = DayLayout.current().day
-    if args.from_step:
-        jobs = list(STEPS[STEPS.index(args.from_step) :])
-    else:
-        jobs = [args.job or "daily"]
+    jobs = list(STEPS[STEPS.index(args.from_step) :]) if args.from_step else [args.job or "daily"]
     for job in jobs:
         print(f"==> {job} for {day}", flush=True)
         code = _run_job(job, day)
@@ -201,9 +204,13 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except InvalidDay as err:
         return _fail(str(err))
-    except Exception as err:  # noqa: BLE001 - the CLI's job is to turn errors into a message and an exit code
-        step = {"publish": getattr(args, "step", "extract"), "publish-load": "load", "export": "export",
-                "transform-done": "transform"}.get(args.command)
+    except Exception as err:
+        step = {
+            "publish": getattr(args, "step", "extract"),
+            "publish-load": "load",
+            "export": "export",
+            "transform-done": "transform",
+        }.get(args.command)
         if step:
             day = DayLayout.current().day
             ledger.record(day, step, "failed", error=f"{type(err).__name__}: {err}")

@@ -31,7 +31,7 @@ class InvalidDay(ValueError):
 
 
 def today_utc() -> dt.date:
-    return dt.datetime.now(dt.timezone.utc).date()
+    return dt.datetime.now(dt.UTC).date()
 
 
 def parse_day(text: str, *, max_future_days: int | None = None, today: dt.date | None = None) -> dt.date:

@@ -95,8 +95,17 @@ def start() -> None:
         staging.mkdir(parents=True)
         _chown(staging, user)
         _run(
-            [pg_bin("initdb"), "-D", str(staging), "-U", SUPERUSER, "--encoding=UTF8", "--locale=C",
-             "--auth-local=trust", "--auth-host=scram-sha-256"],
+            [
+                pg_bin("initdb"),
+                "-D",
+                str(staging),
+                "-U",
+                SUPERUSER,
+                "--encoding=UTF8",
+                "--locale=C",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+            ],
             user,
             "initdb",
         )
@@ -109,8 +118,11 @@ def start() -> None:
     log = data / "server.log"
     options = f"-c port={port()} -c listen_addresses=127.0.0.1 -c unix_socket_directories={sock}"
     try:
-        _run([pg_bin("pg_ctl"), "start", "-D", str(data), "-w", "-t", "60", "-l", str(log), "-o", options],
-             user, f"starting Postgres on 127.0.0.1:{port()}")
+        _run(
+            [pg_bin("pg_ctl"), "start", "-D", str(data), "-w", "-t", "60", "-l", str(log), "-o", options],
+            user,
+            f"starting Postgres on 127.0.0.1:{port()}",
+        )
     except EmbeddedPostgresError as err:
         tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
         raise EmbeddedPostgresError(f"{err}\nserver log ({log}):\n{tail}") from None
@@ -154,13 +166,31 @@ def seed_source(dump: Path) -> bool:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(scratch)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
     _run(
-        [pg_bin("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-h", str(socket_dir()),
-         "-p", str(port()), "-U", SUPERUSER, "-d", scratch, "-f", str(dump)],
+        [
+            pg_bin("psql"),
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "--single-transaction",
+            "-h",
+            str(socket_dir()),
+            "-p",
+            str(port()),
+            "-U",
+            SUPERUSER,
+            "-d",
+            scratch,
+            "-f",
+            str(dump),
+        ],
         None,
         f"seeding {source.dbname} from {dump}",
     )
     with admin_connect() as conn:
-        conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(scratch), sql.Identifier(source.dbname)))
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(scratch), sql.Identifier(source.dbname))
+        )
     return True
 
 
@@ -172,7 +202,9 @@ def ensure_roles_and_databases() -> None:
         _ensure_role(conn, analytics.user, analytics.password)
         if not _database_exists(conn, analytics.dbname):
             conn.execute(
-                sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(analytics.dbname), sql.Identifier(analytics.user))
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(analytics.dbname), sql.Identifier(analytics.user)
+                )
             )
     with admin_connect(source.dbname) as conn:
         reader, db = sql.Identifier(source.user), sql.Identifier(source.dbname)

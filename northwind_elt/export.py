@@ -36,7 +36,8 @@ def export_day(layout: DayLayout) -> int:
         ]
         if not columns:
             raise ExportError(
-                f"export for {layout.iso}: {MART_SCHEMA}.{MART} does not exist; run {rerun_command('transform', layout.day)}"
+                f"export for {layout.iso}: {MART_SCHEMA}.{MART} does not exist; "
+                f"run {rerun_command('transform', layout.day)}"
             )
         query = sql.SQL("SELECT {} FROM {} WHERE _day = {} ORDER BY {}").format(
             sql.SQL(", ").join(map(sql.Identifier, columns)),

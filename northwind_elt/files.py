@@ -11,7 +11,6 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -87,5 +86,7 @@ def verify_partition(manifest_path: Path) -> dict[str, Any]:
     except Exception as err:  # pyarrow raises several types for corrupt files
         raise IncompletePartition(f"unreadable Parquet file {data_file}: {err}") from None
     if rows != manifest["rows"]:
-        raise IncompletePartition(f"row count mismatch: {data_file} has {rows} rows, its manifest says {manifest['rows']}")
+        raise IncompletePartition(
+            f"row count mismatch: {data_file} has {rows} rows, its manifest says {manifest['rows']}"
+        )
     return manifest

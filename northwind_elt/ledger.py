@@ -53,7 +53,7 @@ def _connect() -> sqlite3.Connection:
 
 
 def now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def record(

@@ -40,7 +40,9 @@ def _columns(conn: psycopg.Connection, schema: str, table: str) -> list[str]:
 def publish_load(layout: DayLayout) -> int:
     intent_path = layout.staging_dir(LOAD_STEP) / "intent.json"
     if not intent_path.exists():
-        raise LoadError(f"load for {layout.iso}: no load intent ({intent_path}); rerun: {rerun_command('load', layout.day)}")
+        raise LoadError(
+            f"load for {layout.iso}: no load intent ({intent_path}); rerun: {rerun_command('load', layout.day)}"
+        )
     intent = read_json(intent_path)
     load_id, day = intent["load_id"], layout.day
     with psycopg.connect(settings.analytics_pg().conninfo()) as conn:
@@ -50,7 +52,9 @@ def publish_load(layout: DayLayout) -> int:
         for table, expected in sorted(intent["tables"].items()):
             staged_cols = _columns(conn, STAGING_SCHEMA, table)
             if not staged_cols:
-                raise LoadError(f"load for {day}: table {STAGING_SCHEMA}.{table} is missing; target-postgres did not load it")
+                raise LoadError(
+                    f"load for {day}: table {STAGING_SCHEMA}.{table} is missing; target-postgres did not load it"
+                )
             staged = sql.Identifier(STAGING_SCHEMA, table)
             raw = sql.Identifier(RAW_SCHEMA, table)
             got = conn.execute(
@@ -68,7 +72,9 @@ def publish_load(layout: DayLayout) -> int:
                         [f"{STAGING_SCHEMA}.{table}", column],
                     ).fetchone()[0]
                     conn.execute(
-                        sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(raw, sql.Identifier(column), sql.SQL(col_type))
+                        sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                            raw, sql.Identifier(column), sql.SQL(col_type)
+                        )
                     )
             cols = sql.SQL(", ").join(map(sql.Identifier, staged_cols))
             conn.execute(sql.SQL("DELETE FROM {} WHERE _day = %s").format(raw), [day])

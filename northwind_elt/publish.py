@@ -58,7 +58,5 @@ def publish_extract(layout: DayLayout, step: str) -> int:
     )
     shutil.rmtree(staging, ignore_errors=True)
     total = sum(t["rows"] for t in tables.values())
-    ledger.record(
-        layout.day, step, "success", started_at=dt.datetime.fromisoformat(staged["started_at"]), rows=total
-    )
+    ledger.record(layout.day, step, "success", started_at=dt.datetime.fromisoformat(staged["started_at"]), rows=total)
     return total

@@ -21,7 +21,8 @@ def record_transform(layout: DayLayout) -> None:
     built_for = (results.get("args", {}).get("vars") or {}).get("day")
     if built_for != layout.iso:
         raise TransformError(
-            f"dbt's last run was for day {built_for!r}, not {layout.iso}; rerun {rerun_command('transform', layout.day)}"
+            f"dbt's last run was for day {built_for!r}, not {layout.iso}; "
+            f"rerun {rerun_command('transform', layout.day)}"
         )
     failures = [r["unique_id"] for r in results["results"] if r["status"] not in ("success", "pass")]
     if failures:

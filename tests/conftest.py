@@ -39,9 +39,15 @@ class Pipeline:
     data_dir: Path
     runs: list[subprocess.CompletedProcess] = field(default_factory=list)
 
-    def nw(self, *args: str, extra_env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    def nw(
+        self, *args: str, extra_env: dict[str, str] | None = None, timeout: int = 600
+    ) -> subprocess.CompletedProcess:
         result = subprocess.run(
-            [NW, *args], env={**self.env, **(extra_env or {})}, cwd=PROJECT, capture_output=True, text=True,
+            [NW, *args],
+            env={**self.env, **(extra_env or {})},
+            cwd=PROJECT,
+            capture_output=True,
+            text=True,
             timeout=timeout,
         )
         self.runs.append(result)
@@ -60,22 +66,34 @@ class Pipeline:
         if day is not None:
             env["RUN_DATE"] = day
         return subprocess.run(
-            [str(PROJECT / ".venv" / "bin" / "meltano"), *args], env=env, cwd=PROJECT, capture_output=True,
-            text=True, timeout=600,
+            [str(PROJECT / ".venv" / "bin" / "meltano"), *args],
+            env=env,
+            cwd=PROJECT,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
 
     def analytics(self) -> psycopg.Connection:
         e = self.env
         return psycopg.connect(
-            host=e["ANALYTICS_PG_HOST"], port=e["ANALYTICS_PG_PORT"], user=e["ANALYTICS_PG_USER"],
-            password=e["ANALYTICS_PG_PASSWORD"], dbname=e["ANALYTICS_PG_DATABASE"], autocommit=True,
+            host=e["ANALYTICS_PG_HOST"],
+            port=e["ANALYTICS_PG_PORT"],
+            user=e["ANALYTICS_PG_USER"],
+            password=e["ANALYTICS_PG_PASSWORD"],
+            dbname=e["ANALYTICS_PG_DATABASE"],
+            autocommit=True,
         )
 
     def source(self) -> psycopg.Connection:
         e = self.env
         return psycopg.connect(
-            host=e["SOURCE_PG_HOST"], port=e["SOURCE_PG_PORT"], user=e["SOURCE_PG_USER"],
-            password=e["SOURCE_PG_PASSWORD"], dbname=e["SOURCE_PG_DATABASE"], autocommit=True,
+            host=e["SOURCE_PG_HOST"],
+            port=e["SOURCE_PG_PORT"],
+            user=e["SOURCE_PG_USER"],
+            password=e["SOURCE_PG_PASSWORD"],
+            dbname=e["SOURCE_PG_DATABASE"],
+            autocommit=True,
         )
 
     def output(self, day: str, suffix: str) -> Path:

@@ -6,12 +6,22 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 
 import psycopg
-
 from conftest import SOURCE_CSV, read_csv_rows
 
 ORDER_COLUMNS = (
-    "customer_id", "employee_id", "order_date", "required_date", "shipped_date", "ship_via", "freight",
-    "ship_name", "ship_address", "ship_city", "ship_region", "ship_postal_code", "ship_country",
+    "customer_id",
+    "employee_id",
+    "order_date",
+    "required_date",
+    "shipped_date",
+    "ship_via",
+    "freight",
+    "ship_name",
+    "ship_address",
+    "ship_city",
+    "ship_region",
+    "ship_postal_code",
+    "ship_country",
 )
 
 

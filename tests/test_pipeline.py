@@ -7,7 +7,6 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import SOURCE_CSV, Pipeline, read_csv_rows
 from expected import expected_mart, same_value
 
@@ -21,9 +20,13 @@ def sha256(path) -> str:
 
 def source_table_counts(pipeline: Pipeline) -> dict[str, int]:
     with pipeline.source() as conn:
-        tables = [r[0] for r in conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
-        )]
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT table_name FROM information_schema.tables"
+                " WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+            )
+        ]
         return {t: conn.execute(f'SELECT count(*) FROM public."{t}"').fetchone()[0] for t in tables}
 
 
@@ -101,9 +104,12 @@ def test_backfill_of_an_older_day_leaves_the_newer_day_untouched(first_day: Pipe
     with first_day.analytics() as conn:
         assert conn.execute("SELECT load_id FROM raw._loaded_days WHERE day = %s", [NEWER_DAY]).fetchone() == newer_load
         assert conn.execute("SELECT count(*) FROM raw.orders WHERE _day = %s", [NEWER_DAY]).fetchone() == newer_rows
-        assert conn.execute(
-            "SELECT count(*), sum(line_total) FROM analytics.orders_with_details WHERE _day = %s", [NEWER_DAY]
-        ).fetchone() == newer_mart
+        assert (
+            conn.execute(
+                "SELECT count(*), sum(line_total) FROM analytics.orders_with_details WHERE _day = %s", [NEWER_DAY]
+            ).fetchone()
+            == newer_mart
+        )
         days = [r[0].isoformat() for r in conn.execute("SELECT day FROM raw._loaded_days ORDER BY day")]
     assert DAY in days and NEWER_DAY in days
 
@@ -116,7 +122,11 @@ def test_types_survive_files_analytics_and_export(first_day: Pipeline) -> None:
     assert str(categories.schema.field("picture").type) == "binary"
     details = pq.read_schema(first_day.data_dir / "csv" / DAY / "order_details.parquet")
     assert {f.name: str(f.type) for f in details} == {
-        "order_id": "int64", "product_id": "int64", "unit_price": "double", "quantity": "int64", "discount": "double",
+        "order_id": "int64",
+        "product_id": "int64",
+        "unit_price": "double",
+        "quantity": "int64",
+        "discount": "double",
     }
     with first_day.source() as src, first_day.analytics() as dst:
         for table, column, key in (("categories", "picture", "category_id"), ("employees", "photo", "employee_id")):
@@ -127,7 +137,8 @@ def test_types_survive_files_analytics_and_export(first_day: Pipeline) -> None:
             assert got == want, f"{table}.{column} must arrive byte-identical"
             assert dst.execute(
                 "SELECT data_type FROM information_schema.columns WHERE table_schema = 'raw' AND table_name = %s"
-                " AND column_name = %s", [table, column]
+                " AND column_name = %s",
+                [table, column],
             ).fetchone() == ("bytea",)
         want_dates = src.execute("SELECT order_id, order_date, shipped_date FROM orders ORDER BY 1").fetchall()
         got_dates = dst.execute(
@@ -138,11 +149,16 @@ def test_types_survive_files_analytics_and_export(first_day: Pipeline) -> None:
         got_codes = dst.execute("SELECT customer_id FROM raw.customers WHERE _day = %s ORDER BY 1", [DAY]).fetchall()
         assert got_codes == want_codes, "bpchar codes must come through unpadded and unchanged"
     # A real 9.8 in the source must print as 9.8, not 9.800000190734863.
-    line = next(r for r in read_csv_rows(first_day.output(DAY, "csv")) if (r["order_id"], r["product_id"]) == ("10248", "42"))
+    line = next(
+        r for r in read_csv_rows(first_day.output(DAY, "csv")) if (r["order_id"], r["product_id"]) == ("10248", "42")
+    )
     source_line = next(r for r in read_csv_rows(SOURCE_CSV) if (r["order_id"], r["product_id"]) == ("10248", "42"))
     assert line["unit_price"] == source_line["unit_price"] == "9.8"
-    json_line = next(r for r in json.loads(first_day.output(DAY, "json").read_text())
-                     if (r["order_id"], r["product_id"]) == (10248, 42))
+    json_line = next(
+        r
+        for r in json.loads(first_day.output(DAY, "json").read_text())
+        if (r["order_id"], r["product_id"]) == (10248, 42)
+    )
     assert '"unit_price":9.8,' in json.dumps(json_line, separators=(",", ":"))
 
 
@@ -156,9 +172,11 @@ def test_load_refuses_a_day_whose_extracts_did_not_both_complete(pipeline: Pipel
     assert "extract-csv did not complete" in output
     assert "make run DATE=2024-02-01 JOB=extract-csv" in output
     with pipeline.analytics() as conn:
-        loaded = conn.execute(
-            "SELECT count(*) FROM raw._loaded_days WHERE day = %s", [day]
-        ).fetchone()[0] if conn.execute("SELECT to_regclass('raw._loaded_days')").fetchone()[0] else 0
+        loaded = (
+            conn.execute("SELECT count(*) FROM raw._loaded_days WHERE day = %s", [day]).fetchone()[0]
+            if conn.execute("SELECT to_regclass('raw._loaded_days')").fetchone()[0]
+            else 0
+        )
     assert loaded == 0
     status = pipeline.nw("--date", day, "status")
     assert "make run DATE=2024-02-01 FROM=extract-csv" in status.stdout

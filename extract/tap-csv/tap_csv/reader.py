@@ -27,7 +27,9 @@ class CsvContractError(ValueError):
 
 
 def _explain(path: Path, message: str) -> str:
-    column_hit = re.search(r"In CSV column #(\d+): Row #(\d+): CSV conversion error to (\w+): invalid value '(.*)'", message)
+    column_hit = re.search(
+        r"In CSV column #(\d+): Row #(\d+): CSV conversion error to (\w+): invalid value '(.*)'", message
+    )
     if column_hit:
         index, line, _, value = column_hit.groups()
         name = list(COLUMNS)[int(index)]
@@ -56,11 +58,17 @@ def read_order_details(path: Path) -> pa.Table:
     if found != list(COLUMNS):
         missing = [c for c in COLUMNS if c not in found]
         extra = [c for c in found if c not in COLUMNS]
-        detail = "; ".join(
-            part
-            for part in (f"missing column(s) {missing}" if missing else "", f"unexpected column(s) {extra}" if extra else "")
-            if part
-        ) or f"columns in the wrong order {found}"
+        detail = (
+            "; ".join(
+                part
+                for part in (
+                    f"missing column(s) {missing}" if missing else "",
+                    f"unexpected column(s) {extra}" if extra else "",
+                )
+                if part
+            )
+            or f"columns in the wrong order {found}"
+        )
         raise CsvContractError(f"{path}: line 1 (header): {detail}; expected {','.join(COLUMNS)}")
     try:
         table = pacsv.read_csv(

@@ -52,8 +52,12 @@ class TargetParquet(Target):
         tables = {path.stem: parquet_rows(path) for path in sorted(staging.glob("*.parquet"))}
         atomic_write_json(
             Path(self.config["staging_dir"]) / STAGED_MARKER,
-            {"day": self.layout.iso, "step": self.config["step"], "started_at": self.started_at.isoformat(),
-             "tables": tables},
+            {
+                "day": self.layout.iso,
+                "step": self.config["step"],
+                "started_at": self.started_at.isoformat(),
+                "tables": tables,
+            },
         )
 
     def listen(self, file_input: IO[str] | None = None) -> None:
@@ -65,8 +69,13 @@ class TargetParquet(Target):
         try:
             super().listen(file_input)
         except BaseException as err:
-            ledger.record(self.layout.day, self.config["step"], "failed", started_at=self.started_at,
-                          error=f"target-parquet: {type(err).__name__}: {err}")
+            ledger.record(
+                self.layout.day,
+                self.config["step"],
+                "failed",
+                started_at=self.started_at,
+                error=f"target-parquet: {type(err).__name__}: {err}",
+            )
             raise
         finally:
             lock.close()  # releases the flock

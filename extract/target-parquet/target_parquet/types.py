@@ -73,12 +73,12 @@ def records_to_table(records: list[dict[str, Any]], schema: pa.Schema) -> pa.Tab
     columns = []
     for field in schema:
         values = [_convert(record.get(field.name), field.type) for record in records]
-        if pa.types.is_date32(field.type) or pa.types.is_timestamp(field.type):
+        temporal = pa.types.is_date32(field.type) or pa.types.is_timestamp(field.type)
+        if temporal and any(isinstance(v, str) for v in values):
             # ISO strings parse through a string array; date/datetime objects go direct.
-            if any(isinstance(v, str) for v in values):
-                columns.append(pa.array(values, pa.string()).cast(field.type))
-                continue
-        columns.append(pa.array(values, field.type))
+            columns.append(pa.array(values, pa.string()).cast(field.type))
+        else:
+            columns.append(pa.array(values, field.type))
     return pa.Table.from_arrays(columns, schema=schema)
 
 

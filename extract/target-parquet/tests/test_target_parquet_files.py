@@ -9,7 +9,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from target_parquet.target import TargetParquet
 
 
@@ -47,10 +46,16 @@ def test_records_become_one_typed_file_in_staging(data_dir: Path) -> None:
     target.listen(
         singer(
             SCHEMA,
-            {"type": "RECORD", "stream": "public-things",
-             "record": {"id": 1, "price": 9.8, "day": "1996-07-04", "blob": "00ff", "name": "a"}},
-            {"type": "RECORD", "stream": "public-things",
-             "record": {"id": 2, "price": None, "day": None, "blob": None, "name": None}},
+            {
+                "type": "RECORD",
+                "stream": "public-things",
+                "record": {"id": 1, "price": 9.8, "day": "1996-07-04", "blob": "00ff", "name": "a"},
+            },
+            {
+                "type": "RECORD",
+                "stream": "public-things",
+                "record": {"id": 2, "price": None, "day": None, "blob": None, "name": None},
+            },
             {**SCHEMA, "stream": "public-empty"},
         )
     )
@@ -69,14 +74,28 @@ def test_records_become_one_typed_file_in_staging(data_dir: Path) -> None:
 
 def test_parquet_batch_files_are_appended_whole(data_dir: Path, tmp_path: Path) -> None:
     batch = tmp_path / "batch-1.parquet"
-    pq.write_table(pa.table({"id": [1, 2, 3], "price": [1.5, 2.5, None], "day": ["2024-01-01", None, "2024-01-03"],
-                             "blob": ["", "0a", None], "name": ["x", "y", "z"]}), batch)
+    pq.write_table(
+        pa.table(
+            {
+                "id": [1, 2, 3],
+                "price": [1.5, 2.5, None],
+                "day": ["2024-01-01", None, "2024-01-03"],
+                "blob": ["", "0a", None],
+                "name": ["x", "y", "z"],
+            }
+        ),
+        batch,
+    )
     target = TargetParquet(config={"step": "extract-postgres"})
     target.listen(
         singer(
             SCHEMA,
-            {"type": "BATCH", "stream": "public-things", "encoding": {"format": "parquet", "compression": "none"},
-             "manifest": [f"file://{batch}"]},
+            {
+                "type": "BATCH",
+                "stream": "public-things",
+                "encoding": {"format": "parquet", "compression": "none"},
+                "manifest": [f"file://{batch}"],
+            },
         )
     )
     table = pq.read_table(data_dir / ".staging" / "extract-postgres" / "2024-01-15" / "things.parquet")

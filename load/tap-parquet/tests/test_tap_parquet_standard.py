@@ -9,13 +9,13 @@ import tempfile
 from pathlib import Path
 
 import pyarrow as pa
-import pytest
 import pyarrow.parquet as pq
+import pytest
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
+from tap_parquet.tap import TapParquet
 
 from northwind_elt.day import DayLayout
 from northwind_elt.publish import publish_extract
-from tap_parquet.tap import TapParquet
 
 DAY = "2024-01-15"
 
@@ -25,10 +25,16 @@ def _stage(layout: DayLayout, step: str, tables: dict[str, pa.Table]) -> None:
     staging.mkdir(parents=True)
     for name, table in tables.items():
         pq.write_table(table, staging / f"{name}.parquet")
-    (staging / "_staged.json").write_text(json.dumps({
-        "day": layout.iso, "step": step, "started_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-        "tables": {name: table.num_rows for name, table in tables.items()},
-    }))
+    (staging / "_staged.json").write_text(
+        json.dumps(
+            {
+                "day": layout.iso,
+                "step": step,
+                "started_at": dt.datetime.now(dt.UTC).isoformat(),
+                "tables": {name: table.num_rows for name, table in tables.items()},
+            }
+        )
+    )
     publish_extract(layout, step)
 
 
@@ -47,12 +53,20 @@ def published_day():
 
 def _publish_sample_day(data_dir: Path) -> None:
     layout = DayLayout(dt.date.fromisoformat(DAY), data_dir)
-    _stage(layout, "extract-postgres", {
-        "orders": pa.table({"order_id": pa.array([1, 2], pa.int64()),
-                            "order_date": pa.array([dt.date(1996, 7, 4), None], pa.date32()),
-                            "picture": pa.array([b"\x00\x01", b""], pa.binary())}),
-        "empty": pa.table({"id": pa.array([], pa.int64())}),
-    })
+    _stage(
+        layout,
+        "extract-postgres",
+        {
+            "orders": pa.table(
+                {
+                    "order_id": pa.array([1, 2], pa.int64()),
+                    "order_date": pa.array([dt.date(1996, 7, 4), None], pa.date32()),
+                    "picture": pa.array([b"\x00\x01", b""], pa.binary()),
+                }
+            ),
+            "empty": pa.table({"id": pa.array([], pa.int64())}),
+        },
+    )
     _stage(layout, "extract-csv", {"order_details": pa.table({"order_id": [1], "unit_price": [9.8]})})
 
 
