@@ -214,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         if step:
             day = DayLayout.current().day
             ledger.record(day, step, "failed", error=f"{type(err).__name__}: {err}")
-            return _fail(f"step {step} for {day} failed: {err}\nRerun: {rerun_command(step, day)}")
+            hint = "" if "make run" in str(err) else f"\nFix the cause, then rerun: {rerun_command(step, day)}"
+            return _fail(f"step {step} for {day} failed: {err}{hint}")
         raise
 
 

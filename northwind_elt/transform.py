@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from northwind_elt import ledger, settings
-from northwind_elt.day import DayLayout, rerun_command
+from northwind_elt.day import DayLayout, rerun_command, today_utc
 from northwind_elt.files import read_json
 
 TRANSFORM_STEP = "transform"
@@ -19,6 +19,9 @@ def record_transform(layout: DayLayout) -> None:
     results_path = settings.project_root() / "transform" / "target" / "run_results.json"
     results = read_json(results_path)
     built_for = (results.get("args", {}).get("vars") or {}).get("day")
+    # An empty var means "today, UTC" to the models (macros/run_day.sql), as to every step.
+    if built_for == "":
+        built_for = today_utc().isoformat()
     if built_for != layout.iso:
         raise TransformError(
             f"dbt's last run was for day {built_for!r}, not {layout.iso}; "
