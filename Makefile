@@ -1,38 +1,52 @@
 # northwind-elt. `make run` and `make test` are all the set-up a fresh clone needs.
 #   make run [DATE=YYYY-MM-DD] [JOB=<job>|FROM=<step>]   run the day (default: today, UTC)
-#   make status [DATE=...]   make stop   make test   make lint
+#   make status [DATE=...]   make stop   make test   make lint   make airflow
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PLUGINS_INSTALLED := .meltano/.installed
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_INSTALLED := $(AIRFLOW_VENV)/.installed
+# The versions every environment installs (this Makefile, the Dockerfile and CI).
+UV_VERSION := 0.13.9
+MELTANO_VERSION := 4.4.1
+
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export MELTANO_PROJECT_ROOT := $(CURDIR)
 
 DATE_ARG := $(if $(DATE),--date $(DATE))
 RUN_ARGS := $(if $(FROM),--from $(FROM),$(JOB))
 
-.PHONY: install run status stop db test lint format clean
+.PHONY: install airflow-install run status stop db test lint format airflow airflow-backfill clean
 
 $(INSTALLED): pyproject.toml extract/*/pyproject.toml load/*/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check uv==0.13.9
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[embedded,dev]' meltano==4.4.1 \
+	$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[embedded,dev]' meltano==$(MELTANO_VERSION) \
 		-e 'extract/tap-csv[test]' -e 'extract/target-parquet[test]' -e 'load/tap-parquet[test]'
 	touch $@
 
-# Meltano installs every plugin, pinned, into its own virtualenv under .meltano/.
+# Meltano installs every plugin, pinned in plugins/*.meltano.yml, into its own virtualenv.
 $(PLUGINS_INSTALLED): $(INSTALLED) meltano.yml plugins/*.meltano.yml extract/*/pyproject.toml load/*/pyproject.toml
 	$(BIN)/meltano install
+	touch $@
+
+# Airflow has its own virtualenv: its dependencies must not constrain Meltano's.
+$(AIRFLOW_INSTALLED): $(INSTALLED) orchestrate/requirements-airflow.txt
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(BIN)/uv pip install --quiet --python $(AIRFLOW_VENV)/bin/python -r orchestrate/requirements-airflow.txt
 	touch $@
 
 .env:
 	cp .env.example .env
 
-install: $(INSTALLED) $(PLUGINS_INSTALLED) .env
+install: $(INSTALLED) $(PLUGINS_INSTALLED)
 
-db: install
+airflow-install: $(AIRFLOW_INSTALLED)
+
+db: install .env
 	$(BIN)/nw db up
 
 run: db
@@ -44,7 +58,7 @@ status: $(INSTALLED) .env
 stop: $(INSTALLED)
 	$(BIN)/nw db stop
 
-test: install
+test: install airflow-install .env
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(INSTALLED)
@@ -55,5 +69,19 @@ format: $(INSTALLED)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# A local Airflow (scheduler, API server and UI on http://localhost:8080) against the
+# embedded Postgres. The admin password is printed at start-up.
+AIRFLOW_ENV := AIRFLOW_HOME=$(CURDIR)/.airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/orchestrate/dags \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False NW_PROJECT_ROOT=$(CURDIR)
+
+airflow: db airflow-install
+	$(AIRFLOW_ENV) $(AIRFLOW_VENV)/bin/airflow standalone
+
+# make airflow-backfill FROM_DATE=2024-01-10 TO_DATE=2024-01-11 (with `make airflow` running)
+airflow-backfill: airflow-install
+	$(AIRFLOW_ENV) $(AIRFLOW_VENV)/bin/airflow dags unpause northwind_daily
+	$(AIRFLOW_ENV) $(AIRFLOW_VENV)/bin/airflow backfill create --dag-id northwind_daily \
+		--from-date $(FROM_DATE) --to-date $(TO_DATE) --reprocess-behavior completed
+
 clean:
-	rm -rf $(VENV) .meltano transform/target transform/logs
+	rm -rf $(VENV) $(AIRFLOW_VENV) .meltano .airflow transform/target transform/logs

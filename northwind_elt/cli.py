@@ -13,14 +13,18 @@ nw export                       (Meltano task) write the day's CSV and JSON
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import functools
 import os
+import re
 import subprocess
 import sys
 from collections import deque
 
 from northwind_elt import ledger, settings
 from northwind_elt.day import DAY_ENV, STEPS, DayLayout, InvalidDay, parse_day, rerun_command
+from northwind_elt.locks import AlreadyRunning, step_lock
 
 JOB_STEPS = {step: (step,) for step in STEPS} | {"daily": STEPS}
 
@@ -59,12 +63,35 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+# Lines worth quoting from a failed run's output, most specific first.
+_CAUSE_PATTERNS = (
+    re.compile(r"(?:ERROR: |CsvContractError: |GateRefused: )(.+)"),
+    re.compile(r"((?:connection to server|could not connect|password authentication failed|FATAL:).+)"),
+    re.compile(r"\b(\w+(?:Error|Exception): .+)"),
+)
+_CONNECTION_TROUBLE = re.compile(r"connection|connect|password authentication|timeout expired|Name or service", re.I)
+
+
+def _cause(lines: list[str]) -> str | None:
+    for pattern in _CAUSE_PATTERNS:
+        for line in reversed(lines):
+            if found := pattern.search(line):
+                return found.group(1).strip()
+    return None
+
+
+def _connection_hint(step: str) -> str:
+    if step.startswith("extract"):
+        return f"the source database {settings.source_pg().describe()} (SOURCE_PG_* in .env)"
+    return f"the analytics database {settings.analytics_pg().describe()} (ANALYTICS_PG_* in .env)"
+
+
 def _run_job(job: str, day: dt.date) -> int:
     """One `meltano run`, output streamed and kept in a log; a failure is pinned on its step."""
     started = ledger.now()
     log_path = settings.data_dir() / "logs" / day.isoformat() / f"{job}-{started:%Y%m%dT%H%M%S}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    tail: deque[str] = deque(maxlen=40)
+    tail: deque[str] = deque(maxlen=60)
     env = {**os.environ, DAY_ENV: day.isoformat()}
     with (
         log_path.open("w") as log,
@@ -78,20 +105,25 @@ def _run_job(job: str, day: dt.date) -> int:
         ) as proc,
     ):
         assert proc.stdout is not None
-        for line in proc.stdout:
+        for raw_line in proc.stdout:
+            line = ledger.redact(raw_line)  # no password reaches the terminal or the log
             sys.stdout.write(line)
             log.write(line)
             tail.append(line)
     if proc.returncode == 0:
         return 0
     failed = next((s for s in JOB_STEPS[job] if not ledger.success_since(day, s, started)), JOB_STEPS[job][-1])
+    cause = _cause(list(tail))
     latest = ledger.latest(day).get(failed)
     if not (latest and latest["status"] == "failed" and latest["finished_at"] >= started.isoformat(timespec="seconds")):
-        ledger.record(day, failed, "failed", started_at=started, error="".join(tail)[-3000:])
+        error = f"{cause}\n---\n" if cause else ""
+        ledger.record(day, failed, "failed", started_at=started, error=error + "".join(tail)[-3000:])
+    where = f"\nCheck {_connection_hint(failed)}." if cause and _CONNECTION_TROUBLE.search(cause) else ""
     print(
         f"\nFAILED: step '{failed}' for {day} (meltano run {job} exited {proc.returncode}).\n"
-        f"Full log: {log_path}\n"
-        f"Fix the cause shown above, then rerun from that step: make run DATE={day} FROM={failed}",
+        + (f"Cause: {cause}{where}\n" if cause else "")
+        + f"Full log: {log_path}\n"
+        f"Fix the cause, then rerun from that step: make run DATE={day} FROM={failed}",
         file=sys.stderr,
     )
     return proc.returncode or 1
@@ -100,11 +132,16 @@ def _run_job(job: str, day: dt.date) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     day = DayLayout.current().day
     jobs = list(STEPS[STEPS.index(args.from_step) :]) if args.from_step else [args.job or "daily"]
-    for job in jobs:
-        print(f"==> {job} for {day}", flush=True)
-        code = _run_job(job, day)
-        if code:
-            return code
+    layout = DayLayout.current()
+    with contextlib.ExitStack() as held:
+        # One run per step and day: a second one fails at once instead of interleaving.
+        for step in sorted({s for job in jobs for s in JOB_STEPS[job]}):
+            held.enter_context(step_lock(layout, f"run-{step}"))
+        for job in jobs:
+            print(f"==> {job} for {day}", flush=True)
+            code = _run_job(job, day)
+            if code:
+                return code
     print(f"==> done: {', '.join(jobs)} for {day}")
     return 0
 
@@ -172,22 +209,26 @@ def cmd_day(_: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nw", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--date", help="day to process, YYYY-MM-DD (default: $RUN_DATE, else today UTC)")
+    # --date is accepted after the subcommand too: `nw run daily --date 2024-01-15`.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--date", default=argparse.SUPPRESS, help="day to process, YYYY-MM-DD")
     sub = parser.add_subparsers(dest="command", required=True)
-    db = sub.add_parser("db")
+    add = functools.partial(sub.add_parser, parents=[common])
+    db = add("db")
     db.add_argument("action", choices=["up", "start", "stop", "status"])
     db.set_defaults(func=cmd_db)
-    run = sub.add_parser("run")
+    run = add("run")
     run.add_argument("job", nargs="?", choices=sorted(JOB_STEPS))
     run.add_argument("--from", dest="from_step", choices=STEPS)
     run.set_defaults(func=cmd_run)
-    sub.add_parser("status").set_defaults(func=cmd_status)
-    publish = sub.add_parser("publish")
+    add("status").set_defaults(func=cmd_status)
+    publish = add("publish")
     publish.add_argument("step", choices=["extract-postgres", "extract-csv"])
     publish.set_defaults(func=cmd_publish)
-    sub.add_parser("publish-load").set_defaults(func=cmd_publish_load)
-    sub.add_parser("transform-done").set_defaults(func=cmd_transform_done)
-    sub.add_parser("export").set_defaults(func=cmd_export)
-    sub.add_parser("day").set_defaults(func=cmd_day)
+    add("publish-load").set_defaults(func=cmd_publish_load)
+    add("transform-done").set_defaults(func=cmd_transform_done)
+    add("export").set_defaults(func=cmd_export)
+    add("day").set_defaults(func=cmd_day)
     return parser
 
 
@@ -202,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command not in ("db",):
             DayLayout.current()
         return args.func(args)
-    except InvalidDay as err:
+    except (InvalidDay, AlreadyRunning) as err:
         return _fail(str(err))
     except Exception as err:
         step = {

@@ -9,10 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+from pathlib import Path
 
 from northwind_elt import ledger
 from northwind_elt.day import EXTRACT_STEPS, DayLayout, rerun_command
 from northwind_elt.files import atomic_write_json, describe_parquet, read_json
+from northwind_elt.locks import step_lock
 
 STAGED_MARKER = "_staged.json"
 
@@ -31,6 +33,13 @@ def publish_extract(layout: DayLayout, step: str) -> int:
             f"{step} for {layout.iso}: nothing complete to publish ({marker} is missing, so "
             f"target-parquet did not finish). Rerun: {rerun_command(step, layout.day)}"
         )
+    with step_lock(layout, step, wait=True):  # waits for a target of the same step and day
+        return _publish_locked(layout, step, dataset, staging, marker)
+
+
+def _publish_locked(layout: DayLayout, step: str, dataset: str, staging: Path, marker: Path) -> int:
+    if not marker.exists():
+        raise PublishError(f"{step} for {layout.iso}: another run published or cleared {marker.parent} first")
     staged = read_json(marker)
     if staged["day"] != layout.iso:
         raise PublishError(f"{marker} is for {staged['day']}, not {layout.iso}")

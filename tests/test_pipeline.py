@@ -7,6 +7,7 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
+
 from conftest import SOURCE_CSV, Pipeline, read_csv_rows
 from expected import expected_mart, same_value
 

@@ -42,6 +42,30 @@ def _explain(path: Path, message: str) -> str:
     return f"{path}: {message}"
 
 
+def _check_utf8(path: Path) -> None:
+    """Reject bytes that are not UTF-8, naming the line: pyarrow would only name a column."""
+    line, carry = 1, b""
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            data = carry + block
+            try:
+                data.decode("utf-8")
+                carry = b""
+            except UnicodeDecodeError as err:
+                if err.end == len(data) and err.reason == "unexpected end of data" and len(data) - err.start < 4:
+                    carry = data[err.start :]  # a character split across blocks
+                    data = data[: err.start]
+                else:
+                    bad_line = line + data.count(b"\n", 0, err.start)
+                    raise CsvContractError(
+                        f"{path}: line {bad_line}: invalid UTF-8 byte(s) {data[err.start : err.end]!r}; "
+                        "save the file as UTF-8"
+                    ) from None
+            line += data.count(b"\n")
+    if carry:
+        raise CsvContractError(f"{path}: line {line}: the file ends inside a UTF-8 character")
+
+
 def _header(path: Path) -> list[str]:
     with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
         first = next(csv.reader(handle), None)
@@ -54,6 +78,7 @@ def read_order_details(path: Path) -> pa.Table:
     """The whole file as one typed table; nothing is returned unless every row fits."""
     if not path.exists():
         raise CsvContractError(f"{path}: file not found")
+    _check_utf8(path)
     found = _header(path)
     if found != list(COLUMNS):
         missing = [c for c in COLUMNS if c not in found]

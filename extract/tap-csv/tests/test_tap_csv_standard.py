@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from singer_sdk.testing import get_tap_test_class
+
 from tap_csv.reader import CsvContractError, read_order_details
 from tap_csv.tap import TapCSV
 

@@ -7,7 +7,6 @@ left to the job's next task, which runs only when the whole extract succeeded.
 
 from __future__ import annotations
 
-import fcntl
 import shutil
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from singer_sdk.target_base import Target
 from northwind_elt import ledger
 from northwind_elt.day import DayLayout
 from northwind_elt.files import atomic_write_json, parquet_rows
+from northwind_elt.locks import AlreadyRunning, step_lock
 from target_parquet.sinks import ParquetSink
 
 STAGED_MARKER = "_staged.json"
@@ -62,31 +62,20 @@ class TargetParquet(Target):
 
     def listen(self, file_input: IO[str] | None = None) -> None:
         step, staging = self.config["step"], Path(self.config["staging_dir"])
-        lock = _lock_or_exit(self.layout.lock_file(step), step, self.layout.iso)
-        # A rerun starts from a clean staging area: nothing of an earlier attempt survives.
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
         try:
-            super().listen(file_input)
+            with step_lock(self.layout, step):
+                # A rerun starts from a clean staging area: nothing of an earlier attempt survives.
+                shutil.rmtree(staging, ignore_errors=True)
+                staging.mkdir(parents=True)
+                super().listen(file_input)
+        except AlreadyRunning as err:
+            sys.exit(f"ERROR: {err}")
         except BaseException as err:
             ledger.record(
                 self.layout.day,
-                self.config["step"],
+                step,
                 "failed",
                 started_at=self.started_at,
                 error=f"target-parquet: {type(err).__name__}: {err}",
             )
             raise
-        finally:
-            lock.close()  # releases the flock
-
-
-def _lock_or_exit(path: Path, step: str, day: str) -> IO[str]:
-    """Hold an exclusive lock on (step, day) for the life of this process."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = path.open("w")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        sys.exit(f"{step} for {day} is already running (lock {path}); wait for it to finish, then rerun if needed.")
-    return handle

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from singer_sdk.testing import get_target_test_class
+
 from target_parquet.target import TargetParquet
 
 TestTargetParquet = get_target_test_class(TargetParquet, config={"step": "extract-postgres"})

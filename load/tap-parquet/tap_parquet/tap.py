@@ -22,6 +22,7 @@ from northwind_elt import ledger
 from northwind_elt.day import DayLayout
 from northwind_elt.files import atomic_write_json
 from northwind_elt.gate import GateRefused, Partition, verified_partitions
+from northwind_elt.locks import AlreadyRunning, step_lock
 
 LOAD_STEP = "load"
 
@@ -94,13 +95,17 @@ class TapParquet(Tap):
         return [PartitionStream(self, partition) for partition in self.partitions]
 
     def sync_all(self) -> None:
-        atomic_write_json(
-            self.layout.staging_dir(LOAD_STEP) / "intent.json",
-            {
-                "day": self.layout.iso,
-                "load_id": self.load_id,
-                "started_at": ledger.now().isoformat(),
-                "tables": {p.table: p.rows for p in self.partitions},
-            },
-        )
-        super().sync_all()
+        try:
+            with step_lock(self.layout, LOAD_STEP):
+                atomic_write_json(
+                    self.layout.staging_dir(LOAD_STEP) / "intent.json",
+                    {
+                        "day": self.layout.iso,
+                        "load_id": self.load_id,
+                        "started_at": ledger.now().isoformat(),
+                        "tables": {p.table: p.rows for p in self.partitions},
+                    },
+                )
+                super().sync_all()
+        except AlreadyRunning as err:
+            sys.exit(f"ERROR: {err}")

@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
-from tap_parquet.tap import TapParquet
 
 from northwind_elt.day import DayLayout
 from northwind_elt.publish import publish_extract
+from tap_parquet.tap import TapParquet
 
 DAY = "2024-01-15"
 

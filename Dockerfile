@@ -1,0 +1,35 @@
+# The project image: Meltano, every plugin and Airflow installed at build time, with the
+# same pinned versions as `make run` (the Dockerfile calls the same Makefile targets).
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    NW_PROJECT_ROOT=/project \
+    MELTANO_PROJECT_ROOT=/project \
+    AIRFLOW_HOME=/project/.airflow \
+    AIRFLOW__CORE__DAGS_FOLDER=/project/orchestrate/dags \
+    AIRFLOW__CORE__LOAD_EXAMPLES=False \
+    PATH=/project/.venv/bin:/project/.venv-airflow/bin:$PATH
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /project
+
+# Dependency definitions first, so code changes do not reinstall everything.
+COPY Makefile pyproject.toml meltano.yml ./
+COPY plugins/ plugins/
+COPY extract/ extract/
+COPY load/ load/
+COPY northwind_elt/ northwind_elt/
+COPY orchestrate/requirements-airflow.txt orchestrate/requirements-airflow.txt
+RUN make install airflow-install
+
+COPY transform/ transform/
+COPY orchestrate/ orchestrate/
+COPY data/northwind.sql data/order_details.csv data/
+
+EXPOSE 8080
+# Scheduler, DAG processor, triggerer and the API server / UI in one process tree.
+CMD ["airflow", "standalone"]

@@ -1,0 +1,111 @@
+"""The Airflow DAG: its shape, its templated day, and a real `airflow dags test` run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import PROJECT, Pipeline
+
+AIRFLOW_BIN = PROJECT / ".venv-airflow" / "bin"
+DAGS = PROJECT / "orchestrate" / "dags"
+JOBS = {
+    "extract_postgres": "extract-postgres",
+    "extract_csv": "extract-csv",
+    "load": "load",
+    "transform": "transform",
+    "export": "export",
+}
+
+
+def airflow_env(pipeline: Pipeline, home: Path) -> dict[str, str]:
+    return {
+        **pipeline.env,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "NW_PROJECT_ROOT": str(PROJECT),
+    }
+
+
+@pytest.fixture(scope="module")
+def airflow_home(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("airflow")
+    result = subprocess.run(
+        [AIRFLOW_BIN / "airflow", "db", "migrate"],
+        env=airflow_env(pipeline, home),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return home
+
+
+@pytest.fixture(scope="module")
+def dag_description(pipeline: Pipeline, airflow_home: Path) -> dict:
+    result = subprocess.run(
+        [AIRFLOW_BIN / "python", PROJECT / "tests" / "dag_probe.py", str(DAGS)],
+        env=airflow_env(pipeline, airflow_home),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_dag_imports_without_errors(dag_description: dict) -> None:
+    assert dag_description["import_errors"] == {}
+    assert dag_description["dags"] == ["northwind_daily"]
+    assert dag_description["catchup"] is True
+
+
+def test_task_graph_is_two_parallel_extracts_then_load_transform_export(dag_description: dict) -> None:
+    upstream = {task: info["upstream"] for task, info in dag_description["tasks"].items()}
+    assert upstream == {
+        "extract_postgres": [],
+        "extract_csv": [],
+        "load": ["extract_csv", "extract_postgres"],
+        "transform": ["load"],
+        "export": ["transform"],
+    }
+
+
+def test_every_task_runs_its_meltano_job_for_the_logical_date_with_retries(dag_description: dict) -> None:
+    for task, info in dag_description["tasks"].items():
+        assert info["bash_command"].endswith(f"--date {{{{ ds }}}} run {JOBS[task]}"), info["bash_command"]
+        assert info["retries"] >= 1 and info["exponential_backoff"] is True
+
+
+def test_airflow_dags_test_produces_the_days_export_and_reruns_byte_identical(
+    pipeline: Pipeline, airflow_home: Path
+) -> None:
+    day = "2024-01-20"
+    digests = []
+    for _ in range(2):
+        for suffix in ("csv", "json"):  # each run must write its own export
+            pipeline.output(day, suffix).unlink(missing_ok=True)
+        result = subprocess.run(
+            [AIRFLOW_BIN / "airflow", "dags", "test", "northwind_daily", day],
+            env=airflow_env(pipeline, airflow_home),
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output[-5000:]
+        exported = pipeline.output(day, "csv")
+        assert exported.exists(), output[-3000:]
+        digests.append(
+            (
+                hashlib.sha256(exported.read_bytes()).hexdigest(),
+                hashlib.sha256(pipeline.output(day, "json").read_bytes()).hexdigest(),
+            )
+        )
+    assert digests[0] == digests[1]
+    assert sum(1 for _ in pipeline.output(day, "csv").open()) == 2156

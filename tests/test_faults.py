@@ -1,0 +1,340 @@
+"""Faults: killed runs, broken sources, damaged files, concurrent runs, drift, full disks,
+secrets. Each is a real run against the session's embedded Postgres."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psycopg
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import NW, PROJECT, SOURCE_CSV, Pipeline
+
+HEADER = "order_id,product_id,unit_price,quantity,discount"
+
+
+def admin(pipeline: Pipeline, dbname: str = "northwind") -> psycopg.Connection:
+    """Superuser over the embedded server's Unix socket, to change the source like an app would."""
+    import tempfile
+
+    sock = Path(tempfile.gettempdir()) / f"nw-pg-{pipeline.env['PG_PORT']}"
+    return psycopg.connect(
+        host=str(sock), port=pipeline.env["PG_PORT"], user="postgres", dbname=dbname, autocommit=True
+    )
+
+
+def start(pipeline: Pipeline, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [NW, *args],
+        env={**pipeline.env, **(extra_env or {})},
+        cwd=PROJECT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def kill_group_when(proc: subprocess.Popen, ready, timeout: float = 120) -> None:
+    """SIGKILL the whole process group (nw, meltano, tap, target) once `ready()` is true."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, f"finished before it could be killed:\n{proc.stdout.read()}"
+        assert time.monotonic() < deadline, "the run never reached the point to kill it at"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def visible_partitions(pipeline: Pipeline, day: str) -> list[Path]:
+    return sorted(pipeline.data_dir.glob(f"postgres/*/{day}/*")) + sorted(pipeline.data_dir.glob(f"csv/{day}/*"))
+
+
+def ledger_status(pipeline: Pipeline, day: str) -> str:
+    return pipeline.nw("--date", day, "status").stdout
+
+
+# 1. SIGKILL during extract-postgres --------------------------------------------------
+
+
+def test_sigkill_during_extract_leaves_nothing_visible_and_a_rerun_succeeds(pipeline: Pipeline) -> None:
+    day = "2024-04-01"
+    staging = pipeline.data_dir / ".staging" / "extract-postgres" / day
+    proc = start(pipeline, "--date", day, "run", "extract-postgres")
+    kill_group_when(proc, lambda: staging.exists() and any(staging.iterdir()))
+    assert visible_partitions(pipeline, day) == []
+    assert not (pipeline.data_dir / "_manifests" / day).exists()
+    assert "extract-postgres not run" in ledger_status(pipeline, day)
+    pipeline.run_ok("extract-postgres", day)
+    assert "extract-postgres success" in ledger_status(pipeline, day)
+    assert len(list(pipeline.data_dir.glob(f"postgres/*/{day}/*.manifest.json"))) >= 13
+
+
+# 2. SIGKILL during load --------------------------------------------------------------
+
+
+def test_sigkill_during_load_keeps_the_old_or_the_new_day_never_a_mix(pipeline: Pipeline, tmp_path: Path) -> None:
+    day = "2024-04-02"
+    pipeline.run_ok("extract-postgres", day)
+    pipeline.run_ok("extract-csv", day)
+    pipeline.run_ok("load", day)
+    old = 2155
+    shorter = tmp_path / "order_details.csv"
+    shorter.write_text("\n".join(SOURCE_CSV.read_text().splitlines()[:1001]) + "\n")  # 1000 lines: the "new" day
+    pipeline.run_ok("extract-csv", day, extra_env={"TAP_CSV_FILE_PATH": str(shorter)})
+
+    def day_state() -> tuple[int, int]:
+        with pipeline.analytics() as conn:
+            return conn.execute(
+                "SELECT count(*), count(DISTINCT _load_id) FROM raw.order_details WHERE _day = %s", [day]
+            ).fetchone()
+
+    intent = pipeline.data_dir / ".staging" / "load" / day / "intent.json"
+    for delay in (0.0, 0.5, 1.5):  # kill at different points: tap start, mid-load, publish
+        proc = start(pipeline, "--date", day, "run", "load")
+        kill_group_when(proc, lambda: intent.exists())
+        time.sleep(delay)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        rows, loads = day_state()
+        assert (rows, loads) in ((old, 1), (1000, 1)), "analytics must hold the old day or the new one"
+    pipeline.run_ok("load", day)
+    assert day_state() == (1000, 1)
+
+
+# 3. Source down, wrong password ------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", ["wrong-password", "server-down"])
+def test_unreachable_source_names_step_and_host_and_hides_the_password(pipeline: Pipeline, fault: str) -> None:
+    from conftest import free_port
+
+    secret = "s3cret-Wrong-pw-4711"
+    port = pipeline.env["SOURCE_PG_PORT"] if fault == "wrong-password" else str(free_port())
+    result = pipeline.run(
+        "extract-postgres", "2024-04-03", extra_env={"SOURCE_PG_PASSWORD": secret, "SOURCE_PG_PORT": port}
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "FAILED: step 'extract-postgres' for 2024-04-03" in result.stderr
+    assert f"Check the source database postgresql://northwind_reader@127.0.0.1:{port}/northwind" in result.stderr
+    assert ("password authentication failed" if fault == "wrong-password" else "Connection refused") in output
+    assert secret not in output
+    assert secret not in ledger_status(pipeline, "2024-04-03")
+    for log in (pipeline.data_dir / "logs").rglob("*.log"):
+        assert secret not in log.read_text(), log
+    assert secret.encode() not in (pipeline.data_dir / "ledger.sqlite").read_bytes()
+
+
+# 4 and 5. CSV inputs: refused with file and line, or accepted ------------------------
+
+BAD_CSVS = {
+    "extra column": (f"{HEADER},note\n10248,11,14,12,0,x\n", "line 1 (header): unexpected column(s) ['note']"),
+    "missing column": (
+        "order_id,product_id,unit_price,quantity\n10248,11,14,12\n",
+        "line 1 (header): missing column(s) ['discount']",
+    ),
+    "non-numeric quantity": (
+        f"{HEADER}\n10248,11,14,12,0\n10248,42,9.8,ten,0\n",
+        "line 3, column 'quantity': 'ten' is not an integer",
+    ),
+    "empty file": ("", "the file is empty"),
+    "only a header": (f"{HEADER}\n", "only a header line, no data rows"),
+    "invalid UTF-8": (f"{HEADER}\n10248,11,14,12,0\n10248,42,9.8,1\udcff0,0\n", "line 3: invalid UTF-8 byte(s)"),
+    "short row": (f"{HEADER}\n10248,11,14,12,0\n10248,42,9.8\n", "line 3: Expected 5 columns, got 3"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CSVS))
+def test_bad_csv_is_rejected_with_file_and_line_and_no_partition(pipeline: Pipeline, tmp_path: Path, case) -> None:
+    content, message = BAD_CSVS[case]
+    path = tmp_path / "order_details.csv"
+    path.write_bytes(content.encode("utf-8", "surrogateescape"))
+    day = "2024-04-04"
+    result = pipeline.run("extract-csv", day, extra_env={"TAP_CSV_FILE_PATH": str(path)})
+    assert result.returncode != 0
+    assert f"{path}: {message}" in result.stderr, result.stderr[-2000:]
+    assert not (pipeline.data_dir / "csv" / day).exists()
+    assert not (pipeline.data_dir / "_manifests" / day / "extract-csv.json").exists()
+
+
+def test_bom_crlf_and_quoted_fields_are_accepted_with_the_same_values(pipeline: Pipeline, tmp_path: Path) -> None:
+    lines = SOURCE_CSV.read_text().splitlines()
+    quoted = [lines[0]] + [",".join(f'"{v}"' for v in line.split(",")) for line in lines[1:]]
+    path = tmp_path / "order_details.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(quoted).encode() + b"\r\n")
+    pipeline.run_ok("extract-csv", "2024-04-05", extra_env={"TAP_CSV_FILE_PATH": str(path)})
+    pipeline.run_ok("extract-csv", "2024-04-06")
+    odd = pq.read_table(pipeline.data_dir / "csv" / "2024-04-05" / "order_details.parquet")
+    plain = pq.read_table(pipeline.data_dir / "csv" / "2024-04-06" / "order_details.parquet")
+    assert odd.num_rows == len(lines) - 1
+    assert odd.equals(plain)
+
+
+def test_a_comma_inside_a_quoted_number_is_not_a_number(pipeline: Pipeline, tmp_path: Path) -> None:
+    path = tmp_path / "order_details.csv"
+    path.write_text(f'{HEADER}\n10248,11,"1,4",12,0\n')
+    result = pipeline.run("extract-csv", "2024-04-07", extra_env={"TAP_CSV_FILE_PATH": str(path)})
+    assert result.returncode != 0
+    assert f"{path}: line 2, column 'unit_price': '1,4' is not a number" in result.stderr
+
+
+# 6. Damaged step-1 files -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def extracted_day(pipeline: Pipeline) -> str:
+    day = "2024-04-08"
+    pipeline.run_ok("extract-postgres", day)
+    pipeline.run_ok("extract-csv", day)
+    return day
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _corrupt(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [(_truncate, "checksum mismatch"), (_corrupt, "checksum mismatch"), ("rows", "row count mismatch")],
+)
+def test_load_refuses_a_damaged_partition_and_names_the_file(
+    pipeline: Pipeline, extracted_day: str, damage, message: str
+) -> None:
+    day = extracted_day
+    target = pipeline.data_dir / "postgres" / "orders" / day / "orders.parquet"
+    manifest_path = target.with_name("orders.manifest.json")
+    original, original_manifest = target.read_bytes(), manifest_path.read_text()
+    try:
+        if damage == "rows":
+            manifest = json.loads(original_manifest)
+            manifest["rows"] += 1
+            manifest_path.write_text(json.dumps(manifest))
+        else:
+            damage(target)
+        result = pipeline.run("load", day)
+        assert result.returncode != 0
+        assert f"{message}" in result.stderr and str(target) in result.stderr, result.stderr[-2000:]
+        assert f"make run DATE={day} JOB=extract-postgres" in result.stderr
+    finally:
+        target.write_bytes(original)
+        manifest_path.write_text(original_manifest)
+
+
+# 7. Two runs of the same step and day at once ---------------------------------------
+
+
+def test_a_second_concurrent_run_of_the_same_step_and_day_fails_clearly(pipeline: Pipeline) -> None:
+    day = "2024-04-09"
+    staging = pipeline.data_dir / ".staging" / "extract-postgres" / day
+    first = start(pipeline, "--date", day, "run", "extract-postgres")
+    deadline = time.monotonic() + 120
+    while not staging.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    second = pipeline.run("extract-postgres", day)
+    output, _ = first.communicate(timeout=600)
+    assert first.returncode == 0, output[-3000:]
+    assert second.returncode != 0
+    assert f"run-extract-postgres for {day} is already running" in second.stderr
+    # And behind the wrapper, two plain `meltano run`s are kept apart by the target's lock.
+    proc = subprocess.Popen(
+        [str(PROJECT / ".venv" / "bin" / "meltano"), "run", "extract-postgres"],
+        env={**pipeline.env, "RUN_DATE": day},
+        cwd=PROJECT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    rival = pipeline.meltano("run", "extract-postgres", day=day)
+    proc.communicate(timeout=600)
+    assert proc.returncode == 0 or rival.returncode == 0
+    pipeline.run_ok("extract-csv", day)
+    pipeline.run_ok("load", day)  # the gate re-verifies every file: nothing was corrupted
+
+
+# 9 and 10. Schema drift and a new table ---------------------------------------------
+
+
+def test_added_column_and_new_table_flow_through_and_a_dropped_column_is_kept_as_null(pipeline: Pipeline) -> None:
+    with admin(pipeline) as conn:
+        conn.execute("ALTER TABLE shippers ADD COLUMN IF NOT EXISTS rating smallint DEFAULT 5")
+        conn.execute("CREATE TABLE IF NOT EXISTS warehouses (warehouse_id smallint PRIMARY KEY, city text)")
+        conn.execute("INSERT INTO warehouses VALUES (1, 'Lyon'), (2, 'Graz') ON CONFLICT DO NOTHING")
+    try:
+        day = "2024-04-10"
+        pipeline.run_ok("daily", day)
+        assert "rating" in pq.read_schema(pipeline.data_dir / "postgres" / "shippers" / day / "shippers.parquet").names
+        assert pq.read_table(pipeline.data_dir / "postgres" / "warehouses" / day / "warehouses.parquet").num_rows == 2
+        with pipeline.analytics() as conn:
+            assert conn.execute("SELECT DISTINCT rating FROM raw.shippers WHERE _day = %s", [day]).fetchall() == [(5,)]
+            assert conn.execute("SELECT count(*) FROM raw.warehouses WHERE _day = %s", [day]).fetchone() == (2,)
+        with admin(pipeline) as conn:
+            conn.execute("ALTER TABLE shippers DROP COLUMN rating")
+        later = "2024-04-11"
+        pipeline.run_ok("daily", later)
+        with pipeline.analytics() as conn:
+            assert conn.execute("SELECT DISTINCT rating FROM raw.shippers WHERE _day = %s", [later]).fetchall() == [
+                (None,)
+            ]
+            assert conn.execute("SELECT DISTINCT rating FROM raw.shippers WHERE _day = %s", [day]).fetchall() == [(5,)]
+    finally:
+        with admin(pipeline) as conn:
+            conn.execute("ALTER TABLE shippers DROP COLUMN IF EXISTS rating")
+            conn.execute("DROP TABLE IF EXISTS warehouses")
+
+
+# 11. The disk fills up during a write ------------------------------------------------
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_a_full_disk_fails_the_step_and_leaves_no_partial_partition(pipeline: Pipeline, tmp_path: Path) -> None:
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount)], check=True)
+    try:
+        day = "2024-04-12"
+        result = pipeline.run("extract-postgres", day, extra_env={"NW_DATA_DIR": str(mount)})
+        output = result.stdout + result.stderr
+        assert result.returncode != 0
+        assert "No space left on device" in output
+        assert list(mount.glob(f"postgres/*/{day}/*")) == []
+        assert not (mount / "_manifests" / day / "extract-postgres.json").exists()
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+# 12. Secrets -------------------------------------------------------------------------
+
+
+def test_no_password_in_config_and_env_file_is_ignored_and_extraction_is_read_only(pipeline: Pipeline) -> None:
+    texts = [
+        PROJECT / "meltano.yml",
+        *(PROJECT / "plugins").glob("*.meltano.yml"),
+        PROJECT / "docker-compose.yml",
+        PROJECT / "transform" / "profiles.yml",
+    ]
+    for path in texts:
+        for secret in (pipeline.env["SOURCE_PG_PASSWORD"], pipeline.env["ANALYTICS_PG_PASSWORD"], "change-me"):
+            assert secret not in path.read_text(), path
+    ignored = subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=PROJECT)
+    assert ignored.returncode == 0, ".env must be gitignored"
+    with pipeline.source() as conn:
+        for statement in (
+            "INSERT INTO region VALUES (99, 'x')",
+            "CREATE TABLE intruder (id int)",
+            "UPDATE orders SET freight = 0",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
