@@ -96,7 +96,9 @@ def _run_job(job: str, day: dt.date) -> int:
     with (
         log_path.open("w") as log,
         subprocess.Popen(
-            ["meltano", "run", job],
+            # --force: our per-day flocks guard concurrency precisely (released when a process
+            # dies), where Meltano's own guard would block a rerun after a kill for minutes.
+            ["meltano", "run", "--force", job],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -114,6 +114,8 @@ def pipeline() -> Iterator[Pipeline]:
         "PATH": f"{PROJECT / '.venv' / 'bin'}:{os.environ['PATH']}",
         "NW_PGDATA": str(root / "pgdata"),
         "NW_DATA_DIR": str(root / "data"),
+        # Meltano's own run records, private too: killed test runs must not linger in the project's.
+        "MELTANO_DATABASE_URI": f"sqlite:///{root / 'meltano.db'}",
         "PG_PORT": port,
         "SOURCE_PG_HOST": "127.0.0.1",
         "SOURCE_PG_PORT": port,
