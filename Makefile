@@ -71,7 +71,8 @@ format: $(INSTALLED)
 
 # A local Airflow (scheduler, API server and UI on http://localhost:8080) against the
 # embedded Postgres. The admin password is printed at start-up.
-AIRFLOW_ENV := AIRFLOW_HOME=$(CURDIR)/.airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/orchestrate/dags \
+AIRFLOW_ENV := PATH=$(CURDIR)/$(AIRFLOW_VENV)/bin:$(PATH) AIRFLOW_HOME=$(CURDIR)/.airflow \
+	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/orchestrate/dags \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False NW_PROJECT_ROOT=$(CURDIR)
 
 airflow: db airflow-install

@@ -24,7 +24,7 @@ from collections import deque
 
 from northwind_elt import ledger, settings
 from northwind_elt.day import DAY_ENV, STEPS, DayLayout, InvalidDay, parse_day, rerun_command
-from northwind_elt.locks import AlreadyRunning, step_lock
+from northwind_elt.locks import AlreadyRunning, plugin_lock, step_lock
 
 JOB_STEPS = {step: (step,) for step in STEPS} | {"daily": STEPS}
 
@@ -68,6 +68,7 @@ _CAUSE_PATTERNS = (
     re.compile(r"(?:ERROR: |CsvContractError: |GateRefused: )(.+)"),
     re.compile(r"((?:connection to server|could not connect|password authentication failed|FATAL:).+)"),
     re.compile(r"\b(\w+(?:Error|Exception): .+)"),
+    re.compile(r"\[error\s*\] meltano\s+((?!Block run completed).+)"),
 )
 _CONNECTION_TROUBLE = re.compile(r"connection|connect|password authentication|timeout expired|Name or service", re.I)
 
@@ -135,10 +136,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     day = DayLayout.current().day
     jobs = list(STEPS[STEPS.index(args.from_step) :]) if args.from_step else [args.job or "daily"]
     layout = DayLayout.current()
+    steps = sorted({s for job in jobs for s in JOB_STEPS[job]})
     with contextlib.ExitStack() as held:
         # One run per step and day: a second one fails at once instead of interleaving.
-        for step in sorted({s for job in jobs for s in JOB_STEPS[job]}):
+        for step in steps:
             held.enter_context(step_lock(layout, f"run-{step}"))
+        # Meltano keeps one run directory per plugin (catalog, config), shared by all days:
+        # runs of the same job for other days wait their turn. Sorted order: no deadlock.
+        for step in steps:
+            held.enter_context(plugin_lock(step))
         for job in jobs:
             print(f"==> {job} for {day}", flush=True)
             code = _run_job(job, day)
@@ -162,7 +168,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         rows = "" if not entry or entry["rows"] is None else entry["rows"]
         seconds = "" if not entry or entry["duration_s"] is None else f"{entry['duration_s']:.1f}"
         finished = entry["finished_at"] if entry else ""
-        error = (entry["error"] or "").strip().splitlines()[-1][:80] if entry and entry["error"] else ""
+        error = (entry["error"] or "").strip().splitlines()[0][:100] if entry and entry["error"] else ""
         print(f"{step:<17}{status:<9}{rows!s:>8}{seconds:>9}  {finished:<22}{error}")
     if first_not_done is None:
         print("All steps done.")

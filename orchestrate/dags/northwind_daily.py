@@ -19,8 +19,10 @@ from airflow.sdk import DAG
 
 PROJECT_ROOT = Path(os.environ.get("NW_PROJECT_ROOT") or Path(__file__).resolve().parents[2])
 NW = os.environ.get("NW_BIN") or str(PROJECT_ROOT / ".venv" / "bin" / "nw")
-# Catchup creates one run per day from here on once the DAG is unpaused.
 START_DATE = pendulum.parse(os.environ.get("NW_DAG_START_DATE", "2024-01-01"), tz="UTC")
+# With catchup on, unpausing the DAG creates one run for every day since START_DATE.
+# Off by default, so unpausing runs only the current day; past days are backfilled.
+CATCHUP = os.environ.get("NW_DAG_CATCHUP", "false").lower() in ("1", "true", "yes")
 
 default_args = {
     "owner": "northwind-elt",
@@ -45,7 +47,7 @@ with DAG(
     description="Extract Northwind (Postgres + CSV) to Parquet, load to analytics, dbt build, export",
     schedule="@daily",
     start_date=START_DATE,
-    catchup=True,
+    catchup=CATCHUP,
     max_active_runs=1,
     default_args=default_args,
     tags=["northwind", "meltano"],
