@@ -46,11 +46,10 @@ def airflow_home(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -
     return home
 
 
-@pytest.fixture(scope="module")
-def dag_description(pipeline: Pipeline, airflow_home: Path) -> dict:
+def describe_dag(pipeline: Pipeline, airflow_home: Path, **extra_env: str) -> dict:
     result = subprocess.run(
         [AIRFLOW_BIN / "python", PROJECT / "tests" / "dag_probe.py", str(DAGS)],
-        env=airflow_env(pipeline, airflow_home),
+        env={**airflow_env(pipeline, airflow_home), **extra_env},
         capture_output=True,
         text=True,
         timeout=300,
@@ -59,10 +58,19 @@ def dag_description(pipeline: Pipeline, airflow_home: Path) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.fixture(scope="module")
+def dag_description(pipeline: Pipeline, airflow_home: Path) -> dict:
+    return describe_dag(pipeline, airflow_home)
+
+
 def test_dag_imports_without_errors(dag_description: dict) -> None:
     assert dag_description["import_errors"] == {}
     assert dag_description["dags"] == ["northwind_daily"]
-    assert dag_description["catchup"] is True
+
+
+def test_catchup_is_opt_in(pipeline: Pipeline, airflow_home: Path, dag_description: dict) -> None:
+    assert dag_description["catchup"] is False
+    assert describe_dag(pipeline, airflow_home, NW_DAG_CATCHUP="true")["catchup"] is True
 
 
 def test_task_graph_is_two_parallel_extracts_then_load_transform_export(dag_description: dict) -> None:
