@@ -74,27 +74,22 @@ class Pipeline:
             timeout=600,
         )
 
-    def analytics(self) -> psycopg.Connection:
+    def _connect(self, prefix: str) -> psycopg.Connection:
         e = self.env
         return psycopg.connect(
-            host=e["ANALYTICS_PG_HOST"],
-            port=e["ANALYTICS_PG_PORT"],
-            user=e["ANALYTICS_PG_USER"],
-            password=e["ANALYTICS_PG_PASSWORD"],
-            dbname=e["ANALYTICS_PG_DATABASE"],
+            host=e[f"{prefix}_HOST"],
+            port=e[f"{prefix}_PORT"],
+            user=e[f"{prefix}_USER"],
+            password=e[f"{prefix}_PASSWORD"],
+            dbname=e[f"{prefix}_DATABASE"],
             autocommit=True,
         )
 
+    def analytics(self) -> psycopg.Connection:
+        return self._connect("ANALYTICS_PG")
+
     def source(self) -> psycopg.Connection:
-        e = self.env
-        return psycopg.connect(
-            host=e["SOURCE_PG_HOST"],
-            port=e["SOURCE_PG_PORT"],
-            user=e["SOURCE_PG_USER"],
-            password=e["SOURCE_PG_PASSWORD"],
-            dbname=e["SOURCE_PG_DATABASE"],
-            autocommit=True,
-        )
+        return self._connect("SOURCE_PG")
 
     def output(self, day: str, suffix: str) -> Path:
         return self.data_dir / "output" / day / f"orders_with_details.{suffix}"

@@ -41,14 +41,10 @@ def _stage(layout: DayLayout, step: str, tables: dict[str, pa.Table]) -> None:
 @pytest.fixture(autouse=True, scope="module")
 def published_day():
     """The day this module published, in force while its tests run."""
-    saved = {k: os.environ.get(k) for k in ("RUN_DATE", "NW_DATA_DIR")}
-    os.environ.update(DAY_ENV)
-    yield
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in DAY_ENV.items():
+            env.setenv(key, value)
+        yield
 
 
 def _publish_sample_day(data_dir: Path) -> None:
