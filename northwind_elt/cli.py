@@ -21,6 +21,7 @@ import re
 import subprocess
 import sys
 from collections import deque
+from pathlib import Path
 
 from northwind_elt import ledger, settings
 from northwind_elt.day import DAY_ENV, STEPS, DayLayout, InvalidDay, parse_day, rerun_command
@@ -87,6 +88,12 @@ def _connection_hint(step: str) -> str:
     return f"the analytics database {settings.analytics_pg().describe()} (ANALYTICS_PG_* in .env)"
 
 
+def _meltano() -> str:
+    """The meltano installed beside this interpreter (the project's venv), whatever PATH says."""
+    beside = Path(sys.executable).parent / "meltano"
+    return str(beside) if beside.exists() else "meltano"
+
+
 def _run_job(job: str, day: dt.date) -> int:
     """One `meltano run`, output streamed and kept in a log; a failure is pinned on its step."""
     started = ledger.now()
@@ -99,7 +106,7 @@ def _run_job(job: str, day: dt.date) -> int:
         subprocess.Popen(
             # --force: our per-day flocks guard concurrency precisely (released when a process
             # dies), where Meltano's own guard would block a rerun after a kill for minutes.
-            ["meltano", "run", "--force", job],
+            [_meltano(), "run", "--force", job],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -40,12 +40,12 @@ def prepare(rows: int, source_db: str, analytics_db: str) -> None:
             """
             CREATE TABLE order_lines AS
             SELECT g AS line_id,
-                   (g % 11000)::smallint AS order_id,
-                   (g % 77)::smallint AS product_id,
-                   (g % 1000)::real / 10 AS unit_price,
-                   (g % 50)::smallint AS quantity,
-                   ((g % 5) * 0.05)::real AS discount,
-                   DATE '1996-07-04' + (g % 700) AS order_date,
+                   (g %% 11000)::smallint AS order_id,
+                   (g %% 77)::smallint AS product_id,
+                   (g %% 1000)::real / 10 AS unit_price,
+                   (g %% 50)::smallint AS quantity,
+                   ((g %% 5) * 0.05)::real AS discount,
+                   DATE '1996-07-04' + (g %% 700) AS order_date,
                    md5(g::text) AS note
             FROM generate_series(1, %s) AS g
             """,
