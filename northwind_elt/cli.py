@@ -165,7 +165,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     layout = DayLayout.current()
     entries = ledger.latest(layout.day)
     print(f"Day {layout.iso}")
-    print(f"{'step':<17}{'status':<9}{'rows':>8}{'seconds':>9}  finished (UTC)        error")
+    print(f"{'step':<17}{'status':<9}{'rows':>8}{'seconds':>9}  {'finished (UTC)':<27}error")
     first_not_done = None
     for step in STEPS:
         entry = entries.get(step)
@@ -176,7 +176,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         seconds = "" if not entry or entry["duration_s"] is None else f"{entry['duration_s']:.1f}"
         finished = entry["finished_at"] if entry else ""
         error = (entry["error"] or "").strip().splitlines()[0][:100] if entry and entry["error"] else ""
-        print(f"{step:<17}{status:<9}{rows!s:>8}{seconds:>9}  {finished:<22}{error}")
+        print(f"{step:<17}{status:<9}{rows!s:>8}{seconds:>9}  {finished:<27}{error}")
     if first_not_done is None:
         print("All steps done.")
     else:
