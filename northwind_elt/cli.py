@@ -18,10 +18,12 @@ import datetime as dt
 import functools
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from collections import deque
 from pathlib import Path
+from typing import IO
 
 from northwind_elt import ledger, settings
 from northwind_elt.day import DAY_ENV, STEPS, DayLayout, InvalidDay, parse_day, rerun_command
@@ -94,32 +96,67 @@ def _meltano() -> str:
     return str(beside) if beside.exists() else "meltano"
 
 
+class _RunLog:
+    """The run's log file; a full disk stops the logging, never the run or its report."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle: IO[str] | None = path.open("w")
+        except OSError as err:
+            self._stop(err)
+
+    def _stop(self, err: OSError) -> None:
+        self._handle = None
+        print(f"(log {self.path} not written: {err})", file=sys.stderr)
+
+    def write(self, line: str) -> None:
+        if self._handle is not None:
+            try:
+                self._handle.write(line)
+            except OSError as err:
+                self._stop(err)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                self._handle.close()
+
+
+def _hint(step: str, cause: str | None) -> str:
+    if not cause:
+        return ""
+    if "No space left on device" in cause:
+        return f"\nFree space on the disk holding {settings.data_dir()}."
+    if _CONNECTION_TROUBLE.search(cause):
+        return f"\nCheck {_connection_hint(step)}."
+    return ""
+
+
 def _run_job(job: str, day: dt.date) -> int:
     """One `meltano run`, output streamed and kept in a log; a failure is pinned on its step."""
     started = ledger.now()
-    log_path = settings.data_dir() / "logs" / day.isoformat() / f"{job}-{started:%Y%m%dT%H%M%S}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = _RunLog(settings.data_dir() / "logs" / day.isoformat() / f"{job}-{started:%Y%m%dT%H%M%S}.log")
     tail: deque[str] = deque(maxlen=60)
     env = {**os.environ, DAY_ENV: day.isoformat()}
-    with (
-        log_path.open("w") as log,
-        subprocess.Popen(
-            # --force: our per-day flocks guard concurrency precisely (released when a process
-            # dies), where Meltano's own guard would block a rerun after a kill for minutes.
-            [_meltano(), "run", "--force", job],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd=settings.project_root(),
-        ) as proc,
-    ):
+    with subprocess.Popen(
+        # --force: our per-day flocks guard concurrency precisely (released when a process
+        # dies), where Meltano's own guard would block a rerun after a kill for minutes.
+        [_meltano(), "run", "--force", job],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=settings.project_root(),
+    ) as proc:
         assert proc.stdout is not None
         for raw_line in proc.stdout:
             line = ledger.redact(raw_line)  # no password reaches the terminal or the log
             sys.stdout.write(line)
             log.write(line)
             tail.append(line)
+    log.close()
     if proc.returncode == 0:
         return 0
     failed = next((s for s in JOB_STEPS[job] if not ledger.success_since(day, s, started)), JOB_STEPS[job][-1])
@@ -127,12 +164,14 @@ def _run_job(job: str, day: dt.date) -> int:
     latest = ledger.latest(day).get(failed)
     if not (latest and latest["status"] == "failed" and latest["finished_at"] >= started.isoformat(timespec="seconds")):
         error = f"{cause}\n---\n" if cause else ""
-        ledger.record(day, failed, "failed", started_at=started, error=error + "".join(tail)[-3000:])
-    where = f"\nCheck {_connection_hint(failed)}." if cause and _CONNECTION_TROUBLE.search(cause) else ""
+        try:
+            ledger.record(day, failed, "failed", started_at=started, error=error + "".join(tail)[-3000:])
+        except (OSError, sqlite3.Error) as err:
+            print(f"(ledger {ledger.ledger_path()} not updated: {err})", file=sys.stderr)
     print(
         f"\nFAILED: step '{failed}' for {day} (meltano run {job} exited {proc.returncode}).\n"
-        + (f"Cause: {cause}{where}\n" if cause else "")
-        + f"Full log: {log_path}\n"
+        + (f"Cause: {cause}{_hint(failed, cause)}\n" if cause else "")
+        + f"Full log: {log.path}\n"
         f"Fix the cause, then rerun from that step: make run DATE={day} FROM={failed}",
         file=sys.stderr,
     )

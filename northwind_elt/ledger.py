@@ -88,12 +88,16 @@ def latest(day: dt.date) -> dict[str, dict[str, Any]]:
     """The most recent attempt of each step of the day."""
     if not ledger_path().exists():
         return {}
-    with closing(_connect()) as conn:
+    # Read-only and without DDL: status must work on a full disk too.
+    with closing(sqlite3.connect(f"file:{ledger_path()}?mode=ro", uri=True, timeout=30)) as conn:
         conn.row_factory = sqlite3.Row
-        rows = conn.execute(
-            "SELECT * FROM runs WHERE id IN (SELECT max(id) FROM runs WHERE day = ? GROUP BY step)",
-            (day.isoformat(),),
-        ).fetchall()
+        try:
+            rows = conn.execute(
+                "SELECT * FROM runs WHERE id IN (SELECT max(id) FROM runs WHERE day = ? GROUP BY step)",
+                (day.isoformat(),),
+            ).fetchall()
+        except sqlite3.OperationalError:  # an empty file: the schema was never written
+            return {}
     return {row["step"]: dict(row) for row in rows}
 
 

@@ -312,6 +312,8 @@ def test_a_full_disk_fails_the_step_and_leaves_no_partial_partition(pipeline: Pi
         output = result.stdout + result.stderr
         assert result.returncode != 0
         assert "No space left on device" in output
+        assert f"FAILED: step 'extract-postgres' for {day}" in result.stderr
+        assert f"Free space on the disk holding {mount}" in result.stderr
         assert list(mount.glob(f"postgres/*/{day}/*")) == []
         assert not (mount / "_manifests" / day / "extract-postgres.json").exists()
     finally:
