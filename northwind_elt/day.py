@@ -97,6 +97,10 @@ class DayLayout:
         """Private work area of one step and day; never read by another step."""
         return self.data_dir / ".staging" / name / self.iso
 
+    def staged_marker(self, step: str) -> Path:
+        """Written last by target-parquet: the staging area of `step` holds finished files."""
+        return self.staging_dir(step) / "_staged.json"
+
     def output_file(self, suffix: str) -> Path:
         return self.data_dir / "output" / self.iso / f"{MART}.{suffix}"
 

@@ -16,8 +16,6 @@ from northwind_elt.day import EXTRACT_STEPS, DayLayout, rerun_command
 from northwind_elt.files import atomic_write_json, describe_parquet, read_json
 from northwind_elt.locks import step_lock
 
-STAGED_MARKER = "_staged.json"
-
 
 class PublishError(RuntimeError):
     pass
@@ -27,7 +25,7 @@ def publish_extract(layout: DayLayout, step: str) -> int:
     """Move the staged files of `step` into their partitions; manifests are written last."""
     dataset = EXTRACT_STEPS[step]
     staging = layout.staging_dir(step)
-    marker = staging / STAGED_MARKER
+    marker = layout.staged_marker(step)
     if not marker.exists():
         raise PublishError(
             f"{step} for {layout.iso}: nothing complete to publish ({marker} is missing, so "

@@ -22,7 +22,6 @@ class ParquetSink(BatchSink):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.arrow_schema = arrow_schema(self.schema)
-        self.rows_written = 0
         self._writer: pq.ParquetWriter | None = None
 
     @property
@@ -45,7 +44,6 @@ class ParquetSink(BatchSink):
             self._writer = pq.ParquetWriter(self.temp_path, self.arrow_schema, compression="zstd")
         if table.num_rows:
             self._writer.write_table(table)
-            self.rows_written += table.num_rows
 
     def process_batch(self, context: dict) -> None:
         self._append(records_to_table(context["records"], self.arrow_schema))

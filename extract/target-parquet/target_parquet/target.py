@@ -21,8 +21,6 @@ from northwind_elt.files import atomic_write_json, parquet_rows
 from northwind_elt.locks import AlreadyRunning, step_lock
 from target_parquet.sinks import ParquetSink
 
-STAGED_MARKER = "_staged.json"
-
 
 class TargetParquet(Target):
     name = "target-parquet"
@@ -51,7 +49,7 @@ class TargetParquet(Target):
         staging = Path(self.config["staging_dir"])
         tables = {path.stem: parquet_rows(path) for path in sorted(staging.glob("*.parquet"))}
         atomic_write_json(
-            Path(self.config["staging_dir"]) / STAGED_MARKER,
+            self.layout.staged_marker(self.config["step"]),
             {
                 "day": self.layout.iso,
                 "step": self.config["step"],
