@@ -7,7 +7,6 @@ in file paths, so it is validated strictly before anything is written.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ _DAY_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # The steps of a day, in order. Step-1 steps produce files; the rest build on them.
 EXTRACT_STEPS = {"extract-postgres": "postgres", "extract-csv": "csv"}
 STEPS = ("extract-postgres", "extract-csv", "load", "transform", "export")
+LOAD_STEP = "load"
 CSV_TABLE = "order_details"
 MART = "orders_with_details"
 
@@ -101,14 +101,15 @@ class DayLayout:
         """Written last by target-parquet: the staging area of `step` holds finished files."""
         return self.staging_dir(step) / "_staged.json"
 
+    def load_intent(self) -> Path:
+        """Written by tap-parquet before its first record: load id and rows per table."""
+        return self.staging_dir(LOAD_STEP) / "intent.json"
+
     def output_file(self, suffix: str) -> Path:
         return self.data_dir / "output" / self.iso / f"{MART}.{suffix}"
 
     def lock_file(self, step: str) -> Path:
         return self.data_dir / ".locks" / f"{step}-{self.iso}.lock"
-
-    def dbt_vars(self) -> str:
-        return json.dumps({"day": self.iso})
 
 
 def rerun_command(step: str, day: dt.date) -> str:

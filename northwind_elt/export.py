@@ -26,6 +26,8 @@ class ExportError(RuntimeError):
 def export_day(layout: DayLayout) -> int:
     started = ledger.now()
     with psycopg.connect(settings.analytics_pg().conninfo()) as conn:
+        # One snapshot for both files, even if dbt rebuilds the mart meanwhile.
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         columns = [
             r[0]
             for r in conn.execute(
@@ -45,7 +47,11 @@ def export_day(layout: DayLayout) -> int:
             sql.Literal(layout.day),
             sql.SQL(", ").join(map(sql.Identifier, ORDER)),
         )
-        rows = conn.execute(sql.SQL("SELECT count(*) FROM ({}) q").format(query)).fetchone()[0]
+        rows, json_text = conn.execute(
+            sql.SQL("SELECT count(*), string_agg(row_to_json(q)::text, E',\\n' ORDER BY {}) FROM ({}) q").format(
+                sql.SQL(", ").join(sql.Identifier("q", c) for c in ORDER), query
+            )
+        ).fetchone()
         if rows == 0:
             raise ExportError(
                 f"export for {layout.iso}: {MART_SCHEMA}.{MART} has no rows for that day; "
@@ -55,11 +61,6 @@ def export_day(layout: DayLayout) -> int:
         with conn.cursor().copy(sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER)").format(query)) as copy:
             for block in copy:
                 csv_bytes += block
-        json_text = conn.execute(
-            sql.SQL("SELECT string_agg(row_to_json(q)::text, E',\\n' ORDER BY {}) FROM ({}) q").format(
-                sql.SQL(", ").join(sql.Identifier("q", c) for c in ORDER), query
-            )
-        ).fetchone()[0]
     atomic_write_bytes(layout.output_file("csv"), bytes(csv_bytes))
     atomic_write_bytes(layout.output_file("json"), f"[\n{json_text}\n]\n".encode())
     ledger.record(layout.day, EXPORT_STEP, "success", started_at=started, rows=rows)

@@ -51,21 +51,17 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def schema_summary(path: Path) -> list[dict[str, str]]:
-    schema = pq.read_schema(path)
-    return [{"name": field.name, "type": str(field.type)} for field in schema]
-
-
 def parquet_rows(path: Path) -> int:
     return pq.ParquetFile(path).metadata.num_rows
 
 
 def describe_parquet(path: Path) -> dict[str, Any]:
     """What a manifest records of a finished file: rows, schema and checksum."""
+    parquet = pq.ParquetFile(path)
     return {
         "file": path.name,
-        "rows": parquet_rows(path),
-        "schema": schema_summary(path),
+        "rows": parquet.metadata.num_rows,
+        "schema": [{"name": f.name, "type": str(f.type)} for f in parquet.schema_arrow],
         "sha256": sha256_of(path),
         "bytes": path.stat().st_size,
     }

@@ -16,12 +16,11 @@ import psycopg
 from psycopg import sql
 
 from northwind_elt import ledger, settings
-from northwind_elt.day import DayLayout, rerun_command
+from northwind_elt.day import LOAD_STEP, DayLayout, rerun_command
 from northwind_elt.files import read_json
 
 STAGING_SCHEMA = "raw_staging"
 RAW_SCHEMA = "raw"
-LOAD_STEP = "load"
 
 
 class LoadError(RuntimeError):
@@ -38,7 +37,7 @@ def _columns(conn: psycopg.Connection, schema: str, table: str) -> list[str]:
 
 
 def publish_load(layout: DayLayout) -> int:
-    intent_path = layout.staging_dir(LOAD_STEP) / "intent.json"
+    intent_path = layout.load_intent()
     if not intent_path.exists():
         raise LoadError(
             f"load for {layout.iso}: no load intent ({intent_path}); rerun: {rerun_command('load', layout.day)}"

@@ -9,12 +9,17 @@ from typing import Any
 import pyarrow as pa
 
 
-def _types_of(prop: dict[str, Any]) -> set[str]:
+def _declared_types(prop: dict[str, Any]) -> set[str]:
+    """Every type a property allows, "null" included, through anyOf."""
     declared = prop.get("type", [])
     types = {declared} if isinstance(declared, str) else set(declared)
     for option in prop.get("anyOf", []):
-        types |= _types_of(option)
-    return types - {"null"}
+        types |= _declared_types(option)
+    return types
+
+
+def _types_of(prop: dict[str, Any]) -> set[str]:
+    return _declared_types(prop) - {"null"}
 
 
 def arrow_type(prop: dict[str, Any]) -> pa.DataType:
@@ -41,14 +46,9 @@ def arrow_schema(json_schema: dict[str, Any]) -> pa.Schema:
     required = set(json_schema.get("required", []))
     fields = []
     for name, prop in json_schema.get("properties", {}).items():
-        nullable = "null" in _types_of_with_null(prop) or name not in required
+        nullable = "null" in _declared_types(prop) or name not in required
         fields.append(pa.field(name, arrow_type(prop), nullable=nullable))
     return pa.schema(fields)
-
-
-def _types_of_with_null(prop: dict[str, Any]) -> set[str]:
-    declared = prop.get("type", [])
-    return {declared} if isinstance(declared, str) else set(declared)
 
 
 def _convert(value: Any, type_: pa.DataType) -> Any:

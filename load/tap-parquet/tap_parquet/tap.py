@@ -20,12 +20,11 @@ from singer_sdk import typing as th
 from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
 
 from northwind_elt import ledger
-from northwind_elt.day import DayLayout
+from northwind_elt.day import LOAD_STEP, DayLayout
 from northwind_elt.files import atomic_write_json
 from northwind_elt.gate import GateRefused, Partition, verified_partitions
 from northwind_elt.locks import AlreadyRunning, step_lock
 
-LOAD_STEP = "load"
 BATCH_ROWS = 100_000
 
 
@@ -121,7 +120,7 @@ class TapParquet(Tap):
         try:
             with step_lock(self.layout, LOAD_STEP):
                 atomic_write_json(
-                    self.layout.staging_dir(LOAD_STEP) / "intent.json",
+                    self.layout.load_intent(),
                     {
                         "day": self.layout.iso,
                         "load_id": self.load_id,
