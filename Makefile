@@ -29,7 +29,7 @@ $(INSTALLED): pyproject.toml extract/*/pyproject.toml load/*/pyproject.toml
 	touch $@
 
 # Meltano installs every plugin, pinned in plugins/*.meltano.yml, into its own virtualenv.
-$(PLUGINS_INSTALLED): $(INSTALLED) meltano.yml plugins/*.meltano.yml extract/*/pyproject.toml load/*/pyproject.toml
+$(PLUGINS_INSTALLED): $(INSTALLED) meltano.yml plugins/*.meltano.yml pyproject.toml extract/*/pyproject.toml load/*/pyproject.toml
 	$(BIN)/meltano install
 	touch $@
 

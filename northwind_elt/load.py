@@ -1,30 +1,25 @@
-"""Publish a loaded day: swap the staged rows of day D into `raw` in one transaction.
+"""Swap a loaded day into `raw` in one transaction, and clear what a failed load left.
 
 target-postgres appends the day's rows, tagged with `_day` and `_load_id`, to tables in
-the `raw_staging` schema. This step checks that every table received exactly the rows
-the tap announced, then replaces D's rows in `raw` and clears D from staging, all in
-one transaction: readers see the old day or the new one, never a mix.
+the `raw_staging` schema. The commit checks that every table received exactly the rows
+the tap announced, then, in one transaction, replaces day D in every `raw` table (tables
+not in this load lose their D rows: the day is exactly this load) and clears D from
+staging. Readers see the old day or the new one, never a mix.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 
 import psycopg
 from psycopg import sql
 
-from northwind_elt import ledger, settings
-from northwind_elt.day import LOAD_STEP, DayLayout, rerun_command
-from northwind_elt.files import read_json
+from northwind_elt import settings
+from northwind_elt.errors import PipelineError
 
 STAGING_SCHEMA = "raw_staging"
 RAW_SCHEMA = "raw"
-
-
-class LoadError(RuntimeError):
-    pass
 
 
 def _columns(conn: psycopg.Connection, schema: str, table: str) -> list[str]:
@@ -36,23 +31,44 @@ def _columns(conn: psycopg.Connection, schema: str, table: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def publish_load(layout: DayLayout) -> int:
-    intent_path = layout.load_intent()
-    if not intent_path.exists():
-        raise LoadError(
-            f"load for {layout.iso}: no load intent ({intent_path}); rerun: {rerun_command('load', layout.day)}"
-        )
-    intent = read_json(intent_path)
-    load_id, day = intent["load_id"], layout.day
+def _day_tables(conn: psycopg.Connection, schema: str) -> list[str]:
+    """Tables of `schema` that hold days (have a _day column)."""
+    rows = conn.execute(
+        "SELECT table_name FROM information_schema.columns WHERE table_schema = %s AND column_name = '_day'"
+        " ORDER BY table_name",
+        [schema],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _lock_day(conn: psycopg.Connection, day: dt.date) -> None:
+    # One load of a day at a time; other days proceed in parallel.
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('northwind-load'), %s)", [day.toordinal()])
+
+
+def clear_staged_day(step: str, day: dt.date) -> int:
+    """Remove rows a failed attempt left in raw_staging for the day; returns rows removed."""
+    removed = 0
     with psycopg.connect(settings.analytics_pg().conninfo()) as conn:
-        # One publish per day at a time; other days proceed in parallel.
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('northwind-load'), %s)", [day.toordinal()])
+        _lock_day(conn, day)
+        for table in _day_tables(conn, STAGING_SCHEMA):
+            cur = conn.execute(
+                sql.SQL("DELETE FROM {} WHERE _day = %s").format(sql.Identifier(STAGING_SCHEMA, table)), [day]
+            )
+            removed += cur.rowcount
+    return removed
+
+
+def swap_day(step: str, day: dt.date, intent: dict) -> int:
+    load_id = intent["load_id"]
+    with psycopg.connect(settings.analytics_pg().conninfo()) as conn:
+        _lock_day(conn, day)
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(RAW_SCHEMA)))
         for table, expected in sorted(intent["tables"].items()):
             staged_cols = _columns(conn, STAGING_SCHEMA, table)
             if not staged_cols:
-                raise LoadError(
-                    f"load for {day}: table {STAGING_SCHEMA}.{table} is missing; target-postgres did not load it"
+                raise PipelineError(
+                    step, day, f"table {STAGING_SCHEMA}.{table} is missing; target-postgres did not load it"
                 )
             staged = sql.Identifier(STAGING_SCHEMA, table)
             raw = sql.Identifier(RAW_SCHEMA, table)
@@ -60,7 +76,7 @@ def publish_load(layout: DayLayout) -> int:
                 sql.SQL("SELECT count(*) FROM {} WHERE _load_id = %s").format(staged), [load_id]
             ).fetchone()[0]
             if got != expected:
-                raise LoadError(f"load for {day}: {STAGING_SCHEMA}.{table} received {got} rows, expected {expected}")
+                raise PipelineError(step, day, f"{STAGING_SCHEMA}.{table} received {got} rows, expected {expected}")
             conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (LIKE {})").format(raw, staged))
             raw_cols = set(_columns(conn, RAW_SCHEMA, table))
             for column in staged_cols:
@@ -68,7 +84,7 @@ def publish_load(layout: DayLayout) -> int:
                     col_type = conn.execute(
                         "SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
                         " WHERE attrelid = %s::regclass AND attname = %s",
-                        [f"{STAGING_SCHEMA}.{table}", column],
+                        [str(staged.as_string(conn)), column],
                     ).fetchone()[0]
                     conn.execute(
                         sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
@@ -82,6 +98,11 @@ def publish_load(layout: DayLayout) -> int:
                 [load_id],
             )
             conn.execute(sql.SQL("DELETE FROM {} WHERE _day = %s").format(staged), [day])
+        # The day is exactly this load: a table an earlier load of D had, and this one has
+        # not, loses its D rows in the same transaction.
+        for table in _day_tables(conn, RAW_SCHEMA):
+            if table not in intent["tables"] and not table.startswith("_"):
+                conn.execute(sql.SQL("DELETE FROM {} WHERE _day = %s").format(sql.Identifier(RAW_SCHEMA, table)), [day])
         conn.execute(
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {}._loaded_days (day date PRIMARY KEY, load_id text NOT NULL,"
@@ -95,7 +116,4 @@ def publish_load(layout: DayLayout) -> int:
             ).format(sql.Identifier(RAW_SCHEMA)),
             [day, load_id, json.dumps(intent["tables"])],
         )
-    shutil.rmtree(layout.staging_dir(LOAD_STEP), ignore_errors=True)
-    total = sum(intent["tables"].values())
-    ledger.record(day, LOAD_STEP, "success", started_at=dt.datetime.fromisoformat(intent["started_at"]), rows=total)
-    return total
+    return sum(intent["tables"].values())

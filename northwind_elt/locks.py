@@ -1,13 +1,26 @@
-"""Per step-and-day locks, so two runs of the same step for the same day never interleave."""
+"""Locks: one run per step and day, and one Meltano run per plugin set across days.
+
+Two kinds, because two kinds of process hold them:
+- `nw run` holds flocks (`filelock`) for as long as it runs: the kernel drops them when
+  the process dies, and `nw` releases them only once its children are gone.
+- A Meltano job's tasks are separate processes, so `begin` cannot hold a flock until
+  `commit`. It takes a *lease* instead: a file naming the `meltano run` process (the
+  tasks' parent) by pid and start time. `commit` releases it; if that process dies, the
+  lease is dead and the next `begin` takes it over.
+"""
 
 from __future__ import annotations
 
-import fcntl
+import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+
+import psutil
+from filelock import FileLock, Timeout
 
 from northwind_elt import settings
 from northwind_elt.day import DayLayout
@@ -17,39 +30,120 @@ class AlreadyRunning(RuntimeError):
     pass
 
 
-def _try_flock(handle: IO[str], *, wait: bool) -> bool:
-    """Exclusive flock; the kernel drops it when the process dies. False if busy and not waiting."""
+def locks_dir() -> Path:
+    return settings.data_dir() / ".locks"
+
+
+def _writable_parent(path: Path) -> None:
+    from northwind_elt.errors import ConfigError
+
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-    except BlockingIOError:
-        return False
-    return True
-
-
-def _open_lock(path: Path) -> IO[str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.open("w")
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(
+            f"cannot write under the data directory {settings.data_dir()}: {err.strerror}",
+            f"make {settings.data_dir()} writable, or point {settings.DATA_DIR_ENV} in .env to a writable directory",
+        ) from None
+    if not os.access(path.parent, os.W_OK):
+        raise ConfigError(
+            f"cannot write under the data directory {settings.data_dir()}: {path.parent} is not writable",
+            f"make {settings.data_dir()} writable, or point {settings.DATA_DIR_ENV} in .env to a writable directory",
+        )
 
 
 @contextmanager
-def step_lock(layout: DayLayout, name: str, *, wait: bool = False) -> Iterator[None]:
-    """Hold (name, day); a second holder fails at once unless `wait`."""
+def step_lock(layout: DayLayout, name: str) -> Iterator[None]:
+    """Hold (name, day) for this process; a second holder fails at once."""
     path = layout.lock_file(name)
-    with _open_lock(path) as handle:
-        if not _try_flock(handle, wait=wait):
+    _writable_parent(path)
+    lock = FileLock(path, blocking=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise AlreadyRunning(
+            f"{name} for {layout.iso} is already running (lock {path}); wait for it to finish, then rerun if it failed"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextmanager
+def plugin_lock(job: str) -> Iterator[None]:
+    """Wait for a run of `job` for another day: Meltano shares one run directory per plugin."""
+    path = locks_dir() / f"meltano-{job}.lock"
+    _writable_parent(path)
+    lock = FileLock(path)
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        print(f"waiting: {job} is running for another day (lock {path})", file=sys.stderr, flush=True)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@dataclass(frozen=True)
+class Holder:
+    pid: int
+    started: float
+    what: str
+
+    def alive(self) -> bool:
+        try:
+            return abs(psutil.Process(self.pid).create_time() - self.started) < 0.01
+        except psutil.Error:
+            return False
+
+
+def _process_started(pid: int) -> float:
+    return psutil.Process(pid).create_time()
+
+
+def lease_owner() -> int:
+    """The process a task's lease belongs to: the `meltano run` that started the task."""
+    return os.getppid()
+
+
+def take_lease(name: str, what: str, owner: int | None = None) -> None:
+    """Take the lease `name` for `owner`, or raise AlreadyRunning naming the live holder."""
+    owner = lease_owner() if owner is None else owner
+    path = locks_dir() / f"{name}.lease"
+    _writable_parent(path)
+    with FileLock(path.with_suffix(".guard")):
+        holder = read_lease(path)
+        if holder and holder.pid != owner and holder.alive():
             raise AlreadyRunning(
-                f"{name} for {layout.iso} is already running (lock {path}); "
+                f"{holder.what} is already running (process {holder.pid}, lease {path}); "
                 "wait for it to finish, then rerun if it failed"
             )
-        yield
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"pid": owner, "started": _process_started(owner), "what": what}))
+        os.replace(tmp, path)
 
 
-@contextmanager
-def plugin_lock(step: str) -> Iterator[None]:
-    """Wait for any run of `step` for another day: they share Meltano's plugin run directories."""
-    path = settings.data_dir() / ".locks" / f"meltano-{step}.lock"
-    with _open_lock(path) as handle:
-        if not _try_flock(handle, wait=False):
-            print(f"waiting: {step} is running for another day (lock {path})", file=sys.stderr, flush=True)
-            _try_flock(handle, wait=True)
-        yield
+def read_lease(path: Path) -> Holder | None:
+    try:
+        data = json.loads(path.read_text())
+        return Holder(int(data["pid"]), float(data["started"]), str(data["what"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def release_lease(name: str, owner: int | None = None) -> None:
+    owner = lease_owner() if owner is None else owner
+    path = locks_dir() / f"{name}.lease"
+    if not path.exists():
+        return
+    with FileLock(path.with_suffix(".guard")):
+        holder = read_lease(path)
+        if holder is None or holder.pid == owner:
+            path.unlink(missing_ok=True)
+
+
+def lease_held(name: str) -> Holder | None:
+    holder = read_lease(locks_dir() / f"{name}.lease")
+    return holder if holder and holder.alive() else None

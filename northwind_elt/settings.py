@@ -19,9 +19,28 @@ def project_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+DATA_DIR_ENV = "NW_DATA_DIR"
+
+
 def data_dir() -> Path:
-    configured = os.environ.get("NW_DATA_DIR")
-    return Path(configured).resolve() if configured else project_root() / "data"
+    """NW_DATA_DIR (relative paths are relative to the project), else the project's data/."""
+    configured = os.environ.get(DATA_DIR_ENV)
+    if not configured:
+        return project_root() / "data"
+    return (project_root() / configured).resolve()
+
+
+def require(names: list[str], why: str) -> None:
+    """Fail before any step starts when a variable the step needs is unset or empty."""
+    from northwind_elt.errors import ConfigError
+
+    missing = [name for name in names if not os.environ.get(name)]
+    if missing:
+        env_file = project_root() / ".env"
+        raise ConfigError(
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set ({why})",
+            f"set {' and '.join(missing)} in {env_file} (see .env.example for every variable)",
+        )
 
 
 @dataclass(frozen=True)
@@ -51,15 +70,32 @@ class PgConn:
         return f"postgresql://{self.user}@{self.host}:{self.port}/{self.dbname}"
 
 
+def pg_variables(prefix: str) -> list[str]:
+    return [f"{prefix}_{part}" for part in ("HOST", "PORT", "USER", "PASSWORD", "DATABASE")]
+
+
+def _port(name: str, default: str) -> int:
+    from northwind_elt.errors import ConfigError
+
+    raw = os.environ.get(name, default)
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ConfigError(f"{name}={raw!r} is not a TCP port", f"set {name} to a number from 1 to 65535 in .env")
+    return int(raw)
+
+
 def _pg(prefix: str, default_user: str, default_db: str) -> PgConn:
     env = os.environ
     return PgConn(
         host=env.get(f"{prefix}_HOST", "127.0.0.1"),
-        port=int(env.get(f"{prefix}_PORT", env.get("PG_PORT", "55432"))),
+        port=_port(f"{prefix}_PORT", env.get("PG_PORT", "55432")),
         user=env.get(f"{prefix}_USER", default_user),
         password=env.get(f"{prefix}_PASSWORD", ""),
         dbname=env.get(f"{prefix}_DATABASE", default_db),
     )
+
+
+def pg_conn(prefix: str) -> PgConn:
+    return source_pg() if prefix == "SOURCE_PG" else analytics_pg()
 
 
 def source_pg() -> PgConn:

@@ -1,35 +1,50 @@
-"""Record dbt's outcome for the day in the ledger, from dbt's own run_results.json."""
+"""dbt's outcome for the day, read from dbt's own run_results.json."""
 
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
-from northwind_elt import ledger, settings
-from northwind_elt.day import DayLayout, rerun_command, today_utc
+from northwind_elt import settings
+from northwind_elt.errors import PipelineError
 from northwind_elt.files import read_json
 
-TRANSFORM_STEP = "transform"
+
+def run_results_path() -> Path:
+    return settings.project_root() / "transform" / "target" / "run_results.json"
 
 
-class TransformError(RuntimeError):
-    pass
+def failed_nodes(results: dict) -> list[str]:
+    """Each node that did not pass, with its failing row count or error message."""
+    failed = []
+    for node in results.get("results", []):
+        if node.get("status") in ("success", "pass", "skipped", "warn"):
+            continue
+        name = node["unique_id"].split(".")[-1] if node["unique_id"].startswith("test.") else node["unique_id"]
+        detail = f"{node['failures']} failing row(s)" if node.get("failures") else (node.get("message") or "")
+        failed.append(f"{name} ({node['status']}: {detail.strip()})")
+    return failed
 
 
-def record_transform(layout: DayLayout) -> None:
-    results_path = settings.project_root() / "transform" / "target" / "run_results.json"
-    results = read_json(results_path)
+def failures_since(since: dt.datetime) -> list[str] | None:
+    """Failed dbt nodes of a run that started after `since`, or None if there is no such run."""
+    path = run_results_path()
+    if not path.exists() or dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC) < since:
+        return None
+    return failed_nodes(read_json(path))
+
+
+def check_run(step: str, day: dt.date) -> dt.datetime:
+    """The start of dbt's last run, which must be for `day` and must have passed."""
+    path = run_results_path()
+    if not path.exists():
+        raise PipelineError(step, day, f"dbt left no results ({path}); dbt build did not run")
+    results = read_json(path)
     built_for = (results.get("args", {}).get("vars") or {}).get("day")
-    # An empty var means "today, UTC" to the models (macros/run_day.sql), as to every step.
-    if built_for == "":
-        built_for = today_utc().isoformat()
-    if built_for != layout.iso:
-        raise TransformError(
-            f"dbt's last run was for day {built_for!r}, not {layout.iso}; "
-            f"rerun {rerun_command('transform', layout.day)}"
-        )
-    failures = [r["unique_id"] for r in results["results"] if r["status"] not in ("success", "pass")]
+    if built_for != day.isoformat():
+        raise PipelineError(step, day, f"dbt's last run was for day {built_for!r}, not {day}")
+    failures = failed_nodes(results)
     if failures:
-        raise TransformError(f"dbt reported failures: {failures}")
+        raise PipelineError(step, day, f"dbt build failed: {'; '.join(failures)}")
     generated = dt.datetime.fromisoformat(results["metadata"]["generated_at"].replace("Z", "+00:00"))
-    started = generated - dt.timedelta(seconds=results["elapsed_time"])
-    ledger.record(layout.day, TRANSFORM_STEP, "success", started_at=started)
+    return generated - dt.timedelta(seconds=results["elapsed_time"])

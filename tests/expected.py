@@ -6,8 +6,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 
 import psycopg
-
-from conftest import SOURCE_CSV, read_csv_rows
+from support import SOURCE_CSV, read_csv_rows
 
 ORDER_COLUMNS = (
     "customer_id",

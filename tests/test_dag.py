@@ -8,8 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from conftest import PROJECT, Pipeline
+from support import PROJECT, Pipeline
 
 AIRFLOW_BIN = PROJECT / ".venv-airflow" / "bin"
 DAGS = PROJECT / "orchestrate" / "dags"

@@ -6,8 +6,7 @@ from __future__ import annotations
 import re
 
 import yaml
-
-from conftest import PROJECT
+from support import PROJECT
 
 COMPOSE = yaml.safe_load((PROJECT / "docker-compose.yml").read_text())
 DOCKERFILE = (PROJECT / "Dockerfile").read_text()

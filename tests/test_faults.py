@@ -13,43 +13,24 @@ from pathlib import Path
 import psycopg
 import pyarrow.parquet as pq
 import pytest
-
-from conftest import NW, PROJECT, SOURCE_CSV, Pipeline
+from support import PROJECT, SOURCE_CSV, Pipeline, csv_env, free_port, wait_for
 
 HEADER = "order_id,product_id,unit_price,quantity,discount"
 
 
 def admin(pipeline: Pipeline, dbname: str = "northwind") -> psycopg.Connection:
-    """Superuser over the embedded server's Unix socket, to change the source like an app would."""
-    import tempfile
-
-    sock = Path(tempfile.gettempdir()) / f"nw-pg-{pipeline.env['PG_PORT']}"
-    return psycopg.connect(
-        host=str(sock), port=pipeline.env["PG_PORT"], user="postgres", dbname=dbname, autocommit=True
-    )
+    return pipeline.admin(dbname)
 
 
 def start(pipeline: Pipeline, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
-        [NW, *args],
-        env={**pipeline.env, **(extra_env or {})},
-        cwd=PROJECT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    return pipeline.start(*args, extra_env=extra_env)
 
 
-def kill_group_when(proc: subprocess.Popen, ready, timeout: float = 120) -> None:
+def kill_group_when(proc: subprocess.Popen, ready, what: str = "the point to kill it at") -> None:
     """SIGKILL the whole process group (nw, meltano, tap, target) once `ready()` is true."""
-    deadline = time.monotonic() + timeout
-    while not ready():
-        assert proc.poll() is None, f"finished before it could be killed:\n{proc.stdout.read()}"
-        assert time.monotonic() < deadline, "the run never reached the point to kill it at"
-        time.sleep(0.02)
+    wait_for(ready, what, proc)
     os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    proc.wait(timeout=60)
 
 
 def visible_partitions(pipeline: Pipeline, day: str) -> list[Path]:
@@ -67,7 +48,8 @@ def test_sigkill_during_extract_leaves_nothing_visible_and_a_rerun_succeeds(pipe
     day = "2024-04-01"
     staging = pipeline.data_dir / ".staging" / "extract-postgres" / day
     proc = start(pipeline, "--date", day, "run", "extract-postgres")
-    kill_group_when(proc, lambda: staging.exists() and any(staging.iterdir()))
+    # Once the tap and target are writing: a batch file, a temporary or a finished table file.
+    kill_group_when(proc, lambda: any(p.name != "_begin.json" for p in staging.rglob("*") if p.is_file()))
     assert visible_partitions(pipeline, day) == []
     assert not (pipeline.data_dir / "_manifests" / day).exists()
     assert "extract-postgres not run" in ledger_status(pipeline, day)
@@ -87,7 +69,7 @@ def test_sigkill_during_load_keeps_the_old_or_the_new_day_never_a_mix(pipeline: 
     old = 2155
     shorter = tmp_path / "order_details.csv"
     shorter.write_text("\n".join(SOURCE_CSV.read_text().splitlines()[:1001]) + "\n")  # 1000 lines: the "new" day
-    pipeline.run_ok("extract-csv", day, extra_env={"TAP_CSV_FILE_PATH": str(shorter)})
+    pipeline.run_ok("extract-csv", day, extra_env=csv_env(shorter))
 
     def day_state() -> tuple[int, int]:
         with pipeline.analytics() as conn:
@@ -113,8 +95,6 @@ def test_sigkill_during_load_keeps_the_old_or_the_new_day_never_a_mix(pipeline: 
 
 @pytest.mark.parametrize("fault", ["wrong-password", "server-down"])
 def test_unreachable_source_names_step_and_host_and_hides_the_password(pipeline: Pipeline, fault: str) -> None:
-    from conftest import free_port
-
     secret = "s3cret-Wrong-pw-4711"
     port = pipeline.env["SOURCE_PG_PORT"] if fault == "wrong-password" else str(free_port())
     result = pipeline.run(
@@ -157,7 +137,7 @@ def test_bad_csv_is_rejected_with_file_and_line_and_no_partition(pipeline: Pipel
     path = tmp_path / "order_details.csv"
     path.write_bytes(content.encode("utf-8", "surrogateescape"))
     day = "2024-04-04"
-    result = pipeline.run("extract-csv", day, extra_env={"TAP_CSV_FILE_PATH": str(path)})
+    result = pipeline.run("extract-csv", day, extra_env=csv_env(path))
     assert result.returncode != 0
     assert f"{path}: {message}" in result.stderr, result.stderr[-2000:]
     assert not (pipeline.data_dir / "csv" / day).exists()
@@ -169,7 +149,7 @@ def test_bom_crlf_and_quoted_fields_are_accepted_with_the_same_values(pipeline: 
     quoted = [lines[0]] + [",".join(f'"{v}"' for v in line.split(",")) for line in lines[1:]]
     path = tmp_path / "order_details.csv"
     path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(quoted).encode() + b"\r\n")
-    pipeline.run_ok("extract-csv", "2024-04-05", extra_env={"TAP_CSV_FILE_PATH": str(path)})
+    pipeline.run_ok("extract-csv", "2024-04-05", extra_env=csv_env(path))
     pipeline.run_ok("extract-csv", "2024-04-06")
     odd = pq.read_table(pipeline.data_dir / "csv" / "2024-04-05" / "order_details.parquet")
     plain = pq.read_table(pipeline.data_dir / "csv" / "2024-04-06" / "order_details.parquet")
@@ -180,7 +160,7 @@ def test_bom_crlf_and_quoted_fields_are_accepted_with_the_same_values(pipeline: 
 def test_a_comma_inside_a_quoted_number_is_not_a_number(pipeline: Pipeline, tmp_path: Path) -> None:
     path = tmp_path / "order_details.csv"
     path.write_text(f'{HEADER}\n10248,11,"1,4",12,0\n')
-    result = pipeline.run("extract-csv", "2024-04-07", extra_env={"TAP_CSV_FILE_PATH": str(path)})
+    result = pipeline.run("extract-csv", "2024-04-07", extra_env=csv_env(path))
     assert result.returncode != 0
     assert f"{path}: line 2, column 'unit_price': '1,4' is not a number" in result.stderr
 
@@ -227,7 +207,7 @@ def test_load_refuses_a_damaged_partition_and_names_the_file(
         result = pipeline.run("load", day)
         assert result.returncode != 0
         assert f"{message}" in result.stderr and str(target) in result.stderr, result.stderr[-2000:]
-        assert f"make run DATE={day} JOB=extract-postgres" in result.stderr
+        assert f"nw run --date {day} --from extract-postgres" in result.stderr
     finally:
         target.write_bytes(original)
         manifest_path.write_text(original_manifest)
@@ -238,33 +218,39 @@ def test_load_refuses_a_damaged_partition_and_names_the_file(
 
 def test_a_second_concurrent_run_of_the_same_step_and_day_fails_clearly(pipeline: Pipeline) -> None:
     day = "2024-04-09"
-    staging = pipeline.data_dir / ".staging" / "extract-postgres" / day
-    first = start(pipeline, "--date", day, "run", "extract-postgres")
-    deadline = time.monotonic() + 120
-    while not staging.exists() and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    second = pipeline.run("extract-postgres", day)
+    # The first run blocks on a locked source table until the test lets it go: the rivals
+    # below meet it mid-extract, however fast or slow the machine is.
+    with pipeline.table_locked("northwind", "region"):
+        first = start(pipeline, "--date", day, "run", "extract-postgres")
+        wait_for(lambda: pipeline.waiting_on_a_lock("northwind_reader"), "the first extract waits on the lock", first)
+        second = pipeline.run("extract-postgres", day)
+        # A plain `meltano run` of the same job and day: the step's lease turns it away.
+        rival = pipeline.meltano("run", "--force", "extract-postgres", day=day)
     output, _ = first.communicate(timeout=600)
     assert first.returncode == 0, output[-3000:]
     assert second.returncode != 0
-    assert f"run-extract-postgres for {day} is already running" in second.stderr
-    # Two plain `meltano run`s: Meltano's own guard (or the target's lock) turns the second away.
-    proc = subprocess.Popen(
-        [str(PROJECT / ".venv" / "bin" / "meltano"), "run", "extract-postgres"],
-        env={**pipeline.env, "RUN_DATE": day},
-        cwd=PROJECT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    while not staging.exists() and proc.poll() is None:
-        time.sleep(0.02)
-    rival = pipeline.meltano("run", "extract-postgres", day=day)
-    proc.communicate(timeout=600)
+    assert f"run-northwind-extract-postgres for {day} is already running" in second.stderr
     assert rival.returncode != 0
     assert "already running" in rival.stdout + rival.stderr
     pipeline.run_ok("extract-csv", day)
     pipeline.run_ok("load", day)  # the gate re-verifies every file: nothing was corrupted
+
+
+def test_two_direct_meltano_runs_for_two_days_never_publish_an_empty_step(pipeline: Pipeline) -> None:
+    first_day, other_day = "2024-04-13", "2024-04-14"
+    with pipeline.table_locked("northwind", "region"):
+        first = pipeline.start_meltano("run", "--force", "extract-postgres", day=first_day)
+        wait_for(lambda: pipeline.waiting_on_a_lock("northwind_reader"), "the first extract waits on the lock", first)
+        other = pipeline.meltano("run", "--force", "extract-postgres", day=other_day)
+    output, _ = first.communicate(timeout=600)
+    assert first.returncode == 0, output[-3000:]
+    assert other.returncode != 0
+    assert "meltano job extract-postgres (for another day) is already running" in other.stdout + other.stderr
+    assert not (pipeline.data_dir / "_manifests" / other_day / "extract-postgres.json").exists()
+    published = json.loads((pipeline.data_dir / "_manifests" / first_day / "extract-postgres.json").read_text())
+    with pipeline.source() as conn:
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    assert set(published["tables"]) == tables
 
 
 # 9 and 10. Schema drift and a new table ---------------------------------------------

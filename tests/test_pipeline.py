@@ -7,8 +7,8 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
+from support import SOURCE_CSV, Pipeline, read_csv_rows
 
-from conftest import SOURCE_CSV, Pipeline, read_csv_rows
 from expected import expected_mart, same_value
 
 DAY = "2024-01-15"
@@ -171,7 +171,7 @@ def test_load_refuses_a_day_whose_extracts_did_not_both_complete(pipeline: Pipel
     output = refused.stdout + refused.stderr
     assert "load refused for 2024-02-01" in output
     assert "extract-csv did not complete" in output
-    assert "make run DATE=2024-02-01 JOB=extract-csv" in output
+    assert "Then rerun: nw run --date 2024-02-01 --from extract-csv" in output
     with pipeline.analytics() as conn:
         loaded = (
             conn.execute("SELECT count(*) FROM raw._loaded_days WHERE day = %s", [day]).fetchone()[0]
@@ -180,4 +180,4 @@ def test_load_refuses_a_day_whose_extracts_did_not_both_complete(pipeline: Pipel
         )
     assert loaded == 0
     status = pipeline.nw("--date", day, "status")
-    assert "make run DATE=2024-02-01 FROM=extract-csv" in status.stdout
+    assert "nw run --date 2024-02-01 --from extract-csv" in status.stdout

@@ -1,1 +1,1 @@
-"""Singer tap for the Northwind order_details CSV file."""
+"""Singer tap reading CSV files in bulk with pyarrow against declared, ordered, typed columns."""

@@ -1,45 +1,181 @@
-"""Read the CSV with pyarrow against declared column types, or fail naming file, line and column."""
+"""Read a CSV file against its declared columns, in bulk, or fail naming file, line and column.
+
+The reader streams the file with pyarrow (``pyarrow.csv.open_csv``) in blocks, so memory stays flat in
+the file size. Every error is a :class:`CsvContractError` whose message names the file, the 1-based
+file line (header = line 1) and, where there is one, the column. When pyarrow refuses a value, the
+failing record is looked up again with Python's ``csv`` module to name its line and value exactly.
+"""
 
 from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-# The declared contract of order_details.csv: column order, names and types.
-COLUMNS: dict[str, pa.DataType] = {
-    "order_id": pa.int64(),
-    "product_id": pa.int64(),
-    "unit_price": pa.float64(),
-    "quantity": pa.int64(),
-    "discount": pa.float64(),
+BLOCK_SIZE = 16 << 20  # bytes pyarrow parses at a time: memory is a few blocks, whatever the file size
+TRUE_VALUES = ["true", "True", "TRUE", "1"]
+FALSE_VALUES = ["false", "False", "FALSE", "0"]
+TYPE_NAMES = ("string", "integer", "number", "decimal(P,S)", "date", "timestamp", "boolean")
+_DECIMAL = re.compile(r"decimal\(\s*(\d+)\s*,\s*(\d+)\s*\)")
+_SIMPLE_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "integer": pa.int64(),
+    "number": pa.float64(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us"),
+    "boolean": pa.bool_(),
 }
-KEY = ("order_id", "product_id")
-_TYPE_NAMES = {pa.int64(): "an integer", pa.float64(): "a number"}
 
 
 class CsvContractError(ValueError):
-    """The file does not match the declared contract; the message names file, line and column."""
+    """The file does not match its declared columns; the message names file, line and column."""
 
 
-def _explain(path: Path, message: str) -> str:
-    column_hit = re.search(
-        r"In CSV column #(\d+): Row #(\d+): CSV conversion error to (\w+): invalid value '(.*)'", message
-    )
-    if column_hit:
-        index, line, _, value = column_hit.groups()
-        name = list(COLUMNS)[int(index)]
-        return f"{path}: line {line}, column '{name}': {value!r} is not {_TYPE_NAMES[COLUMNS[name]]}"
-    row_hit = re.search(r"Row #(\d+): (Expected \d+ columns, got \d+)", message)
-    if row_hit:
-        return f"{path}: line {row_hit.group(1)}: {row_hit.group(2)}"
-    if "Empty CSV file" in message:
-        return f"{path}: the file is empty; expected a header line {','.join(COLUMNS)} and data rows"
-    return f"{path}: {message}"
+class CsvConfigError(ValueError):
+    """The `files` setting is invalid; the message names the stream (or the entry's position)."""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type_name: str  # as declared: "integer", "decimal(10,2)", ...
+    arrow_type: pa.DataType
+
+    @property
+    def is_string(self) -> bool:
+        return self.type_name == "string"
+
+    def not_a(self) -> str:
+        """What a refused value is not, for the message ``'x' is not ...``."""
+        arrow_type = self.arrow_type
+        if pa.types.is_decimal(arrow_type):
+            whole = arrow_type.precision - arrow_type.scale
+            return (
+                f"a decimal with at most {arrow_type.scale} decimal places "
+                f"and {whole} digits before the point ({self.type_name})"
+            )
+        return {
+            "integer": "an integer",
+            "number": "a number",
+            "date": "a date (YYYY-MM-DD)",
+            "timestamp": "a timestamp (ISO 8601 YYYY-MM-DD[THH:MM[:SS[.ffffff]]], no time zone)",
+            "boolean": f"a boolean ({'/'.join(TRUE_VALUES + FALSE_VALUES)})",
+        }.get(self.type_name, self.type_name)
+
+    def json_schema(self) -> dict[str, Any]:
+        arrow_type = self.arrow_type
+        if pa.types.is_decimal(arrow_type):
+            # The Singer SDK's decimal convention (exact text); precision and scale in the SDK's
+            # x-sql-datatype extension, which survives the SDK's schema handling (plain keys do not).
+            return {
+                "type": "string",
+                "format": "x-singer.decimal",
+                "x-sql-datatype": "decimal",
+                "x-sql-datatype-properties": {"precision": arrow_type.precision, "scale": arrow_type.scale},
+            }
+        return {
+            "string": {"type": "string"},
+            "integer": {"type": "integer"},
+            "number": {"type": "number"},
+            "date": {"type": "string", "format": "date"},
+            "timestamp": {"type": "string", "format": "date-time"},
+            "boolean": {"type": "boolean"},
+        }[self.type_name]
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """One entry of the `files` setting: a stream read from one CSV file with declared columns."""
+
+    stream: str
+    path: Path
+    key: tuple[str, ...]
+    columns: tuple[Column, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema([pa.field(c.name, c.arrow_type, nullable=False) for c in self.columns])
+
+    def json_schema(self) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {c.name: c.json_schema() for c in self.columns},
+            "required": self.names,
+        }
+
+
+def parse_type(text: str) -> pa.DataType:
+    """The Arrow type of a declared column type; ValueError for anything else."""
+    if text in _SIMPLE_TYPES:
+        return _SIMPLE_TYPES[text]
+    match = _DECIMAL.fullmatch(text)
+    if match:
+        precision, scale = int(match.group(1)), int(match.group(2))
+        if not 1 <= precision <= 38 or scale > precision:
+            raise ValueError(f"{text!r}: decimal(P,S) needs 1 <= P <= 38 and 0 <= S <= P")
+        return pa.decimal128(precision, scale)
+    raise ValueError(f"unknown type {text!r}; expected one of {', '.join(TYPE_NAMES)}")
+
+
+def parse_files(entries: Any) -> list[FileSpec]:
+    """Validate the `files` setting and return one FileSpec per entry."""
+    if not isinstance(entries, list) or not entries:
+        raise CsvConfigError("files: expected a non-empty list of {stream, path, key, columns} entries")
+    specs: list[FileSpec] = []
+    seen: set[str] = set()
+    for position, entry in enumerate(entries):
+        where = f"files[{position}]"
+        if not isinstance(entry, Mapping):
+            raise CsvConfigError(f"{where}: expected an object with stream, path, key and columns")
+        stream = entry.get("stream")
+        if not isinstance(stream, str) or not stream:
+            raise CsvConfigError(f"{where}: 'stream' must be a non-empty string")
+        where = f"files[{position}] (stream {stream!r})"
+        if stream in seen:
+            raise CsvConfigError(f"{where}: duplicate stream name {stream!r}")
+        seen.add(stream)
+        path = entry.get("path")
+        if not isinstance(path, str) or not path:
+            raise CsvConfigError(f"{where}: 'path' must be a non-empty string")
+        columns = entry.get("columns")
+        if not isinstance(columns, Mapping) or not columns:
+            raise CsvConfigError(f"{where}: 'columns' must be a non-empty object of column name -> type")
+        parsed: list[Column] = []
+        for name, type_name in columns.items():
+            if not isinstance(name, str) or not name.strip() or name != name.strip():
+                raise CsvConfigError(f"{where}: column name {name!r} must be non-empty without outer spaces")
+            if not isinstance(type_name, str):
+                raise CsvConfigError(f"{where}: column {name!r}: type must be a string, got {type_name!r}")
+            try:
+                arrow_type = parse_type(type_name.strip())
+            except ValueError as err:
+                raise CsvConfigError(f"{where}: column {name!r}: {err}") from None
+            parsed.append(Column(name, type_name.strip().replace(" ", ""), arrow_type))
+        key = entry.get("key", [])
+        if not isinstance(key, list) or not all(isinstance(k, str) for k in key):
+            raise CsvConfigError(f"{where}: 'key' must be a list of column names")
+        unknown = [k for k in key if k not in columns]
+        if unknown:
+            raise CsvConfigError(f"{where}: key column(s) {unknown} not in columns {list(columns)}")
+        if len(set(key)) != len(key):
+            raise CsvConfigError(f"{where}: key {key} names a column twice")
+        specs.append(FileSpec(stream, Path(path), tuple(key), tuple(parsed)))
+    return specs
+
+
+# -- checks before pyarrow -------------------------------------------------------------
 
 
 def _check_utf8(path: Path) -> None:
@@ -66,48 +202,202 @@ def _check_utf8(path: Path) -> None:
         raise CsvContractError(f"{path}: line {line}: the file ends inside a UTF-8 character")
 
 
-def _header(path: Path) -> list[str]:
+def _check_header(spec: FileSpec) -> None:
+    path, expected = spec.path, spec.names
     with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
         first = next(csv.reader(handle), None)
     if first is None:
-        raise CsvContractError(_explain(path, "Empty CSV file"))
-    return [name.strip() for name in first]
+        raise CsvContractError(f"{path}: the file is empty; expected a header line {','.join(expected)} and data rows")
+    found = [name.strip() for name in first]
+    if found == expected:
+        return
+    missing = [c for c in expected if c not in found]
+    extra = [c for c in found if c not in expected]
+    twice = sorted({c for c in found if found.count(c) > 1})
+    parts = [
+        f"missing column(s) {missing}" if missing else "",
+        f"unexpected column(s) {extra}" if extra else "",
+        f"duplicate column(s) {twice}" if twice else "",
+    ]
+    detail = "; ".join(p for p in parts if p) or f"columns in the wrong order {found}"
+    raise CsvContractError(f"{path}: line 1 (header): {detail}; expected {','.join(expected)}")
 
 
-def read_order_details(path: Path) -> pa.Table:
-    """The whole file as one typed table; nothing is returned unless every row fits."""
-    if not path.exists():
+# -- naming a refused record -----------------------------------------------------------
+
+
+def _find_record(path: Path, record: int) -> tuple[int, list[str]] | None:
+    """The first file line and fields of CSV record `record` (1 = header), counted as pyarrow does:
+    blank lines are not records, a quoted field may span lines."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        seen = 0
+        while True:
+            start = reader.line_num + 1
+            try:
+                row = next(reader)
+            except (StopIteration, csv.Error):
+                return None
+            if not row:
+                continue
+            seen += 1
+            if seen == record:
+                return start, row
+
+
+_CONVERSION = re.compile(r"In CSV column #(\d+): Row #(\d+): (.*)", re.DOTALL)
+_BAD_VALUE = re.compile(r"invalid value '(.*)'$|Error converting '(.*)' to", re.DOTALL)
+_WIDTH = re.compile(r"Row #(\d+): (Expected \d+ columns, got \d+)")
+
+
+def _explain(spec: FileSpec, message: str) -> str:
+    """A pyarrow error as `{path}: line N, column 'x': ...`."""
+    path = spec.path
+    conversion = _CONVERSION.search(message)
+    if conversion:
+        index, record, detail = int(conversion.group(1)), int(conversion.group(2)), conversion.group(3)
+        column = spec.columns[index]
+        found = _find_record(path, record)
+        value_hit = _BAD_VALUE.search(detail.splitlines()[0] if detail else "")
+        if found and index < len(found[1]):
+            line, fields = found
+            value = fields[index]
+        elif value_hit:
+            line, value = record, next(g for g in value_hit.groups() if g is not None)
+        else:
+            return f"{path}: record {record}, column '{column.name}': {detail}"
+        return f"{path}: line {line}, column '{column.name}': {value!r} is not {column.not_a()}"
+    width = _WIDTH.search(message)
+    if width:
+        found = _find_record(path, int(width.group(1)))
+        line = found[0] if found else int(width.group(1))
+        return f"{path}: line {line}: {width.group(2)}"
+    return f"{path}: {message}"
+
+
+def _refuse_row(spec: FileSpec, record: int, column: Column, what: str | None = None) -> CsvContractError:
+    found = _find_record(spec.path, record)
+    line = found[0] if found else record
+    if what is None:
+        value = found[1][spec.columns.index(column)] if found else "?"
+        what = f"{value!r} is not {column.not_a()}"
+    return CsvContractError(f"{spec.path}: line {line}, column '{column.name}': {what}")
+
+
+def _check_batch(spec: FileSpec, batch: pa.RecordBatch, rows_before: int) -> None:
+    """Refuse empty values (except in string columns) and non-finite numbers."""
+    for position, column in enumerate(spec.columns):
+        if column.is_string:
+            continue
+        values = batch.column(position)
+        if values.null_count:
+            first = pc.index(pc.is_null(values), True).as_py()
+            raise _refuse_row(spec, rows_before + first + 2, column, "empty value")
+        if pa.types.is_floating(column.arrow_type):
+            finite = pc.is_finite(values)
+            if not pc.all(finite).as_py():
+                first = pc.index(finite, False).as_py()
+                raise _refuse_row(spec, rows_before + first + 2, column)
+        if pa.types.is_decimal(column.arrow_type):
+            # pyarrow checks the scale but not always the precision: 123456789 passes as decimal(10,2).
+            scale, whole = column.arrow_type.scale, column.arrow_type.precision - column.arrow_type.scale
+            wide = values.view(pa.decimal128(38, scale))
+            limit = Decimal(10) ** whole
+            fits = pc.and_(pc.greater(wide, pa.scalar(-limit, wide.type)), pc.less(wide, pa.scalar(limit, wide.type)))
+            if not pc.all(fits).as_py():
+                first = pc.index(fits, False).as_py()
+                raise _refuse_row(spec, rows_before + first + 2, column)
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+def iter_batches(spec: FileSpec, block_size: int = BLOCK_SIZE) -> Iterator[pa.RecordBatch]:
+    """Typed, checked record batches of the file, streamed block by block.
+
+    A bad row raises CsvContractError when its batch is reached: batches before it have already
+    been yielded, so a caller that must emit nothing for a bad file checks the whole file first
+    (see `validate`) or stages its output until the iteration ends.
+    """
+    path = spec.path
+    if not path.is_file():
         raise CsvContractError(f"{path}: file not found")
     _check_utf8(path)
-    found = _header(path)
-    if found != list(COLUMNS):
-        missing = [c for c in COLUMNS if c not in found]
-        extra = [c for c in found if c not in COLUMNS]
-        detail = (
-            "; ".join(
-                part
-                for part in (
-                    f"missing column(s) {missing}" if missing else "",
-                    f"unexpected column(s) {extra}" if extra else "",
-                )
-                if part
-            )
-            or f"columns in the wrong order {found}"
-        )
-        raise CsvContractError(f"{path}: line 1 (header): {detail}; expected {','.join(COLUMNS)}")
+    _check_header(spec)
+    schema = spec.arrow_schema
+    options = {
+        "read_options": pacsv.ReadOptions(
+            column_names=spec.names, skip_rows=1, use_threads=False, block_size=block_size
+        ),
+        "parse_options": pacsv.ParseOptions(newlines_in_values=True),
+        "convert_options": pacsv.ConvertOptions(
+            column_types={c.name: c.arrow_type for c in spec.columns},
+            null_values=[""],
+            strings_can_be_null=False,
+            true_values=TRUE_VALUES,
+            false_values=FALSE_VALUES,
+        ),
+    }
+    rows = 0
     try:
-        table = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(use_threads=False),
-            convert_options=pacsv.ConvertOptions(column_types=COLUMNS, strings_can_be_null=False),
-        )
+        reader = pacsv.open_csv(path, **options)
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            if batch.num_rows == 0:
+                continue
+            _check_batch(spec, batch, rows)
+            rows += batch.num_rows
+            yield pa.RecordBatch.from_arrays(batch.columns, schema=schema)
     except pa.ArrowInvalid as err:
-        raise CsvContractError(_explain(path, str(err))) from None
-    if table.num_rows == 0:
+        if "Could not skip initial" in str(err) or "Empty CSV file" in str(err):
+            raise CsvContractError(f"{path}: only a header line, no data rows") from None
+        raise CsvContractError(_explain(spec, str(err))) from None
+    if rows == 0:
         raise CsvContractError(f"{path}: only a header line, no data rows")
-    for name in COLUMNS:
-        column = table.column(name)
-        if column.null_count:
-            first = pc.index(pc.is_null(column), True).as_py()
-            raise CsvContractError(f"{path}: line {first + 2}, column '{name}': empty value")
-    return table.cast(pa.schema([pa.field(n, t, nullable=False) for n, t in COLUMNS.items()]))
+
+
+def validate(spec: FileSpec, block_size: int = BLOCK_SIZE) -> int:
+    """Check the whole file without keeping it; return its number of data rows."""
+    return sum(batch.num_rows for batch in iter_batches(spec, block_size))
+
+
+def read_table(spec: FileSpec, block_size: int = BLOCK_SIZE) -> pa.Table:
+    """The whole file as one typed table (for small files and tests); nothing unless every row fits."""
+    return pa.Table.from_batches(list(iter_batches(spec, block_size)), schema=spec.arrow_schema)
+
+
+def to_json_columns(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The batch with decimals, dates and timestamps as their canonical text, for RECORD messages."""
+    arrays, fields = [], []
+    for field, values in zip(batch.schema, batch.columns, strict=True):
+        if pa.types.is_decimal(field.type) or pa.types.is_date(field.type):
+            values = values.cast(pa.string())
+        elif pa.types.is_timestamp(field.type):
+            values = pc.strftime(values, format="%Y-%m-%dT%H:%M:%S")
+        arrays.append(values)
+        fields.append(pa.field(field.name, values.type, nullable=False))
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def file_signature(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+__all__: Sequence[str] = [
+    "BLOCK_SIZE",
+    "Column",
+    "CsvConfigError",
+    "CsvContractError",
+    "FileSpec",
+    "file_signature",
+    "iter_batches",
+    "parse_files",
+    "parse_type",
+    "read_table",
+    "to_json_columns",
+    "validate",
+]

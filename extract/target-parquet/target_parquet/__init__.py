@@ -1,1 +1,1 @@
-"""Singer target: typed Parquet files, one per stream, staged for the day's publish step."""
+"""Singer target writing one typed Parquet file per stream into a folder."""

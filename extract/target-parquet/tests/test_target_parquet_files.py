@@ -1,105 +1,257 @@
-"""What target-parquet writes: typed columns, empty tables, BATCH files, and only in staging."""
+"""What target-parquet writes: typed columns, empty tables, BATCH files, and only in output_dir."""
 
 from __future__ import annotations
 
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from target_parquet.naming import (
+    MAX_FILE_NAME_BYTES,
+    InvalidStreamNameError,
+    file_name,
+    file_stem,
+    output_path,
+    table_name,
+)
 from target_parquet.target import TargetParquet
 
-
-def singer(*messages: dict) -> io.StringIO:
-    return io.StringIO("".join(json.dumps(m) + "\n" for m in messages))
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("NW_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("RUN_DATE", "2024-01-15")
-    return tmp_path
-
-
-SCHEMA = {
-    "type": "SCHEMA",
-    "stream": "public-things",
-    "key_properties": ["id"],
-    "schema": {
-        "type": "object",
-        "required": ["id"],
-        "properties": {
-            "id": {"type": ["integer"]},
-            "price": {"type": ["number", "null"]},
-            "day": {"type": ["string", "null"], "format": "date"},
-            "blob": {"type": ["string", "null"], "contentEncoding": "base16"},
-            "name": {"type": ["string", "null"]},
-        },
-    },
+PROPERTIES = {
+    "id": {"type": ["integer"]},
+    "price": {"type": ["number", "null"]},
+    "day": {"type": ["string", "null"], "format": "date"},
+    "at": {"type": ["string", "null"], "format": "date-time"},
+    "blob": {"type": ["string", "null"], "contentEncoding": "base16"},
+    "flag": {"type": ["boolean", "null"]},
+    "tags": {"type": ["array", "null"], "items": {"type": "string"}},
+    "name": {"type": ["string", "null"]},
 }
 
 
-def test_records_become_one_typed_file_in_staging(data_dir: Path) -> None:
-    target = TargetParquet(config={"step": "extract-postgres"})
-    target.listen(
-        singer(
-            SCHEMA,
-            {
-                "type": "RECORD",
-                "stream": "public-things",
-                "record": {"id": 1, "price": 9.8, "day": "1996-07-04", "blob": "00ff", "name": "a"},
-            },
-            {
-                "type": "RECORD",
-                "stream": "public-things",
-                "record": {"id": 2, "price": None, "day": None, "blob": None, "name": None},
-            },
-            {**SCHEMA, "stream": "public-empty"},
-        )
+def schema_message(stream: str, properties: dict[str, Any] = PROPERTIES) -> dict[str, Any]:
+    return {
+        "type": "SCHEMA",
+        "stream": stream,
+        "key_properties": ["id"],
+        "schema": {"type": "object", "required": ["id"], "properties": properties},
+    }
+
+
+def record(stream: str, **values: Any) -> dict[str, Any]:
+    return {"type": "RECORD", "stream": stream, "record": values}
+
+
+def batch(stream: str, *urls: str) -> dict[str, Any]:
+    return {
+        "type": "BATCH",
+        "stream": stream,
+        "encoding": {"format": "parquet", "compression": "none"},
+        "manifest": list(urls),
+    }
+
+
+def run(config: dict[str, Any], *messages: dict[str, Any]) -> None:
+    lines = "".join(json.dumps(m) + "\n" for m in messages)
+    TargetParquet(config=config, validate_config=True).listen(io.StringIO(lines))
+
+
+def write_batch_file(path: Path, rows: dict[str, list[Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(rows), path)
+    return path
+
+
+def leftovers(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.name.endswith(".tmp")]
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    return tmp_path / "not" / "yet" / "there"
+
+
+def test_records_become_one_typed_file_per_stream(out: Path) -> None:
+    rows = [
+        {
+            "id": 1,
+            "price": 9.8,
+            "day": "1996-07-04",
+            "at": "1996-07-04T12:30:00+00:00",
+            "blob": "00ff",
+            "flag": True,
+            "tags": ["a", "b"],
+            "name": "a",
+        },
+        {"id": 2, "price": None, "day": None, "at": None, "blob": None, "flag": None, "tags": None, "name": None},
+    ]
+    prefix = "public-"
+    run(
+        {"output_dir": str(out), "stream_prefix_to_strip": prefix},
+        schema_message(prefix + "things"),
+        *(record(prefix + "things", **row) for row in rows),
     )
-    staging = data_dir / ".staging" / "extract-postgres" / "2024-01-15"
-    table = pq.read_table(staging / "things.parquet")
+    table = pq.read_table(out / file_name("things"))
+    assert table.schema.names == list(PROPERTIES)
+    assert table.schema.field("id").type == pa.int64()
+    assert table.schema.field("price").type == pa.float64()
     assert table.schema.field("day").type == pa.date32()
+    assert table.schema.field("at").type == pa.timestamp("us", tz="UTC")
     assert table.schema.field("blob").type == pa.binary()
-    assert table.column("price").to_pylist() == [9.8, None]
-    assert table.column("blob").to_pylist() == [b"\x00\xff", None]
-    empty = pq.read_table(staging / "empty.parquet")
-    assert empty.num_rows == 0 and empty.schema.names == table.schema.names
-    marker = json.loads((staging / "_staged.json").read_text())
-    assert marker["tables"] == {"empty": 0, "things": 2}
-    assert not (data_dir / "postgres").exists(), "the target never writes outside staging"
+    assert table.schema.field("flag").type == pa.bool_()
+    assert table.schema.field("tags").type == pa.string()
+    assert table.column("id").to_pylist() == [row["id"] for row in rows]
+    assert table.column("price").to_pylist() == [row["price"] for row in rows]
+    assert table.column("blob").to_pylist() == [bytes.fromhex(rows[0]["blob"]), None]
+    assert [json.loads(v) if v else v for v in table.column("tags").to_pylist()] == [row["tags"] for row in rows]
+    assert table.column("day").to_pylist()[0].isoformat() == rows[0]["day"]
+    assert sorted(p.name for p in out.iterdir()) == [file_name("things")]
 
 
-def test_parquet_batch_files_are_appended_whole(data_dir: Path, tmp_path: Path) -> None:
-    batch = tmp_path / "batch-1.parquet"
-    pq.write_table(
-        pa.table(
-            {
-                "id": [1, 2, 3],
-                "price": [1.5, 2.5, None],
-                "day": ["2024-01-01", None, "2024-01-03"],
-                "blob": ["", "0a", None],
-                "name": ["x", "y", "z"],
-            }
-        ),
-        batch,
+def test_empty_stream_still_gets_a_file_with_its_schema(out: Path) -> None:
+    run({"output_dir": str(out)}, schema_message("empty"))
+    table = pq.read_table(out / file_name("empty"))
+    assert table.num_rows == 0
+    assert table.schema.names == list(PROPERTIES)
+    assert table.schema.field("blob").type == pa.binary()
+
+
+def test_parquet_batch_file_is_appended_whole_and_deleted(out: Path, tmp_path: Path) -> None:
+    rows = {
+        "id": [1, 2, 3],
+        "price": [1.5, 2.5, None],
+        "day": ["2024-01-01", None, "2024-01-03"],
+        "blob": ["", "0a", None],
+        "name": ["x", "y", "z"],
+    }
+    source = write_batch_file(tmp_path / "batches" / "things-1.parquet", rows)
+    run({"output_dir": str(out)}, schema_message("things"), batch("things", source.as_uri()))
+    table = pq.read_table(out / file_name("things"))
+    assert table.num_rows == len(rows["id"])
+    assert table.column("id").to_pylist() == rows["id"]
+    assert table.column("blob").to_pylist() == [bytes.fromhex(v) if v is not None else None for v in rows["blob"]]
+    assert table.column("flag").null_count == len(rows["id"]), "columns absent from the batch file are null"
+    assert not source.exists(), "consumed batch files are removed"
+
+
+def test_batch_and_records_share_one_file(out: Path, tmp_path: Path) -> None:
+    source = write_batch_file(tmp_path / "b.parquet", {"id": [10, 11]})
+    run(
+        {"output_dir": str(out)},
+        schema_message("things"),
+        record("things", id=1),
+        batch("things", source.as_uri()),
     )
-    target = TargetParquet(config={"step": "extract-postgres"})
-    target.listen(
-        singer(
-            SCHEMA,
-            {
-                "type": "BATCH",
-                "stream": "public-things",
-                "encoding": {"format": "parquet", "compression": "none"},
-                "manifest": [f"file://{batch}"],
-            },
-        )
+    assert sorted(pq.read_table(out / file_name("things")).column("id").to_pylist()) == [1, 10, 11]
+
+
+def test_stream_with_space_via_percent_encoded_batch_uri(out: Path, tmp_path: Path) -> None:
+    stream = "Order Items"
+    source = write_batch_file(tmp_path / "tap batches" / f"{stream}-0001.parquet", {"id": [7, 8]})
+    uri = source.as_uri()
+    assert "%20" in uri, "the manifest entry really is percent-encoded"
+    run({"output_dir": str(out)}, schema_message(stream), batch(stream, uri))
+    path = out / (file_stem(stream) + ".parquet")
+    assert path.name == file_name(stream)
+    assert pq.read_table(path).column("id").to_pylist() == [7, 8]
+    assert not source.exists()
+
+
+def test_traversal_stream_name_stays_inside_output_dir(tmp_path: Path) -> None:
+    out = tmp_path / "a" / "b" / "out"
+    stream = "../../fc_escape"
+    run({"output_dir": str(out)}, schema_message(stream), record(stream, id=1))
+    expected = out / (file_stem(stream) + ".parquet")
+    assert "/" not in expected.name and expected.parent == out
+    assert pq.read_table(expected).column("id").to_pylist() == [1]
+    assert [p.name for p in out.iterdir()] == [expected.name]
+    for parent in (out.parent, out.parent.parent, tmp_path):
+        assert sorted(p.name for p in parent.iterdir()) == [next(iter(out.relative_to(parent).parts))]
+    assert [p for p in tmp_path.rglob("*fc_escape*")] == [expected]
+
+
+def test_no_tmp_file_remains_after_success(out: Path) -> None:
+    run(
+        {"output_dir": str(out)},
+        schema_message("one"),
+        record("one", id=1),
+        schema_message("two"),
     )
-    table = pq.read_table(data_dir / ".staging" / "extract-postgres" / "2024-01-15" / "things.parquet")
-    assert table.num_rows == 3
-    assert table.column("blob").to_pylist() == [b"", b"\n", None]
-    assert not batch.exists(), "consumed batch files are removed"
+    assert leftovers(out) == []
+    assert sorted(p.name for p in out.iterdir()) == sorted(file_name(s) for s in ("one", "two"))
+
+
+def test_failure_raises_and_leaves_no_tmp_and_no_final_file(out: Path) -> None:
+    with pytest.raises(Exception, match="unknown"):
+        run({"output_dir": str(out)}, schema_message("one"), record("one", id=1), record("unknown", id=2))
+    assert not (out / file_name("one")).exists()
+    assert leftovers(out.parent.parent) == []
+
+
+def test_schema_change_mid_run_merges_into_one_file(out: Path) -> None:
+    narrow = {"id": {"type": ["integer"]}}
+    wide = {"id": {"type": ["integer"]}, "extra": {"type": ["string", "null"]}}
+    run(
+        {"output_dir": str(out)},
+        schema_message("things", narrow),
+        record("things", id=1),
+        schema_message("things", wide),
+        record("things", id=2, extra="x"),
+    )
+    table = pq.read_table(out / file_name("things"))
+    assert sorted(table.column("id").to_pylist()) == [1, 2]
+    assert set(table.schema.names) == set(wide)
+    assert leftovers(out) == []
+
+
+def test_rerun_replaces_the_file_instead_of_merging(out: Path) -> None:
+    for ids in ([1, 2, 3], [4]):
+        run({"output_dir": str(out)}, schema_message("things"), *(record("things", id=i) for i in ids))
+    assert pq.read_table(out / file_name("things")).column("id").to_pylist() == [4]
+
+
+def test_compression_setting_is_used(out: Path) -> None:
+    run({"output_dir": str(out), "compression": "snappy"}, schema_message("things"), record("things", id=1))
+    metadata = pq.ParquetFile(out / file_name("things")).metadata
+    assert metadata.row_group(0).column(0).compression == "SNAPPY"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["order_details", "Order Items", "../../fc_escape", ".hidden", "..", "a/b\\c", "50%", "é😀", "public-x"],
+)
+def test_naming_round_trip(name: str) -> None:
+    stem = file_stem(name)
+    assert table_name(stem) == name
+    assert "/" not in stem and "\\" not in stem and not stem.startswith(".")
+    assert file_name(name) == stem + ".parquet"
+
+
+def test_plain_names_are_unchanged() -> None:
+    for name in ("order_details", "orders", "Employee-Territories.v2"):
+        assert file_stem(name) == name
+
+
+def test_bad_names_are_refused_naming_the_stream(tmp_path: Path) -> None:
+    with pytest.raises(InvalidStreamNameError):
+        file_name("")
+    too_long = "x" * (MAX_FILE_NAME_BYTES - len(".parquet") + 1)
+    with pytest.raises(InvalidStreamNameError, match=too_long):
+        file_name(too_long)
+    assert len(file_name(too_long[:-1]).encode()) == MAX_FILE_NAME_BYTES
+    # A name whose prefix is all there is leaves an empty table name.
+    with pytest.raises(InvalidStreamNameError, match="public-"):
+        run({"output_dir": str(tmp_path), "stream_prefix_to_strip": "public-"}, schema_message("public-"))
+    with pytest.raises(InvalidStreamNameError, match=too_long):
+        run({"output_dir": str(tmp_path)}, schema_message(too_long))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_path_is_directly_inside_the_folder(tmp_path: Path) -> None:
+    for name in ("../x", "..", ".", "/etc/passwd", "a/../../b"):
+        path = output_path(tmp_path, name)
+        assert path.resolve().parent == tmp_path.resolve()

@@ -1,9 +1,13 @@
-"""The Singer SDK's built-in target tests (day and folders come from conftest's environment)."""
+"""The Singer SDK's built-in target tests, writing into a private temporary folder."""
 
 from __future__ import annotations
+
+import tempfile
 
 from singer_sdk.testing import get_target_test_class
 
 from target_parquet.target import TargetParquet
 
-TestTargetParquet = get_target_test_class(TargetParquet, config={"step": "extract-postgres"})
+OUTPUT_DIR = tempfile.mkdtemp(prefix="target-parquet-standard-")
+
+TestTargetParquet = get_target_test_class(TargetParquet, config={"output_dir": OUTPUT_DIR})

@@ -1,1 +1,1 @@
-"""Singer tap reading the day's step-1 Parquet partitions, only once they are verified."""
+"""Singer tap for the Parquet files a manifest names, verified before anything is emitted."""

@@ -1,17 +1,23 @@
-"""tap-parquet: one stream per table of the day, each row tagged with `_day` and `_load_id`.
+"""tap-parquet: one stream per manifest entry, read from verified Parquet files.
 
-Discovery runs the load gate, so the tap refuses to start for a day whose step-1 jobs
-did not both complete. Before the first record it writes the load intent (load id and
-expected rows per table) that the `publish-load` task checks the target against.
+The manifest (setting `manifest_file`) names each stream's files, optionally with their row
+counts and SHA-256 checksums. With `verify` on (the default), every file is checked before
+the first message is written, so a run either emits everything or nothing. Constant columns
+(from the config, then from the manifest) are appended to every row of every stream.
+
+With `batch_config`, each stream goes out as Parquet batch files written straight from Arrow
+(no per-row Python); otherwise as RECORD messages.
 """
 
 from __future__ import annotations
 
-import sys
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from functools import cached_property
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlparse
+from urllib.request import url2pathname
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,16 +25,24 @@ from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
 
-from northwind_elt import ledger
-from northwind_elt.day import LOAD_STEP, DayLayout
-from northwind_elt.files import atomic_write_json
-from northwind_elt.gate import GateRefused, Partition, verified_partitions
-from northwind_elt.locks import AlreadyRunning, step_lock
+from tap_parquet.manifest import (
+    CONSTANT_TYPES,
+    ConstantColumn,
+    Manifest,
+    ManifestError,
+    StreamSpec,
+    check_streams,
+    load_manifest,
+    merge_constant_columns,
+    parse_constant_columns,
+)
 
 BATCH_ROWS = 100_000
+RECORD_ROWS = 10_000
 
 
 def jsonschema_of(field: pa.Field) -> dict[str, Any]:
+    """JSON Schema of one Arrow field, as target-postgres expects it."""
     kind = field.type
     if pa.types.is_integer(kind):
         schema: dict[str, Any] = {"type": ["integer"]}
@@ -51,83 +65,127 @@ def jsonschema_of(field: pa.Field) -> dict[str, Any]:
     return schema
 
 
-class PartitionStream(Stream):
-    """All rows of one table's partition for the day."""
+def storage_dir(root: str) -> Path:
+    """The local directory of a `file://` batch storage root (created if missing)."""
+    parsed = urlparse(root)
+    if parsed.scheme != "file":
+        raise ValueError(f"batch_config.storage.root must be a file:// URI, got {root!r}")
+    if parsed.netloc in ("", "localhost"):
+        directory = Path(url2pathname(parsed.path))
+    else:  # file://relative/dir: relative to the working directory
+        directory = Path(url2pathname(parsed.netloc + parsed.path))
+    directory = directory.resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
 
-    def __init__(self, tap: TapParquet, partition: Partition) -> None:
-        self.partition = partition
-        file_schema = pq.read_schema(partition.file)
-        properties = {field.name: jsonschema_of(field) for field in file_schema}
-        properties["_day"] = {"type": ["string"], "format": "date"}
-        properties["_load_id"] = {"type": ["string"]}
-        super().__init__(tap, schema={"type": "object", "properties": properties}, name=partition.table)
+
+class ParquetStream(Stream):
+    """All rows of one manifest entry's files, in order, with the constant columns."""
+
+    def __init__(
+        self, tap: TapParquet, spec: StreamSpec, arrow_schema: pa.Schema, constants: tuple[ConstantColumn, ...]
+    ) -> None:
+        self.spec = spec
+        self.arrow_schema = arrow_schema
+        self.constants = constants
+        properties = {field.name: jsonschema_of(field) for field in arrow_schema}
+        properties.update({column.name: column.jsonschema for column in constants})
+        super().__init__(tap, schema={"type": "object", "properties": properties}, name=spec.name)
+        self.primary_keys = list(spec.key_properties)
+
+    def _stamp(self, table: pa.Table) -> pa.Table:
+        for column in self.constants:
+            table = table.append_column(pa.field(column.name, column.arrow_type), column.array(table.num_rows))
+        return table
+
+    def iter_tables(self, batch_size: int) -> Iterator[pa.Table]:
+        """Each file's rows as Arrow tables of at most `batch_size` rows, constants appended.
+
+        An empty file gives one empty table, so its schema still travels.
+        """
+        for spec in self.spec.files:
+            with pq.ParquetFile(spec.path) as parquet:
+                if parquet.metadata.num_rows == 0:
+                    yield self._stamp(self.arrow_schema.empty_table())
+                    continue
+                for batch in parquet.iter_batches(batch_size=batch_size):
+                    yield self._stamp(pa.Table.from_batches([batch]))
 
     def get_batches(
         self, batch_config: BatchConfig, context: dict | None = None
     ) -> Iterable[tuple[BaseBatchFileEncoding, list[str]]]:
-        """Bulk path: the partition goes out as Parquet batch files, stamped in Arrow.
-
-        No per-row Python on this side; target-postgres COPYs each batch. The files live in
-        the day's load staging area, which publish-load removes.
-        """
-        tap: TapParquet = self._tap  # type: ignore[assignment]
-        out_dir = tap.layout.staging_dir(LOAD_STEP) / "batches"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        parquet = pq.ParquetFile(self.partition.file)
-        batches = parquet.iter_batches(batch_size=BATCH_ROWS) if parquet.metadata.num_rows else [None]
-        for index, batch in enumerate(batches):
-            table = pa.Table.from_batches([batch]) if batch is not None else parquet.schema_arrow.empty_table()
-            table = table.append_column("_day", pa.array([tap.layout.day] * table.num_rows, pa.date32()))
-            table = table.append_column("_load_id", pa.array([tap.load_id] * table.num_rows, pa.string()))
-            path = out_dir / f"{self.name}-{tap.load_id}-{index:05d}.parquet"
+        """Bulk path: Parquet batch files written from Arrow, no per-row Python."""
+        out_dir = storage_dir(batch_config.storage.root)
+        prefix = quote(batch_config.storage.prefix or "", safe="")
+        stem = f"{prefix}{quote(self.name, safe='')}-{uuid.uuid4().hex}"
+        encoding = BaseBatchFileEncoding(format="parquet", compression="none")
+        for index, table in enumerate(self.iter_tables(BATCH_ROWS)):
+            path = out_dir / f"{stem}-{index:05d}.parquet"
             pq.write_table(table, path)
-            yield BaseBatchFileEncoding(format="parquet", compression="none"), [path.as_uri()]
+            yield encoding, [path.as_uri()]
 
     def get_records(self, context: dict | None) -> Iterable[dict[str, Any]]:
-        tap: TapParquet = self._tap  # type: ignore[assignment]
-        stamp = {"_day": tap.layout.iso, "_load_id": tap.load_id}
-        parquet = pq.ParquetFile(self.partition.file)
-        for batch in parquet.iter_batches(batch_size=10_000):
-            for row in batch.to_pylist():
-                row.update(stamp)
-                yield row
+        for table in self.iter_tables(RECORD_ROWS):
+            yield from table.to_pylist()
 
 
 class TapParquet(Tap):
+    """Singer tap for the Parquet files a manifest names."""
+
     name = "tap-parquet"
-    config_jsonschema = th.PropertiesList().to_dict()
+    config_jsonschema = th.PropertiesList(
+        th.Property(
+            "manifest_file",
+            th.StringType,
+            required=True,
+            description="Path of the JSON manifest naming each stream's Parquet files.",
+        ),
+        th.Property(
+            "constant_columns",
+            th.ArrayType(
+                th.ObjectType(
+                    th.Property("name", th.StringType, required=True),
+                    th.Property("type", th.StringType, required=True, allowed_values=list(CONSTANT_TYPES)),
+                    th.Property("value", th.CustomType({"type": ["string", "integer"]}), required=True),
+                )
+            ),
+            description="Columns added to every row of every stream, before the manifest's own.",
+        ),
+        th.Property(
+            "verify",
+            th.BooleanType,
+            default=True,
+            description="Check each file's sha256 and row count against the manifest before emitting anything.",
+        ),
+    ).to_dict()
 
     @cached_property
-    def layout(self) -> DayLayout:
-        return DayLayout.current()
+    def manifest(self) -> Manifest:
+        return load_manifest(self.config["manifest_file"])
 
     @cached_property
-    def load_id(self) -> str:
-        return uuid.uuid4().hex
+    def constant_columns(self) -> tuple[ConstantColumn, ...]:
+        return merge_constant_columns(
+            parse_constant_columns(self.config.get("constant_columns"), "config constant_columns"),
+            self.manifest.constant_columns,
+        )
 
     @cached_property
-    def partitions(self) -> list[Partition]:
-        try:
-            return verified_partitions(self.layout)
-        except GateRefused as err:
-            ledger.record(self.layout.day, LOAD_STEP, "failed", error=str(err))
-            sys.exit(f"ERROR: {err}")
+    def arrow_schemas(self) -> dict[str, pa.Schema]:
+        """Each stream's schema, once every file has been checked (raises on any problem)."""
+        return check_streams(self.manifest.streams, self.constant_columns, bool(self.config.get("verify", True)))
 
     def discover_streams(self) -> list[Stream]:
-        return [PartitionStream(self, partition) for partition in self.partitions]
+        schemas = self.arrow_schemas
+        return [ParquetStream(self, spec, schemas[spec.name], self.constant_columns) for spec in self.manifest.streams]
+
+    def load_streams(self) -> list[Stream]:
+        """The streams in the manifest's order (the SDK would sort them by name)."""
+        return self.discover_streams()
 
     def sync_all(self) -> None:
-        try:
-            with step_lock(self.layout, LOAD_STEP):
-                atomic_write_json(
-                    self.layout.load_intent(),
-                    {
-                        "day": self.layout.iso,
-                        "load_id": self.load_id,
-                        "started_at": ledger.now().isoformat(),
-                        "tables": {p.table: p.rows for p in self.partitions},
-                    },
-                )
-                super().sync_all()
-        except AlreadyRunning as err:
-            sys.exit(f"ERROR: {err}")
+        self.arrow_schemas  # noqa: B018 - verification happens before the first message
+        super().sync_all()
+
+
+__all__ = ["ManifestError", "ParquetStream", "TapParquet", "jsonschema_of"]

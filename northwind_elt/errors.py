@@ -1,0 +1,61 @@
+"""The one error type of the project: every failure names its step, its day and the fix."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+
+def rerun_command(step: str, day: dt.date | str) -> str:
+    """The command that reruns the day from `step`; the same locally and in Docker."""
+    iso = day.isoformat() if isinstance(day, dt.date) else day
+    return f"nw run --date {iso} --from {step}"
+
+
+class PipelineError(RuntimeError):
+    """A step of a day failed. `cause` says what happened, `fix` what to do about it.
+
+    The message always ends with the command to run once the cause is fixed (by default,
+    rerun from this step).
+    """
+
+    def __init__(
+        self,
+        step: str,
+        day: dt.date | str | None,
+        cause: str,
+        fix: str | None = None,
+        *,
+        rerun_from: str | None = None,
+    ) -> None:
+        self.step = step
+        self.day = day.isoformat() if isinstance(day, dt.date) else day
+        self.cause = cause
+        self.fix = fix
+        self.rerun_from = rerun_from or step
+        super().__init__(self.message)
+
+    @property
+    def rerun(self) -> str | None:
+        return rerun_command(self.rerun_from, self.day) if self.day else None
+
+    @property
+    def message(self) -> str:
+        where = f"{self.step} for {self.day}" if self.day else self.step
+        # A cause that already names the step ("load refused for D: ...") needs no prefix.
+        parts = [self.cause if self.cause.startswith(f"{self.step} ") else f"{where}: {self.cause}"]
+        if self.fix:
+            parts.append(f"Fix: {self.fix}")
+        if self.rerun:
+            parts.append(f"Then rerun: {self.rerun}")
+        return "\n".join(parts)
+
+
+class ConfigError(PipelineError):
+    """The environment or configuration is wrong; nothing was started."""
+
+    def __init__(self, cause: str, fix: str, step: str = "setup", day: dt.date | str | None = None) -> None:
+        super().__init__(step, day, cause, fix)
+
+    @property
+    def rerun(self) -> str | None:
+        return None

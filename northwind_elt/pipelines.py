@@ -1,0 +1,100 @@
+"""Pipeline definitions: the single source for `nw run`, `nw status`, rerun hints and the DAGs.
+
+Standard library only: the Airflow DAG files import this module from the project root
+without installing the package into Airflow's virtualenv.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+EXTRACT, LOAD, TRANSFORM, EXPORT = "extract", "load", "transform", "export"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a pipeline's day: a Meltano job wrapped in begin/commit tasks."""
+
+    name: str
+    kind: str
+    needs: tuple[str, ...] = ()
+    # Extract steps: the folder under the data directory their partitions live in, and,
+    # for a file source, the tables every publish must contain. A database source's
+    # tables are listed from the source itself when the step begins.
+    dataset: str | None = None
+    expected_tables: tuple[str, ...] = ()
+    # Variable prefixes of the connections the step uses, checked before anything starts.
+    connections: tuple[str, ...] = ()
+
+    @property
+    def job(self) -> str:
+        """The Meltano job that runs this step (same name, by convention)."""
+        return self.name
+
+    @property
+    def task_id(self) -> str:
+        return self.name.replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    name: str
+    description: str
+    steps: tuple[Step, ...]
+    dag_id: str
+    schedule: str = "@daily"
+    # The Meltano job that runs every step in order (used by `meltano schedule`).
+    all_steps_job: str = "daily"
+    outputs: tuple[str, ...] = field(default=())
+
+    def step(self, name: str) -> Step:
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(f"pipeline {self.name} has no step {name!r}; its steps: {', '.join(self.step_names)}")
+
+    @property
+    def step_names(self) -> tuple[str, ...]:
+        return tuple(step.name for step in self.steps)
+
+    def steps_from(self, first: str) -> tuple[str, ...]:
+        """`first` and every step after it, in run order."""
+        names = self.step_names
+        return names[names.index(self.step(first).name) :]
+
+    @property
+    def extract_steps(self) -> tuple[Step, ...]:
+        return tuple(step for step in self.steps if step.kind == EXTRACT)
+
+
+NORTHWIND = Pipeline(
+    name="northwind",
+    description="Northwind Postgres + order_details.csv -> Parquet -> analytics -> orders_with_details",
+    dag_id="northwind_daily",
+    steps=(
+        Step("extract-postgres", EXTRACT, dataset="postgres", connections=("SOURCE_PG",)),
+        Step("extract-csv", EXTRACT, dataset="csv", expected_tables=("order_details",)),
+        Step("load", LOAD, needs=("extract-postgres", "extract-csv"), connections=("ANALYTICS_PG",)),
+        Step("transform", TRANSFORM, needs=("load",), connections=("ANALYTICS_PG",)),
+        Step("export", EXPORT, needs=("transform",), connections=("ANALYTICS_PG",)),
+    ),
+    outputs=("output/{day}/orders_with_details.csv", "output/{day}/orders_with_details.json"),
+)
+
+PIPELINES: dict[str, Pipeline] = {NORTHWIND.name: NORTHWIND}
+DEFAULT = NORTHWIND
+
+
+def pipeline_of_job(job: str) -> tuple[Pipeline, tuple[str, ...]]:
+    """The pipeline a Meltano job belongs to and the steps it runs."""
+    for pipeline in PIPELINES.values():
+        if job == pipeline.all_steps_job:
+            return pipeline, pipeline.step_names
+        for step in pipeline.steps:
+            if step.job == job:
+                return pipeline, (step.name,)
+    raise KeyError(job)
+
+
+def all_jobs() -> list[str]:
+    return sorted({p.all_steps_job for p in PIPELINES.values()} | {s.job for p in PIPELINES.values() for s in p.steps})

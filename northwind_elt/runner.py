@@ -1,0 +1,251 @@
+"""`nw run`: the entry point. Resolves the day once, runs each step's Meltano job with the
+day pinned, records failures and interruptions in the ledger, and stops cleanly.
+
+Each `meltano run` gets its own process group, so a signal to `nw` (SIGTERM from
+Airflow or systemd, SIGINT from Ctrl-C) stops the whole tree — Meltano, taps, targets,
+dbt — and the locks are released only once every one of those processes is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import IO
+
+from northwind_elt import ledger, settings
+from northwind_elt.day import DAY_ENV, DayLayout
+from northwind_elt.errors import rerun_command
+from northwind_elt.locks import plugin_lock, step_lock
+from northwind_elt.pipelines import Pipeline
+
+# Lines worth quoting from a failed run's output, most specific first.
+_CAUSE_PATTERNS = (
+    re.compile(r"(?:^|\s)ERROR: (.+)"),
+    re.compile(r"\b(?:CsvContractError|PipelineError|ConfigError): (.+)"),
+    re.compile(r"((?:connection to server|could not connect|password authentication failed|FATAL:).+)"),
+    re.compile(r"\b(\w+(?:Error|Exception|Invalid|Refused|Interrupt)(?:\([^)]*\))?: .+)"),
+    # `\s++` would be clearer, but re only has possessive quantifiers from 3.11 on: the
+    # explicit (?=\S) stops the spaces from backtracking into the lookahead.
+    re.compile(r"\[error\s*\] meltano\s+(?=\S)((?!Block run completed|Run invocation could not be completed).+)"),
+)
+_CONNECTION_TROUBLE = re.compile(r"connection|connect|password authentication|timeout expired|Name or service", re.I)
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def find_cause(lines: list[str]) -> str | None:
+    for pattern in _CAUSE_PATTERNS:
+        for line in reversed(lines):
+            if found := pattern.search(_ANSI.sub("", line)):
+                return found.group(1).strip()
+    return None
+
+
+def _meltano() -> str:
+    """The meltano installed beside this interpreter (the project's venv), whatever PATH says."""
+    beside = Path(sys.executable).parent / "meltano"
+    return str(beside) if beside.exists() else "meltano"
+
+
+class _RunLog:
+    """The run's log file; a full disk stops the logging, never the run or its report."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle: IO[str] | None = path.open("w")
+        except OSError as err:
+            self._stop(err)
+
+    def _stop(self, err: OSError) -> None:
+        self._handle = None
+        print(f"(log {self.path} not written: {err})", file=sys.stderr)
+
+    def write(self, line: str) -> None:
+        if self._handle is not None:
+            try:
+                self._handle.write(line)
+            except OSError as err:
+                self._stop(err)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                self._handle.close()
+
+
+class Interrupted(Exception):
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+class _Signals:
+    """Turn SIGTERM/SIGINT into a stop request for the running child group."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.group: int | None = None
+
+    def __enter__(self) -> _Signals:
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        first = self.received is None
+        self.received = signum
+        if self.group is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.group, signal.SIGTERM if first else signal.SIGKILL)
+
+
+def _wait_group_gone(group: int, grace_s: float = 20.0) -> None:
+    """Return only once no process of the group is left; SIGKILL what outlives the grace."""
+    deadline = time.monotonic() + grace_s
+    while True:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        except PermissionError:  # only zombies or foreign processes left
+            return
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+        time.sleep(0.05)
+
+
+def _hint(step: str, cause: str | None) -> str:
+    if not cause:
+        return ""
+    if "No space left on device" in cause:
+        return f"\nFree space on the disk holding {settings.data_dir()}."
+    if _CONNECTION_TROUBLE.search(cause) and "Check the" not in cause and "check the" not in cause:
+        if step.startswith("extract"):
+            return f"\nCheck the source database {settings.source_pg().describe()} (SOURCE_PG_* in .env)."
+        return f"\nCheck the analytics database {settings.analytics_pg().describe()} (ANALYTICS_PG_* in .env)."
+    return ""
+
+
+def _record(pipeline: Pipeline, day: dt.date, step: str, status: str, **kwargs) -> None:
+    try:
+        ledger.record(pipeline.name, day, step, status, **kwargs)
+    except (OSError, sqlite3.Error) as err:
+        print(f"(ledger {ledger.ledger_path()} not updated: {err})", file=sys.stderr)
+
+
+def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: _Signals) -> int:
+    """One `meltano run` of the step's job, output streamed and kept in a log."""
+    job = pipeline.step(step).job
+    started = ledger.now()
+    log = _RunLog(settings.data_dir() / "logs" / day.isoformat() / f"{job}-{started:%Y%m%dT%H%M%S}.log")
+    tail: deque[str] = deque(maxlen=80)
+    env = {**os.environ, DAY_ENV: day.isoformat(), settings.DATA_DIR_ENV: str(settings.data_dir())}
+    with subprocess.Popen(
+        # --force: the per-day locks and leases guard concurrency exactly (and die with
+        # their process), where Meltano's own guard would block a rerun after a kill.
+        [_meltano(), "run", "--force", job],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        cwd=settings.project_root(),
+        start_new_session=True,
+    ) as proc:
+        signals.group = proc.pid
+        if signals.received is not None:  # a signal arrived before the group existed
+            os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.stdout is not None
+        for raw_line in proc.stdout:
+            line = ledger.redact(raw_line)  # no password reaches the terminal or the log
+            sys.stdout.write(line)
+            log.write(line)
+            tail.append(line)
+    _wait_group_gone(proc.pid)
+    signals.group = None
+    log.close()
+    if signals.received is not None:
+        name = signal.Signals(signals.received).name
+        _record(pipeline, day, step, "interrupted", started_at=started, error=f"stopped by {name}")
+        print(
+            f"\nINTERRUPTED: step '{step}' for {day} ({name}): its processes are stopped; "
+            "nothing half-written is visible.\n"
+            f"Rerun from that step: {rerun_command(step, day)}",
+            file=sys.stderr,
+        )
+        raise Interrupted(signals.received)
+    if proc.returncode == 0 and ledger.success_since(pipeline.name, day, step, started):
+        return 0
+    cause = find_cause(list(tail))
+    if pipeline.step(step).kind == "transform":
+        from northwind_elt.transform import failures_since
+
+        failures = failures_since(started)
+        if failures:
+            cause = f"dbt build failed: {'; '.join(failures)}"
+    if proc.returncode == 0:
+        cause = cause or "the job exited 0 but its commit task recorded no success"
+    _record(
+        pipeline,
+        day,
+        step,
+        "failed",
+        started_at=started,
+        error=(f"{cause}\n---\n" if cause else "") + "".join(tail)[-3000:],
+    )
+    print(
+        f"\nFAILED: step '{step}' for {day} (meltano run {job} exited {proc.returncode}).\n"
+        + (f"Cause: {cause}{_hint(step, cause)}\n" if cause else "")
+        + f"Full log: {log.path}\n"
+        f"Fix the cause, then rerun from that step: {rerun_command(step, day)}",
+        file=sys.stderr,
+    )
+    return proc.returncode or 1
+
+
+def check_environment(pipeline: Pipeline, steps: tuple[str, ...]) -> None:
+    """Every variable the steps need, named before the first step starts."""
+    prefixes = sorted({prefix for step in steps for prefix in pipeline.step(step).connections})
+    names = [name for prefix in prefixes for name in settings.pg_variables(prefix)]
+    settings.require(names, f"needed by {pipeline.name} {', '.join(steps)}")
+    for prefix in prefixes:
+        settings.pg_conn(prefix)  # ports must be numbers
+
+
+def run(pipeline: Pipeline, steps: tuple[str, ...], day: dt.date) -> int:
+    check_environment(pipeline, steps)
+    layout = DayLayout.for_day(day)
+    with _Signals() as signals, contextlib.ExitStack() as held:
+        # One run per step and day: a second one fails at once instead of interleaving.
+        for step in sorted(steps):
+            held.enter_context(step_lock(layout, f"run-{pipeline.name}-{step}"))
+        # Meltano keeps one run directory per plugin (catalog, config), shared by all days:
+        # runs of the same job for other days wait their turn. Sorted order: no deadlock.
+        for step in sorted(steps):
+            held.enter_context(plugin_lock(pipeline.step(step).job))
+        try:
+            for step in steps:
+                if signals.received is not None:
+                    raise Interrupted(signals.received)
+                print(f"==> {pipeline.name}: {step} for {day}", flush=True)
+                code = run_step(pipeline, step, day, signals)
+                if code:
+                    return code
+        except Interrupted as stop:
+            return 128 + stop.signum
+    print(f"==> done: {pipeline.name} {', '.join(steps)} for {day}")
+    return 0

@@ -1,0 +1,46 @@
+"""The pipeline definitions are the single source: Meltano's jobs and commands must match them."""
+
+from __future__ import annotations
+
+import yaml
+from support import PROJECT
+
+from northwind_elt.pipelines import EXPORT, PIPELINES
+
+MELTANO = yaml.safe_load((PROJECT / "meltano.yml").read_text())
+JOBS = {job["name"]: job["tasks"] for job in MELTANO["jobs"]}
+UTILITIES = yaml.safe_load((PROJECT / "plugins" / "utilities.meltano.yml").read_text())["plugins"]["utilities"]
+NW_COMMANDS = next(u for u in UTILITIES if u["name"] == "nw")["commands"]
+
+
+def test_every_step_is_a_job_wrapped_in_its_begin_and_commit_tasks() -> None:
+    for pipeline in PIPELINES.values():
+        for step in pipeline.steps:
+            tasks = JOBS[step.job]
+            if step.kind == EXPORT:
+                assert tasks == [f"nw:{step.name}"]
+                continue
+            assert tasks[0] == f"nw:begin-{step.name}" and tasks[-1] == f"nw:commit-{step.name}", (step.name, tasks)
+            assert len(tasks) == 3
+            assert NW_COMMANDS[f"begin-{step.name}"]["args"] == f"begin {step.name}"
+            assert NW_COMMANDS[f"commit-{step.name}"]["args"] == f"commit {step.name}"
+
+
+def test_the_all_steps_job_is_the_steps_jobs_in_order() -> None:
+    for pipeline in PIPELINES.values():
+        expected = [task for step in pipeline.steps for task in JOBS[step.job]]
+        assert JOBS[pipeline.all_steps_job] == expected
+
+
+def test_the_schedule_enters_through_nw_run_so_the_day_is_resolved_once() -> None:
+    for schedule in MELTANO["schedules"]:
+        tasks = JOBS[schedule["job"]]
+        assert len(tasks) == 1 and NW_COMMANDS[tasks[0].removeprefix("nw:")]["args"].startswith("run ")
+
+
+def test_steps_run_after_what_they_need() -> None:
+    for pipeline in PIPELINES.values():
+        seen: set[str] = set()
+        for step in pipeline.steps:
+            assert set(step.needs) <= seen, step.name
+            seen.add(step.name)
