@@ -19,7 +19,9 @@ export MELTANO_PROJECT_ROOT := $(CURDIR)
 DATE_ARG := $(if $(DATE),--date $(DATE))
 RUN_ARGS := $(if $(FROM),--from $(FROM),$(JOB))
 
-.PHONY: install airflow-install run status stop db test lint format airflow airflow-backfill clean
+PLUGINS := extract/tap-csv extract/target-parquet load/tap-parquet
+
+.PHONY: install airflow-install run status stop db test test-unit test-plugins lint format airflow airflow-backfill clean
 
 $(INSTALLED): pyproject.toml extract/*/pyproject.toml load/*/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,8 +60,23 @@ status: $(INSTALLED) .env
 stop: $(INSTALLED)
 	$(BIN)/nw db stop
 
-test: install airflow-install .env
-	$(BIN)/pytest $(PYTEST_ARGS)
+# Everything: unit tier, each plugin in its own virtualenv, then the end-to-end tests.
+test: test-unit test-plugins install airflow-install .env
+	$(BIN)/pytest $(PYTEST_ARGS) tests --ignore=tests/unit
+
+# In-process tests (day, manifests, gate, publish, locks, messages) and the plugins' own
+# tests: under a minute, no Meltano run.
+test-unit: $(INSTALLED)
+	$(BIN)/pytest $(PYTEST_ARGS) tests/unit $(addsuffix /tests,$(PLUGINS))
+
+# Each plugin's tests in a fresh virtualenv holding only that plugin: they stand alone.
+test-plugins: $(INSTALLED)
+	@for plugin in $(PLUGINS); do \
+		venv=.venv-plugins/$$(basename $$plugin); \
+		rm -rf $$venv && $(PYTHON) -m venv $$venv && \
+		$(BIN)/uv pip install --quiet --compile-bytecode --python $$venv/bin/python -e "$$plugin[test]" && \
+		(cd $$plugin && $(CURDIR)/$$venv/bin/pytest -q -p no:cacheprovider tests) || exit 1; \
+	done
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
@@ -85,4 +102,4 @@ airflow-backfill: airflow-install
 		--from-date $(FROM_DATE) --to-date $(TO_DATE) --reprocess-behavior completed
 
 clean:
-	rm -rf $(VENV) $(AIRFLOW_VENV) .meltano .airflow transform/target transform/logs
+	rm -rf $(VENV) $(AIRFLOW_VENV) .venv-plugins .meltano .airflow transform/target transform/logs

@@ -158,9 +158,13 @@ def _expected_tables(ctx: StepContext) -> set[str]:
     for table in sorted(tables):
         try:
             path_component(table)
+            if "/" in table or "\\" in table:
+                # tap-postgres puts stream names into its batch file names unencoded.
+                raise UnsafeName(f"the name contains {'/' if '/' in table else chr(92)!r}, a path separator")
         except UnsafeName as err:
             raise ctx.error(
-                f"source table {table!r} cannot be stored: {err}", "rename the table, or revoke SELECT on it"
+                f"source table {table!r} cannot be extracted: {err}",
+                "rename the table, or revoke SELECT on it from the extraction role (SOURCE_PG_USER)",
             ) from None
     if not tables:
         raise ctx.error(

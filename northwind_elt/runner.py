@@ -12,12 +12,15 @@ import contextlib
 import datetime as dt
 import os
 import re
+import select
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -39,6 +42,8 @@ _CAUSE_PATTERNS = (
 )
 _CONNECTION_TROUBLE = re.compile(r"connection|connect|password authentication|timeout expired|Name or service", re.I)
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# After SIGTERM, how long the step's processes get to stop before SIGKILL.
+STOP_GRACE_S = 10.0
 
 
 def find_cause(lines: list[str]) -> str | None:
@@ -92,9 +97,12 @@ class Interrupted(Exception):
 class _Signals:
     """Turn SIGTERM/SIGINT into a stop request for the running child group."""
 
-    def __init__(self) -> None:
+    def __init__(self, grace_s: float = STOP_GRACE_S) -> None:
         self.received: int | None = None
         self.group: int | None = None
+        self.grace_s = grace_s
+        # Once a signal came: when whatever still runs of the group gets SIGKILL.
+        self.deadline: float | None = None
 
     def __enter__(self) -> _Signals:
         self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -104,15 +112,67 @@ class _Signals:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
+    def lines(self, stream: IO[bytes]) -> Iterator[str]:
+        """The child's output line by line, waking up for signals as well as for output.
+
+        A signal may be delivered to any thread of this process (pyarrow starts some); a
+        blocking read in the main thread would then never return to run the handler while
+        the child is silent. The wakeup fd makes select() return for every signal.
+        """
+        fd = stream.fileno()
+        os.set_blocking(fd, False)
+        wake_r, wake_w = socket.socketpair()
+        wake_w.setblocking(False)
+        previous = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
+        pending = b""
+        try:
+            while True:
+                timeout = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+                ready, _, _ = select.select([fd, wake_r], [], [], timeout)
+                if not ready and self.deadline is not None and time.monotonic() >= self.deadline:
+                    self._kill_group()  # a process ignored SIGTERM (e.g. a tap blocked in a query)
+                if wake_r in ready:
+                    wake_r.recv(4096)  # the handler itself runs as select() returns
+                if fd not in ready:
+                    continue
+                try:
+                    chunk = os.read(fd, 1 << 16)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    break
+                *complete, pending = (pending + chunk).split(b"\n")
+                for line in complete:
+                    yield line.decode(errors="replace") + "\n"
+        finally:
+            signal.set_wakeup_fd(previous)
+            wake_r.close()
+            wake_w.close()
+        if pending:
+            yield pending.decode(errors="replace")
+
     def _handle(self, signum: int, _frame: object) -> None:
         first = self.received is None
         self.received = signum
+        if first:
+            self.deadline = time.monotonic() + self.grace_s
+            self.stop_group()
+        else:  # asked twice: no more patience
+            self._kill_group()
+
+    def stop_group(self) -> None:
         if self.group is not None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.group, signal.SIGTERM if first else signal.SIGKILL)
+                os.killpg(self.group, signal.SIGTERM)
+
+    def _kill_group(self) -> None:
+        self.deadline = None
+        if self.group is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.group, signal.SIGKILL)
 
 
-def _wait_group_gone(group: int, grace_s: float = 20.0) -> None:
+def _wait_group_gone(group: int, grace_s: float = STOP_GRACE_S) -> None:
     """Return only once no process of the group is left; SIGKILL what outlives the grace."""
     deadline = time.monotonic() + grace_s
     while True:
@@ -161,18 +221,17 @@ def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: _Signals) -> 
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
         cwd=settings.project_root(),
         start_new_session=True,
     ) as proc:
         signals.group = proc.pid
         if signals.received is not None:  # a signal arrived before the group existed
-            os.killpg(proc.pid, signal.SIGTERM)
+            signals.stop_group()
         assert proc.stdout is not None
-        for raw_line in proc.stdout:
+        for raw_line in signals.lines(proc.stdout):
             line = ledger.redact(raw_line)  # no password reaches the terminal or the log
             sys.stdout.write(line)
+            sys.stdout.flush()
             log.write(line)
             tail.append(line)
     _wait_group_gone(proc.pid)

@@ -1,16 +1,18 @@
-"""Northwind daily pipeline, one DAG run per day.
+"""Northwind daily pipeline, one DAG run per day, derived from northwind_elt/pipelines.py.
 
-Each task runs the matching Meltano job through `nw run`, with the day taken from the
+Each task runs one step's Meltano job through `nw run`, with the day taken from the
 run's logical date (`{{ ds }}`), never from the wall clock: a backfill or a catchup
-run for 2024-01-15 processes 2024-01-15. `nw run` records each step in the pipeline's
-ledger and ends a failed task with the step that failed and the command to rerun it.
-The load gate inside the pipeline still protects `load` if someone triggers it alone.
+run for 2024-01-15 processes 2024-01-15. `nw run` pins that day for every Meltano task,
+records each step in the pipeline's ledger and ends a failed task with the step that
+failed and the command to rerun it. The load gate still protects `load` if someone
+triggers that task alone.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import sys
 from pathlib import Path
 
 import pendulum
@@ -18,6 +20,11 @@ from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG
 
 PROJECT_ROOT = Path(os.environ.get("NW_PROJECT_ROOT") or Path(__file__).resolve().parents[2])
+# The pipeline definitions are standard-library Python: read them from the checkout
+# without installing the project into Airflow's virtualenv.
+sys.path.insert(0, str(PROJECT_ROOT))
+from northwind_elt.pipelines import NORTHWIND  # noqa: E402
+
 NW = os.environ.get("NW_BIN") or str(PROJECT_ROOT / ".venv" / "bin" / "nw")
 START_DATE = pendulum.parse(os.environ.get("NW_DAG_START_DATE", "2024-01-01"), tz="UTC")
 # With catchup on, unpausing the DAG creates one run for every day since START_DATE.
@@ -32,20 +39,10 @@ default_args = {
     "max_retry_delay": dt.timedelta(minutes=15),
 }
 
-
-def meltano_job(job: str) -> BashOperator:
-    return BashOperator(
-        task_id=job.replace("-", "_"),
-        bash_command=f"{NW} --date {{{{ ds }}}} run {job}",
-        cwd=str(PROJECT_ROOT),
-        doc_md=f"`meltano run {job}` for the run's logical date.",
-    )
-
-
 with DAG(
-    dag_id="northwind_daily",
-    description="Extract Northwind (Postgres + CSV) to Parquet, load to analytics, dbt build, export",
-    schedule="@daily",
+    dag_id=NORTHWIND.dag_id,
+    description=NORTHWIND.description,
+    schedule=NORTHWIND.schedule,
     start_date=START_DATE,
     catchup=CATCHUP,
     max_active_runs=1,
@@ -53,10 +50,15 @@ with DAG(
     tags=["northwind", "meltano"],
     doc_md=__doc__,
 ) as dag:
-    extract_postgres = meltano_job("extract-postgres")
-    extract_csv = meltano_job("extract-csv")
-    load = meltano_job("load")
-    transform = meltano_job("transform")
-    export = meltano_job("export")
-
-    [extract_postgres, extract_csv] >> load >> transform >> export
+    tasks = {
+        step.name: BashOperator(
+            task_id=step.task_id,
+            bash_command=f"{NW} --date {{{{ ds }}}} run {step.job}",
+            cwd=str(PROJECT_ROOT),
+            doc_md=f"`meltano run {step.job}` for the run's logical date, through `nw run`.",
+        )
+        for step in NORTHWIND.steps
+    }
+    for step in NORTHWIND.steps:
+        for upstream in step.needs:
+            tasks[upstream] >> tasks[step.name]

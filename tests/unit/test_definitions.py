@@ -44,3 +44,21 @@ def test_steps_run_after_what_they_need() -> None:
         for step in pipeline.steps:
             assert set(step.needs) <= seen, step.name
             seen.add(step.name)
+
+
+def test_plugins_know_nothing_of_the_project_package() -> None:
+    offenders = [
+        str(path.relative_to(PROJECT))
+        for folder in ("extract", "load")
+        for path in (PROJECT / folder).rglob("*")
+        if path.is_file() and ".meltano" not in path.parts and "northwind_elt" in path.read_text(errors="ignore")
+    ]
+    assert offenders == []
+
+
+def test_dbt_never_decides_what_today_is() -> None:
+    sql = [p for p in (PROJECT / "transform").rglob("*") if p.suffix in (".sql", ".yml") and "target" not in p.parts]
+    for path in sql:
+        text = path.read_text().lower()
+        for clock in ("now()", "current_date", "current_timestamp", "run_started_at"):
+            assert clock not in text, f"{path} reads the clock ({clock})"

@@ -1,0 +1,150 @@
+"""tap-ads-api: one stream `ads` from one GET of the ads API, validated, emitted unchanged.
+
+The API returns a JSON array of ad records and new random data on every call, so a sync
+makes exactly one request (no pagination, no state). The whole response is checked before
+the first record is written: it must be JSON, a JSON array, and every element must match
+`ADS_SCHEMA`; otherwise the sync fails and nothing is emitted. Records are emitted as
+received: no type conformance (`"__unknown"` stays a string, numbers keep their text via
+Decimal), no keys added (an absent `ad_scheme` stays absent) and none removed.
+"""
+
+from __future__ import annotations
+
+import decimal
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import backoff
+import jsonschema
+import requests
+from singer_sdk import RESTStream, Tap
+from singer_sdk import typing as th
+from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.helpers.jsonpath import extract_jsonpath
+
+MAX_TRIES = 3  # the first request and at most 2 retries, on 5xx/429/connection errors only
+BACKOFF_FACTOR_S = 0.25  # waits 0.25 s, then 0.5 s
+
+ADS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["ad_id", "ad_group", "ad_campaign", "shown_at"],
+    "properties": {
+        "ad_id": {"type": "string"},
+        "ad_group": {"type": "string"},
+        "ad_campaign": {"anyOf": [{"type": "integer"}, {"type": "string"}]},
+        "shown_at": {"type": "number"},
+        "ad_scheme": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["origin", "approved"],
+            "properties": {"origin": {"type": "string"}, "approved": {"type": "boolean"}},
+        },
+    },
+}
+
+
+class AdsApiError(FatalAPIError):
+    """The API's answer cannot be used: HTTP error, not JSON, not an array, or a bad record."""
+
+
+class AdsStream(RESTStream):
+    """GET {api_url}{path} -> a JSON array of ad records."""
+
+    name = "ads"
+    primary_keys = ("ad_id",)
+    replication_key = None
+    records_jsonpath = "$[*]"
+    schema = ADS_SCHEMA
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE  # emit records exactly as received
+
+    @property
+    def url_base(self) -> str:
+        return str(self.config["api_url"]).rstrip("/")
+
+    @property
+    def path(self) -> str:  # type: ignore[override]
+        path = str(self.config.get("path") or "/ads")
+        return path if path.startswith("/") else f"/{path}"
+
+    @property
+    def timeout(self) -> int:
+        return int(self.config.get("timeout_s") or 30)
+
+    def get_url(self, context: dict | None) -> str:
+        return self.url_base + self.path
+
+    def get_new_paginator(self) -> None:
+        return None
+
+    def backoff_max_tries(self) -> int:
+        return MAX_TRIES
+
+    def backoff_wait_generator(self):  # type: ignore[override]
+        return backoff.expo(base=2, factor=BACKOFF_FACTOR_S)
+
+    def backoff_jitter(self, value: float) -> float:
+        return value
+
+    def response_error_message(self, response: requests.Response) -> str:
+        return f"HTTP {response.status_code} {response.reason} from GET {response.url}"
+
+    def parse_response(self, response: requests.Response) -> Iterable[dict]:
+        """The response's records, once all of them are known to be valid."""
+        url = response.url
+        try:
+            body = json.loads(response.content, parse_float=decimal.Decimal)
+        except ValueError as error:
+            raise AdsApiError(f"response from GET {url} is not JSON: {error}") from None
+        if not isinstance(body, list):
+            raise AdsApiError(f"response from GET {url} is not a JSON array (got {type(body).__name__})")
+        validator = jsonschema.Draft7Validator(ADS_SCHEMA)
+        for index, record in enumerate(body):
+            errors = sorted(validator.iter_errors(record), key=lambda e: list(e.absolute_path))
+            if errors:
+                ad_id = record.get("ad_id") if isinstance(record, dict) else None
+                first = errors[0]
+                where = first.json_path if first.absolute_path else "the record"
+                raise AdsApiError(
+                    f"record {index} (ad_id {ad_id!r}) from GET {url} breaks the schema at {where}: {first.message}"
+                )
+        return list(extract_jsonpath(self.records_jsonpath, body))
+
+    def get_records(self, context: dict | None) -> Iterable[dict[str, Any]]:
+        try:
+            yield from self.request_records(context)
+        except AdsApiError:
+            raise
+        except RetriableAPIError as error:  # still failing after MAX_TRIES
+            raise AdsApiError(f"{error} (gave up after {MAX_TRIES} tries)") from None
+        except FatalAPIError as error:
+            raise AdsApiError(str(error)) from None
+        except requests.RequestException as error:
+            raise AdsApiError(f"GET {self.get_url(context)} failed after {MAX_TRIES} tries: {error}") from None
+
+    def post_process(self, row: dict, context: dict | None = None) -> dict:
+        return row  # unchanged
+
+
+class TapAdsApi(Tap):
+    """Singer tap for the ads API."""
+
+    name = "tap-ads-api"
+    config_jsonschema = th.PropertiesList(
+        th.Property(
+            "api_url",
+            th.StringType,
+            required=True,
+            description="Base URL of the ads API, e.g. http://127.0.0.1:8765",
+        ),
+        th.Property("path", th.StringType, default="/ads", description="Path of the ads endpoint"),
+        th.Property("timeout_s", th.IntegerType, default=30, description="Timeout of the request, in seconds"),
+    ).to_dict()
+
+    def discover_streams(self) -> list[AdsStream]:
+        return [AdsStream(self)]
+
+
+__all__ = ["ADS_SCHEMA", "AdsApiError", "AdsStream", "TapAdsApi"]

@@ -1,0 +1,195 @@
+"""The project's embedded S3-compatible server: npm `s3rver` 3.7.1, objects stored on disk.
+
+Why: the archive job deletes the Postgres rows it has archived, so the S3 copy is then the
+only copy and must survive a restart of the server (and of the machine). Measured here
+(Debian 12, node v20, boto3 1.44.5): s3rver keeps every object as plain files under its data
+directory (`<dir>/<bucket>/<key>._S3rver_object` plus metadata and md5), a restart on the
+same directory serves them again byte-equal, and boto3 works against it unchanged
+(create/head bucket, put/get/head/delete object, ListObjectsV2 with a prefix, 0-byte
+objects, multipart uploads). It starts in about 0.3 s. MIT licence, ~900k downloads a
+month, depends only on node (already on the machine; the npm registry is reachable).
+
+Install (the project runs it, see `install()`):
+
+    npm install --prefix <project>/.s3server s3rver@3.7.1
+
+Credentials: s3rver checks SigV4 signatures against one built-in account, access key
+`S3RVER`, secret `S3RVER` (`ACCESS_KEY`/`SECRET_KEY` here); other keys get
+InvalidAccessKeyId. Any region name is accepted (use us-east-1).
+
+Rejected:
+
+- moto[server]==5.2.5: works, but keeps state in memory only. 5.2.5 has no snapshot or
+  restore of state; its only related feature, the request recorder
+  (`/moto-api/recorder/*`), appends every request, bodies included, to one file and
+  replays them all at start: unbounded growth, slow restarts, not a store.
+- MinIO: no Debian package of the server; the `minio` PyPI package is the client.
+- LocalStack (`localstack-core`): installs, but cannot start without Docker here.
+- `@20minutes/s3rver` 5.0.0 (maintained fork of s3rver): requires node >= 24; node 20 here.
+- PyPI `fake-s3` 1.0.2 and `alocals3` 0.3.0: single-author alpha ports (Quart / FastAPI +
+  SQLAlchemy) with partial S3 coverage and almost no users; not worth the risk for the
+  archive's only copy.
+
+Real S3 needs none of this: the pipeline takes endpoint, region and keys from its settings.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PACKAGE = "s3rver"
+VERSION = "3.7.1"
+ACCESS_KEY = "S3RVER"
+SECRET_KEY = "S3RVER"  # noqa: S105 - s3rver's fixed, public test credential
+REGION = "us-east-1"
+PROJECT = Path(__file__).resolve().parents[2]
+START_TIMEOUT_S = 30.0
+
+
+class S3ServerError(RuntimeError):
+    pass
+
+
+def default_prefix() -> Path:
+    """Where s3rver is installed: $ADS_S3SERVER_PREFIX, else <project>/.s3server."""
+    return Path(os.environ.get("ADS_S3SERVER_PREFIX") or PROJECT / ".s3server")
+
+
+def _installed_version(prefix: Path) -> str | None:
+    manifest = prefix / "node_modules" / PACKAGE / "package.json"
+    try:
+        return json.loads(manifest.read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def install_command(prefix: Path) -> list[str]:
+    return ["npm", "install", "--prefix", str(prefix), f"{PACKAGE}@{VERSION}"]
+
+
+def install(prefix: Path | None = None) -> Path:
+    """Install s3rver@3.7.1 under `prefix` unless that exact version is there; return its entry script."""
+    prefix = Path(prefix) if prefix is not None else default_prefix()
+    if _installed_version(prefix) != VERSION:
+        if shutil.which("npm") is None:
+            raise S3ServerError(f"npm is not installed; it is needed to run: {' '.join(install_command(prefix))}")
+        prefix.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(install_command(prefix), capture_output=True, text=True, check=False)
+        if done.returncode != 0 or _installed_version(prefix) != VERSION:
+            raise S3ServerError(
+                f"{' '.join(install_command(prefix))} failed (status {done.returncode}): "
+                f"{(done.stderr or done.stdout).strip()[-2000:]}"
+            )
+    return _entry_script(prefix)
+
+
+def _entry_script(prefix: Path) -> Path:
+    return prefix / "node_modules" / PACKAGE / "bin" / "s3rver.js"
+
+
+@dataclass
+class Handle:
+    """A running s3rver: its process, address and how long it took to answer."""
+
+    proc: subprocess.Popen
+    data_dir: Path
+    port: int
+    endpoint_url: str
+    start_seconds: float
+    output: collections.deque = field(default_factory=lambda: collections.deque(maxlen=200))
+
+
+def _drain(proc: subprocess.Popen, output: collections.deque, ready: threading.Event) -> None:
+    """Keep the child's output flowing (a full pipe would block it); note the ready line."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        output.append(line.rstrip("\n"))
+        if line.startswith("S3rver listening on "):
+            ready.set()
+    ready.set()  # EOF: the child is gone; start() sees that
+
+
+def _answers(endpoint_url: str) -> bool:
+    """True once the server answers HTTP (any status: an unsigned request is refused with 403)."""
+    try:
+        with urllib.request.urlopen(endpoint_url + "/", timeout=5):  # noqa: S310 - our own http://127.0.0.1 URL
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+
+
+def start(data_dir: Path, port: int, prefix: Path | None = None) -> Handle:
+    """Run s3rver on 127.0.0.1:port storing under data_dir; return once it answers HTTP.
+
+    Creates data_dir if missing, nothing else (no bucket). Needs `install()` done first.
+    """
+    script = _entry_script(Path(prefix) if prefix is not None else default_prefix())
+    if not script.is_file():
+        raise S3ServerError(f"s3rver is not installed ({script} missing); run northwind_elt.ads.s3server.install()")
+    node = shutil.which("node")
+    if node is None:
+        raise S3ServerError("node is not installed; s3rver needs it")
+    data_dir = Path(data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    endpoint_url = f"http://127.0.0.1:{port}"
+    argv = [node, str(script), "--directory", str(data_dir), "--address", "127.0.0.1", "--port", str(port), "--silent"]
+    began = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+    handle = Handle(proc=proc, data_dir=data_dir, port=port, endpoint_url=endpoint_url, start_seconds=0.0)
+    ready = threading.Event()
+    threading.Thread(target=_drain, args=(proc, handle.output, ready), daemon=True).start()
+    if not ready.wait(START_TIMEOUT_S) or proc.poll() is not None or not _answers(endpoint_url):
+        stop(handle)
+        detail = "\n".join(handle.output).strip() or "(no output)"
+        raise S3ServerError(f"s3rver did not start on {endpoint_url} (data {data_dir}): {detail[-2000:]}")
+    handle.start_seconds = time.monotonic() - began
+    return handle
+
+
+def stop(handle: Handle) -> None:
+    """SIGTERM the server and wait for it (SIGKILL after 10 s)."""
+    proc = handle.proc
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def ensure_bucket(endpoint_url: str | None, bucket: str, region: str, key: str | None, secret: str | None) -> bool:
+    """Create `bucket` unless it exists; True if it was created. endpoint_url None means AWS."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    client = boto3.client(
+        "s3", endpoint_url=endpoint_url, region_name=region, aws_access_key_id=key, aws_secret_access_key=secret
+    )
+    try:
+        client.head_bucket(Bucket=bucket)
+        return False
+    except ClientError as error:
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if str(error.response.get("Error", {}).get("Code")) not in ("404", "NoSuchBucket") and status != 404:
+            raise
+    options = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+    try:
+        client.create_bucket(Bucket=bucket, **options)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
+            raise
+        return False
+    return True

@@ -1,0 +1,1 @@
+"""PADAM pipeline: the monthly `entity` data generator and its helpers."""
