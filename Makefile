@@ -19,7 +19,7 @@ export MELTANO_PROJECT_ROOT := $(CURDIR)
 DATE_ARG := $(if $(DATE),--date $(DATE))
 RUN_ARGS := $(if $(FROM),--from $(FROM),$(JOB))
 
-PLUGINS := extract/tap-csv extract/target-parquet load/tap-parquet
+PLUGINS := extract/tap-typed-csv load/target-parquet-files extract/tap-parquet-manifest
 
 .PHONY: install airflow-install run status stop db test test-unit test-plugins lint format airflow airflow-backfill clean
 
@@ -27,7 +27,7 @@ $(INSTALLED): pyproject.toml extract/*/pyproject.toml load/*/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[embedded,dev]' meltano==$(MELTANO_VERSION) \
-		-e 'extract/tap-csv[test]' -e 'extract/target-parquet[test]' -e 'load/tap-parquet[test]'
+		-e 'extract/tap-typed-csv[test]' -e 'load/target-parquet-files[test]' -e 'extract/tap-parquet-manifest[test]'
 	touch $@
 
 # Meltano installs every plugin, pinned in plugins/*.meltano.yml, into its own virtualenv.

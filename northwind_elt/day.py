@@ -144,7 +144,7 @@ class DayLayout:
         return self.staging_dir(step) / "_begin.json"
 
     def load_intent(self, step: str = "load") -> Path:
-        """Written by load's begin task: the files tap-parquet reads and the rows expected."""
+        """Written by load's begin task: the files tap-parquet-manifest reads and the rows expected."""
         return self.staging_dir(step) / "intent.json"
 
     def output_dir(self) -> Path:

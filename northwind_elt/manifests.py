@@ -7,7 +7,7 @@
 - step          `_manifests/{day}/{step}.json`: written last by an extract commit; the
   step's output for the day is complete, and lists exactly its tables.
 - load intent   `.staging/load/{day}/intent.json`: written by load's begin task; it is also
-  tap-parquet's manifest (streams, files with rows and sha256, constant columns).
+  tap-parquet-manifest's manifest (streams, files with rows and sha256, constant columns).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def verify_partition(manifest_path: Path) -> dict[str, Any]:
 def write_intent(
     layout: DayLayout, load_id: str, started_at: str, partitions: list[tuple[str, Path, dict[str, Any]]]
 ) -> None:
-    """tap-parquet's manifest, plus what the load's commit checks the target against."""
+    """tap-parquet-manifest's manifest, plus what the load's commit checks the target against."""
     atomic_write_json(
         layout.load_intent(),
         {

@@ -41,9 +41,9 @@ def free_port() -> int:
 
 
 def csv_env(path: Path) -> dict[str, str]:
-    """Point the Northwind CSV tap at another file (Meltano reads TAP_CSV_FILES as JSON)."""
+    """Point the Northwind CSV tap at another file (Meltano reads TAP_TYPED_CSV_FILES as JSON)."""
     return {
-        "TAP_CSV_FILES": json.dumps(
+        "TAP_TYPED_CSV_FILES": json.dumps(
             [
                 {
                     "stream": "order_details",

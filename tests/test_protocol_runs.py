@@ -105,7 +105,9 @@ def test_tables_named_with_spaces_and_capitals_load_and_a_path_in_a_name_is_refu
     try:
         pipeline.run_ok("daily", day)
         with pipeline.analytics() as conn:
-            got = conn.execute('SELECT "Item Id"::int, "Label" FROM raw."Order Items" WHERE _day = %s ORDER BY 1', [day])
+            got = conn.execute(
+                'SELECT "Item Id"::int, "Label" FROM raw."Order Items" WHERE _day = %s ORDER BY 1', [day]
+            )
             assert got.fetchall() == [(1, "one"), (2, "two"), (3, None)]
         with pipeline.admin() as conn:
             conn.execute('CREATE TABLE "../../fc_escape" (id int)')

@@ -21,7 +21,7 @@ def test_meltano_closing_lines_are_never_the_cause() -> None:
 
 def test_an_arrow_error_is_the_cause() -> None:
     lines = [
-        "2026-11-24T05:00:00Z [info     ] target-parquet pyarrow.lib.ArrowInvalid: Invalid UTF8 payload\n",
+        "2026-11-24T05:00:00Z [info     ] target-parquet-files pyarrow.lib.ArrowInvalid: Invalid UTF8 payload\n",
         BLOCK_FAILED + "\n",
     ]
     assert find_cause(lines) == "ArrowInvalid: Invalid UTF8 payload"
@@ -39,7 +39,8 @@ def test_the_projects_own_error_line_wins_over_a_traceback() -> None:
 
 def test_a_csv_contract_error_is_quoted_whole() -> None:
     lines = [
-        "tap-csv  tap_csv.reader.CsvContractError: /x.csv: line 3, column 'quantity': 'ten' is not an integer\n",
+        "tap-typed-csv  tap_typed_csv.reader.CsvContractError: "
+        "/x.csv: line 3, column 'quantity': 'ten' is not an integer\n",
         BLOCK_FAILED + "\n",
     ]
     assert find_cause(lines) == "/x.csv: line 3, column 'quantity': 'ten' is not an integer"

@@ -30,7 +30,7 @@ FILES = Pipeline(
 
 
 def stage(data_dir: Path, step: str, tables: dict[str, int]) -> None:
-    """What target-parquet leaves in a step's staging area: one finished file per table."""
+    """What target-parquet-files leaves in a step's staging area: one finished file per table."""
     staging = DayLayout(DAY, data_dir).staging_dir(step)
     for name, rows in tables.items():
         pq.write_table(pa.table({"id": pa.array(range(rows), pa.int64())}), staging / f"{path_component(name)}.parquet")

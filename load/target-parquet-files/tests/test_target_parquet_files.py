@@ -1,4 +1,4 @@
-"""What target-parquet writes: typed columns, empty tables, BATCH files, and only in output_dir."""
+"""What target-parquet-files writes: typed columns, empty tables, BATCH files, and only in output_dir."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from target_parquet.naming import (
+from target_parquet_files.naming import (
     MAX_FILE_NAME_BYTES,
     InvalidStreamNameError,
     file_name,
@@ -19,7 +19,7 @@ from target_parquet.naming import (
     output_path,
     table_name,
 )
-from target_parquet.target import TargetParquet
+from target_parquet_files.target import TargetParquet
 
 PROPERTIES = {
     "id": {"type": ["integer"]},

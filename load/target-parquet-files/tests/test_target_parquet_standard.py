@@ -6,7 +6,7 @@ import tempfile
 
 from singer_sdk.testing import get_target_test_class
 
-from target_parquet.target import TargetParquet
+from target_parquet_files.target import TargetParquet
 
 OUTPUT_DIR = tempfile.mkdtemp(prefix="target-parquet-standard-")
 

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchFileFormat
 from singer_sdk.sinks import BatchSink
 
-from target_parquet.naming import output_path
-from target_parquet.types import arrow_schema, conform, records_to_table
+from target_parquet_files.naming import output_path
+from target_parquet_files.types import arrow_schema, conform, records_to_table
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

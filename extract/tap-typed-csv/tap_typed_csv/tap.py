@@ -1,4 +1,4 @@
-"""tap-csv: one stream per entry of the `files` setting, typed by its declared columns."""
+"""tap-typed-csv: one stream per entry of the `files` setting, typed by its declared columns."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from upath import UPath
 
-from tap_csv.reader import (
+from tap_typed_csv.reader import (
     TYPE_NAMES,
     CsvContractError,
     FileSpec,
@@ -109,7 +109,7 @@ class CsvStream(Stream):
 
 
 class TapCSV(Tap):
-    name = "tap-csv"
+    name = "tap-typed-csv"
     config_jsonschema = th.PropertiesList(
         th.Property(
             "files",

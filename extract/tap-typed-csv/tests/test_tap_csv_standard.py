@@ -6,7 +6,7 @@ from pathlib import Path
 
 from singer_sdk.testing import get_tap_test_class
 
-from tap_csv.tap import TapCSV
+from tap_typed_csv.tap import TapCSV
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

@@ -1,4 +1,4 @@
-"""tap-parquet on a few Parquet files and a manifest built here: the SDK's standard tap tests,
+"""tap-parquet-manifest on a few Parquet files and a manifest built here: the SDK's standard tap tests,
 then the tap's own promises (constants in BATCH files, verification, relative paths, odd names)."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
-from tap_parquet.manifest import ManifestError, VerificationError
-from tap_parquet.tap import TapParquet
+from tap_parquet_manifest.manifest import ManifestError, VerificationError
+from tap_parquet_manifest.tap import TapParquet
 
 DAY = "2024-01-15"
 LOAD_ID = "load-0001"

@@ -12,8 +12,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from tap_csv.reader import CsvConfigError, CsvContractError, FileSpec, parse_files, read_table
-from tap_csv.tap import TapCSV
+from tap_typed_csv.reader import CsvConfigError, CsvContractError, FileSpec, parse_files, read_table
+from tap_typed_csv.tap import TapCSV
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 ORDER_COLUMNS = {
@@ -60,7 +60,7 @@ def run_tap(config: dict, capsys: pytest.CaptureFixture[str]) -> list[dict]:
 # -- refusals: today's messages, exactly -------------------------------------------------
 
 ORDER_CASES = {
-    # today's tap-csv tests
+    # today's tap-typed-csv tests
     "extra column": (
         f"{HEADER},extra\n1,2,3,4,5,6\n",
         f"line 1 (header): unexpected column(s) ['extra']; expected {HEADER}",

@@ -13,8 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tap_csv.reader import CsvContractError, iter_batches, parse_files
-from tap_csv.tap import TapCSV
+from tap_typed_csv.reader import CsvContractError, iter_batches, parse_files
+from tap_typed_csv.tap import TapCSV
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 ORDER_COLUMNS = {

@@ -1,4 +1,4 @@
-"""tap-parquet: one stream per manifest entry, read from verified Parquet files.
+"""tap-parquet-manifest: one stream per manifest entry, read from verified Parquet files.
 
 The manifest (setting `manifest_file`) names each stream's files, optionally with their row
 counts and SHA-256 checksums. With `verify` on (the default), every file is checked before
@@ -25,7 +25,7 @@ from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
 
-from tap_parquet.manifest import (
+from tap_parquet_manifest.manifest import (
     CONSTANT_TYPES,
     ConstantColumn,
     Manifest,
@@ -132,7 +132,7 @@ class ParquetStream(Stream):
 class TapParquet(Tap):
     """Singer tap for the Parquet files a manifest names."""
 
-    name = "tap-parquet"
+    name = "tap-parquet-manifest"
     config_jsonschema = th.PropertiesList(
         th.Property(
             "manifest_file",

@@ -1,4 +1,4 @@
-"""target-parquet: one typed Parquet file per stream, made visible only once complete."""
+"""target-parquet-files: one typed Parquet file per stream, made visible only once complete."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from typing import IO, Any
 from singer_sdk import typing as th
 from singer_sdk.target_base import Target
 
-from target_parquet.sinks import DEFAULT_COMPRESSION, ParquetSink
+from target_parquet_files.sinks import DEFAULT_COMPRESSION, ParquetSink
 
 
 class TargetParquet(Target):
     """Writes each stream to ``{output_dir}/{encoded table name}.parquet``."""
 
-    name = "target-parquet"
+    name = "target-parquet-files"
     default_sink_class = ParquetSink
 
     config_jsonschema = th.PropertiesList(
