@@ -115,11 +115,11 @@ def begin(pipeline: Pipeline, step_name: str) -> str:
     elif ctx.step.kind == LOAD:
         settings.require(settings.pg_variables("ANALYTICS_PG"), "the load writes to the analytics database")
         from northwind_elt.gate import verified_partitions
-        from northwind_elt.load import clear_staged_day
+        from northwind_elt.load import prepare_staging
 
         ctx.clean_staging()
         partitions = verified_partitions(pipeline, ctx.layout, ctx.name)
-        _with_database(ctx, "analytics", lambda: clear_staged_day(ctx.name, ctx.day))
+        _with_database(ctx, "analytics", lambda: prepare_staging(ctx.name, ctx.day))
         write_intent(ctx.layout, record["run_id"], started, [(p.table, p.file, p.manifest) for p in partitions])
     else:
         ctx.clean_staging()

@@ -41,6 +41,7 @@ _CAUSE_PATTERNS = (
     re.compile(r"\[error\s*\] meltano\s+(?=\S)((?!Block run completed|Run invocation could not be completed).+)"),
 )
 _CONNECTION_TROUBLE = re.compile(r"connection|connect|password authentication|timeout expired|Name or service", re.I)
+_TASK_RERUN = re.compile(r"Then rerun: (nw run --date \S+ --from \S+)")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # After SIGTERM, how long the step's processes get to stop before SIGKILL.
 STOP_GRACE_S = 10.0
@@ -258,6 +259,9 @@ def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: _Signals) -> 
             cause = f"dbt build failed: {'; '.join(failures)}"
     if proc.returncode == 0:
         cause = cause or "the job exited 0 but its commit task recorded no success"
+    # A task that refused knows best where to restart (e.g. the load gate: the extract).
+    rerun = next((m.group(1) for line in reversed(tail) if (m := _TASK_RERUN.search(line))), None)
+    rerun = rerun or rerun_command(step, day)
     _record(
         pipeline,
         day,
@@ -270,7 +274,7 @@ def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: _Signals) -> 
         f"\nFAILED: step '{step}' for {day} (meltano run {job} exited {proc.returncode}).\n"
         + (f"Cause: {cause}{_hint(step, cause)}\n" if cause else "")
         + f"Full log: {log.path}\n"
-        f"Fix the cause, then rerun from that step: {rerun_command(step, day)}",
+        f"Fix the cause, then rerun: {rerun}",
         file=sys.stderr,
     )
     return proc.returncode or 1

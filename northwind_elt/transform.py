@@ -20,7 +20,9 @@ def failed_nodes(results: dict) -> list[str]:
     for node in results.get("results", []):
         if node.get("status") in ("success", "pass", "skipped", "warn"):
             continue
-        name = node["unique_id"].split(".")[-1] if node["unique_id"].startswith("test.") else node["unique_id"]
+        # test.<project>.<name>.<hash>: the name is what dbt prints and what a person looks for.
+        parts = node["unique_id"].split(".")
+        name = parts[2] if parts[0] == "test" and len(parts) > 2 else node["unique_id"]
         detail = f"{node['failures']} failing row(s)" if node.get("failures") else (node.get("message") or "")
         failed.append(f"{name} ({node['status']}: {detail.strip()})")
     return failed

@@ -55,12 +55,13 @@ def test_a_signal_during_extract_stops_every_process_and_records_interrupted(pip
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_during_load_keeps_the_old_day_and_the_rerun_clears_staging(pipeline: Pipeline, signum) -> None:
     day = "2024-06-03" if signum == signal.SIGTERM else "2024-06-04"
+    staging = f"raw_staging_{day}"
     for job in ("extract-postgres", "extract-csv", "load"):
         pipeline.run_ok(job, day)
     with pipeline.analytics() as conn:
         before = conn.execute("SELECT load_id FROM raw._loaded_days WHERE day = %s", [day]).fetchone()
-    # order_details is loaded last: the target has staged the other tables when it blocks.
-    with pipeline.table_locked("analytics", "raw_staging.order_details", "SHARE"):
+    # The day is staged, then the swap into raw waits for the lock: the signal comes mid-swap.
+    with pipeline.table_locked("analytics", "raw.orders"):
         proc = pipeline.start("--date", day, "run", "load")
         wait_for(lambda: pipeline.waiting_on_a_lock("analytics"), "the load blocks on the lock", proc)
         code, output, alive = stop_with(proc, signum)
@@ -70,16 +71,16 @@ def test_a_signal_during_load_keeps_the_old_day_and_the_rerun_clears_staging(pip
     assert re.search(r"^load\s+interrupted", pipeline.status(day), re.MULTILINE)
     with pipeline.analytics() as conn:
         assert conn.execute("SELECT load_id FROM raw._loaded_days WHERE day = %s", [day]).fetchone() == before
-        left = conn.execute("SELECT count(*) FROM raw_staging.orders WHERE _day = %s", [day]).fetchone()[0]
-    assert left > 0, "the interrupted attempt left staged rows (the case the rerun must clean)"
+        assert conn.execute("SELECT count(DISTINCT _load_id) FROM raw.orders WHERE _day = %s", [day]).fetchone() == (1,)
+        left = conn.execute(f'SELECT count(*) FROM "{staging}".orders').fetchone()[0]
+    assert left == 830, "the interrupted attempt left its staged rows (the case the rerun must clean)"
     pipeline.run_ok("load", day)
     with pipeline.analytics() as conn:
-        for table in ("orders", "order_details", "customers"):
-            staged = conn.execute(f"SELECT count(*) FROM raw_staging.{table} WHERE _day = %s", [day]).fetchone()[0]
-            assert staged == 0, table
+        assert conn.execute("SELECT to_regnamespace(%s)", [staging]).fetchone() == (None,)
         rows, loads = conn.execute(
             "SELECT count(*), count(DISTINCT _load_id) FROM raw.orders WHERE _day = %s", [day]
         ).fetchone()
+        assert conn.execute("SELECT load_id FROM raw._loaded_days WHERE day = %s", [day]).fetchone() != before
     assert loads == 1 and rows == 830
 
 

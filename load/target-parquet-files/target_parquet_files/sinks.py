@@ -14,7 +14,7 @@ from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchFileFormat
 from singer_sdk.sinks import BatchSink
 
 from target_parquet_files.naming import output_path
-from target_parquet_files.types import arrow_schema, conform, records_to_table
+from target_parquet_files.types import adopt, arrow_schema, records_to_table
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -68,8 +68,19 @@ class ParquetSink(BatchSink):
 
     def _append(self, table: pa.Table) -> None:
         if self._writer is None:
+            # The first table fixes the file's schema: the JSON Schema's for records, the
+            # batch file's own (exact types, field metadata) for BATCH files.
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            self._writer = pq.ParquetWriter(self.temp_path, self.arrow_schema, compression=self.compression)
+            self._writer = pq.ParquetWriter(self.temp_path, table.schema, compression=self.compression)
+        elif table.schema != self._writer.schema:
+            try:
+                table = table.select(self._writer.schema.names).cast(self._writer.schema)
+            except (KeyError, ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+                msg = (
+                    f"stream {self.stream_name!r}: a batch's columns or types differ from the stream's file "
+                    f"({err}); one file per stream needs one schema"
+                )
+                raise ValueError(msg) from None
         if table.num_rows:
             self._writer.write_table(table)
 
@@ -86,14 +97,14 @@ class ParquetSink(BatchSink):
             if path is None:  # remote storage: the SDK's generic reader handles it
                 super().process_batch_files(encoding, [url])
                 continue
-            table = conform(pq.read_table(path), self.arrow_schema)
+            table = adopt(pq.read_table(path), self.arrow_schema)
             self._append(table)
             self.record_counter_metric.increment(table.num_rows)
             path.unlink()  # the tap's batch file is a hand-off, not an output
 
     def clean_up(self) -> None:
         """Close the file (an empty table still gets one, carrying its schema) and rename it."""
-        self._append(self.arrow_schema.empty_table())
+        self._append(self._writer.schema.empty_table() if self._writer else self.arrow_schema.empty_table())
         assert self._writer is not None
         self._writer.close()
         self._writer = None

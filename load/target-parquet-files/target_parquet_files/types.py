@@ -97,3 +97,35 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
                 column = column.cast(field.type)
         columns.append(column)
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _untyped(kind: pa.DataType) -> bool:
+    """Text or nulls: what a tap writes when it has no better type for a column."""
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)
+
+
+def adopt(table: pa.Table, declared: pa.Schema) -> pa.Table:
+    """A BATCH file's table as written, except text the stream declares as something else.
+
+    A typed column (decimal, list, timestamp with zone, binary...) and its field metadata
+    are kept exactly: re-encoding it through the JSON Schema would lose digits or types.
+    A text column that the stream declares as a number, date or binary is parsed into
+    that type (taps without Arrow types write such text), unless the file describes the
+    column in field metadata: then the text is deliberate (e.g. an unconstrained numeric
+    in its exact canonical form, which a double would round). Declared columns the file
+    lacks are added as nulls.
+    """
+    fields, columns = [], []
+    for field in table.schema:
+        column = table.column(field.name)
+        want = declared.field(field.name) if field.name in declared.names else None
+        if want is not None and not field.metadata and _untyped(field.type) and not _untyped(want.type):
+            column = conform(table.select([field.name]), pa.schema([want])).column(0)
+            field = want.with_metadata(field.metadata)
+        fields.append(field)
+        columns.append(column)
+    for want in declared:
+        if want.name not in table.column_names:
+            fields.append(want)
+            columns.append(pa.nulls(table.num_rows, want.type))
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=table.schema.metadata))

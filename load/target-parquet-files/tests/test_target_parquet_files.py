@@ -255,3 +255,56 @@ def test_output_path_is_directly_inside_the_folder(tmp_path: Path) -> None:
     for name in ("../x", "..", ".", "/etc/passwd", "a/../../b"):
         path = output_path(tmp_path, name)
         assert path.resolve().parent == tmp_path.resolve()
+
+
+def test_typed_batch_files_are_written_as_they_are(out: Path, tmp_path: Path) -> None:
+    """Exact Arrow types and field metadata survive: no round trip through the JSON Schema."""
+    from decimal import Decimal
+
+    price = pa.field("price", pa.decimal128(20, 6), metadata={"pg_type": "numeric(20,6)"})
+    schema = pa.schema(
+        [
+            pa.field("id", pa.int16()),
+            price,
+            pa.field("tags", pa.list_(pa.string())),
+            pa.field("day", pa.string()),  # text the stream declares as a date: parsed
+            # Text the file describes: kept, although the stream declares a number.
+            pa.field("amount", pa.string(), metadata={"pg_type": "numeric"}),
+        ]
+    )
+    values = [Decimal("12345678901234.123456"), None]
+    first = tmp_path / "b1.parquet"
+    second = tmp_path / "b2.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "id": [1, 2],
+                "price": values,
+                "tags": [["a", None], []],
+                "day": ["2024-01-01", None],
+                "amount": ["123456789012345678901234567890.000000000001", None],
+            },
+            schema,
+        ),
+        first,
+    )
+    pq.write_table(
+        pa.table({"id": [3], "price": [Decimal("-0.000001")], "tags": [None], "day": [None], "amount": ["1"]}, schema),
+        second,
+    )
+    run(
+        {"output_dir": str(out)},
+        schema_message("things", PROPERTIES | {"amount": {"type": ["number", "null"]}}),
+        batch("things", first.as_uri()),
+        batch("things", second.as_uri()),
+    )
+    written = pq.read_table(out / "things.parquet")
+    assert written.schema.field("price").type == pa.decimal128(20, 6)
+    assert written.schema.field("price").metadata == {b"pg_type": b"numeric(20,6)"}
+    assert written.schema.field("id").type == pa.int16()
+    assert written.schema.field("day").type == pa.date32()
+    assert written.column("price").to_pylist() == [*values, Decimal("-0.000001")]
+    assert written.column("tags").to_pylist() == [["a", None], [], None]
+    assert written.column("amount").to_pylist() == ["123456789012345678901234567890.000000000001", None, "1"]
+    # Declared columns the batch lacks come as nulls of the declared type.
+    assert written.column("name").null_count == 3

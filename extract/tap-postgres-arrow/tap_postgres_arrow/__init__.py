@@ -1,0 +1,1 @@
+"""Singer tap: meltanolabs-tap-postgres + ADBC bulk reads into exactly typed Parquet BATCH files."""

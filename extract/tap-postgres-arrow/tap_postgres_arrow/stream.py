@@ -1,0 +1,238 @@
+"""PostgresStream whose BATCH path reads the table with ADBC (COPY BINARY) straight into Parquet."""
+
+from __future__ import annotations
+
+import typing as t
+import urllib.parse
+import uuid
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+from singer_sdk.helpers._batch import BaseBatchFileEncoding
+from singer_sdk.singerlib.catalog import REPLICATION_INCREMENTAL
+from tap_postgres.client import PostgresStream
+
+from tap_postgres_arrow.arrow import BatchConverter, ColumnValueError, json_compatible
+from tap_postgres_arrow.pgtypes import CATALOG_SQL, PgColumn, build_select, plan_column, quote_ident, quote_literal
+
+if t.TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import pyarrow as pa
+    from singer_sdk.helpers._batch import BatchConfig
+    from singer_sdk.helpers.types import Context
+
+# Session settings that make every ::text rendering and literal deterministic.
+SESSION_SETTINGS = {
+    "TimeZone": "UTC",
+    "DateStyle": "ISO, YMD",
+    "IntervalStyle": "postgres",
+    "extra_float_digits": "1",
+    "bytea_output": "hex",
+    "standard_conforming_strings": "on",
+}
+
+
+class TableExtractionError(RuntimeError):
+    """One table could not be extracted exactly; the other tables go on."""
+
+    def __init__(self, table: str, detail: str) -> None:
+        self.table, self.detail = table, detail
+        super().__init__(f"{table} ({detail})")
+
+
+def adbc_uri(params: t.Any) -> str:
+    """libpq URI from the parent's ConnectionParameters (user/password percent-encoded).
+
+    Never log the result: it holds the password.
+    """
+    quote = lambda s: urllib.parse.quote(str(s), safe="")  # noqa: E731
+    query = dict(params.options)
+    host = str(params.host)
+    if host.startswith("/"):  # unix socket directory
+        query["host"], netloc_host = host, ""
+    else:
+        netloc_host = f"[{host}]" if ":" in host else quote(host)
+    netloc = f"{quote(params.user)}:{quote(params.password)}@{netloc_host}:{int(params.port)}"
+    uri = f"postgresql://{netloc}/{quote(params.database)}"
+    return uri + ("?" + urllib.parse.urlencode(query) if query else "")
+
+
+def _local_dir(root: str) -> Path:
+    parsed = urllib.parse.urlparse(root)
+    if parsed.scheme in {"", "file"}:
+        return Path(urllib.parse.unquote(parsed.path) if parsed.scheme else root)
+    msg = f"batch_config.storage.root must be a local file:// URI, got scheme {parsed.scheme!r}"
+    raise ValueError(msg)
+
+
+class PostgresArrowStream(PostgresStream):
+    """Same catalog, schema, RECORD path and state as the parent; BATCH path via ADBC + Parquet."""
+
+    rows_per_file = 1_000_000
+    parquet_compression = "zstd"
+
+    @property
+    def table_label(self) -> str:
+        entry = self._singer_catalog_entry
+        return f"{entry.metadata.root.schema_name}.{entry.table}"
+
+    def _sync_batches(self, batch_config: BatchConfig, context: Context | None = None) -> None:
+        try:
+            super()._sync_batches(batch_config, context=context)
+        except TableExtractionError as exc:
+            self.logger.error("Could not extract %s exactly: %s", exc.table, exc.detail)
+            self._tap.arrow_failures.append(exc)  # type: ignore[attr-defined]
+
+    def get_batches(
+        self,
+        batch_config: BatchConfig,
+        context: Context | None = None,
+    ) -> Iterator[tuple[BaseBatchFileEncoding, list[str]]]:
+        """Stream the table into Parquet files of ``rows_per_file`` rows; one BATCH per file."""
+        if context:
+            msg = f"Stream '{self.name}' does not support partitioning."
+            raise NotImplementedError(msg)
+        try:
+            yield from self._arrow_batches(batch_config, context)
+        except TableExtractionError:
+            raise
+        except ColumnValueError as exc:
+            raise TableExtractionError(self.table_label, str(exc)) from exc
+        except Exception as exc:
+            raise TableExtractionError(self.table_label, f"{type(exc).__name__}: {exc}") from exc
+
+    def pg_columns(self) -> list[PgColumn]:
+        """The table's columns from pg_catalog, in attnum order (domains resolved)."""
+        entry = self._singer_catalog_entry
+        with self.connector._connect() as conn:
+            rows = conn.execute(
+                sa.text(CATALOG_SQL), {"schema": entry.metadata.root.schema_name, "table": entry.table}
+            ).mappings()
+            return [PgColumn.from_row(row) for row in rows]
+
+    def build_arrow_query(self, context: Context | None) -> tuple[str, list, int | None]:
+        """(SQL, column plans, index of the replication key among the plans or None)."""
+        entry = self._singer_catalog_entry
+        columns = self.pg_columns()
+        if not columns:
+            msg = "table not found or has no columns"
+            raise RuntimeError(msg)
+        selected = set(self.get_selected_schema()["properties"])
+        plans = [plan_column(c) for c in columns if c.name in selected]
+        where: list[str] = []
+        order_by, rk_index = None, None
+        if self.replication_method == REPLICATION_INCREMENTAL and self.replication_key:
+            rk = self.replication_key
+            rk_index = next(i for i, p in enumerate(plans) if p.column.name == rk)
+            # Table-qualified: a bare name in ORDER BY would sort by the output column (maybe its ::text).
+            table_ident = f"{quote_ident(entry.metadata.root.schema_name)}.{quote_ident(entry.table)}"
+            rk_sql = f"{table_ident}.{quote_ident(rk)}"
+            order_by = f"{rk_sql} ASC NULLS FIRST"
+            self._write_starting_replication_value(context)
+            start = self.get_starting_replication_key_value(context)
+            if start is not None:
+                literal = quote_literal(start if isinstance(start, str) else str(start))
+                where.append(f"{rk_sql} >= CAST({literal} AS {plans[rk_index].column.format_type})")
+        stream_options = self.config.get("stream_options", {}).get(self.name, {})
+        where += [c.strip() for c in stream_options.get("custom_where_clauses") or []]
+        sql = build_select(
+            entry.metadata.root.schema_name,
+            entry.table,
+            plans,
+            where=where,
+            order_by=order_by,
+            limit=self.max_record_count(),
+        )
+        return sql, plans, rk_index
+
+    def _arrow_batches(
+        self,
+        batch_config: BatchConfig,
+        context: Context | None,
+    ) -> Iterator[tuple[BaseBatchFileEncoding, list[str]]]:
+        import adbc_driver_postgresql.dbapi as adbc
+
+        sql, plans, rk_index = self.build_arrow_query(context)
+        out_dir = _local_dir(batch_config.storage.root)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stem = f"{batch_config.storage.prefix or ''}{urllib.parse.quote(self.name, safe='')}-{uuid.uuid4().hex}"
+        encoding = BaseBatchFileEncoding(format="parquet", compression="none")
+        self.logger.info("Reading %s with ADBC: %s", self.table_label, sql)
+
+        with adbc.connect(adbc_uri(self._tap.connection_parameters)) as conn, conn.cursor() as cur:  # type: ignore[attr-defined]
+            for name, value in SESSION_SETTINGS.items():
+                cur.execute(f"SET {name} = {quote_literal(value)}")
+            cur.execute(sql)
+            reader = cur.fetch_record_batch()
+            converter = BatchConverter(plans, reader.schema, self.table_label)
+            files = _FileRotation(out_dir, stem, converter.schema, self.parquet_compression)
+            try:
+                for batch in reader:
+                    out = converter.convert(batch)
+                    offset = 0
+                    while offset < out.num_rows:
+                        take = min(self.rows_per_file - files.rows, out.num_rows - offset)
+                        piece = out.slice(offset, take)
+                        files.write(piece)
+                        offset += take
+                        if rk_index is not None:
+                            files.note_last(piece.column(rk_index))
+                        if files.rows >= self.rows_per_file:
+                            yield encoding, [self._finish(files, rk_index, context)]
+                if files.writer is not None or files.count == 0:  # rest, or the empty table's one file
+                    yield encoding, [self._finish(files, rk_index, context)]
+            finally:
+                files.abort()
+
+    def _finish(self, files: _FileRotation, rk_index: int | None, context: Context | None) -> str:
+        rows, path, last = files.close()
+        self.logger.info("Wrote %d rows of %s to %s", rows, self.table_label, path)
+        if rk_index is not None and last is not None:
+            self._increment_stream_state({self.replication_key: json_compatible(last)}, context=context)
+        return path.as_uri()
+
+
+class _FileRotation:
+    """The Parquet file being written; a new one is opened on the first write after a close."""
+
+    def __init__(self, out_dir: Path, stem: str, schema: pa.Schema, compression: str) -> None:
+        self.out_dir, self.stem, self.schema, self.compression = out_dir, stem, schema, compression
+        self.writer: pq.ParquetWriter | None = None
+        self.path: Path | None = None
+        self.rows = 0
+        self.count = 0
+        self.last: pa.Scalar | None = None
+
+    def _open(self) -> None:
+        self.path = self.out_dir / f"{self.stem}-{self.count:05d}.parquet"
+        self.writer = pq.ParquetWriter(self.path, self.schema, compression=self.compression)
+        self.rows, self.last = 0, None
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self.writer is None:
+            self._open()
+        self.writer.write_batch(batch)  # type: ignore[union-attr]
+        self.rows += batch.num_rows
+
+    def note_last(self, column: pa.Array) -> None:
+        """Rows come ORDER BY the key NULLS FIRST: the last non-null value is the file's max."""
+        if len(column) and column[len(column) - 1].is_valid:
+            self.last = column[len(column) - 1]
+
+    def close(self) -> tuple[int, Path, pa.Scalar | None]:
+        if self.writer is None:
+            self._open()
+        self.writer.close()  # type: ignore[union-attr]
+        result = (self.rows, self.path, self.last)
+        self.writer, self.count = None, self.count + 1
+        return result  # type: ignore[return-value]
+
+    def abort(self) -> None:
+        """Close and delete a file left half-written by an error."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+            if self.path is not None:
+                self.path.unlink(missing_ok=True)
