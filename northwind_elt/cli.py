@@ -96,6 +96,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             finished = entry["finished_at"] if entry else ""
             error = (entry["error"] or "").strip().splitlines()[0][:100] if entry and entry["error"] else ""
             print(f"{step:<17}{status:<12}{rows!s:>8}{seconds:>9}  {finished:<27}{error}")
+        for step in pipeline.step_names:
+            entry = entries.get(step)
+            if entry and entry["status"] != "success" and entry["error"]:
+                print(f"  {step}: {entry['error'].strip().splitlines()[0]}")
+            if entry and entry.get("notes"):
+                print(f"  {step}: {entry['notes']}")
         if first_not_done is None:
             print("All steps done.")
         else:

@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS step_runs (
     finished_at TEXT NOT NULL,
     duration_s REAL,
     rows INTEGER,
-    error TEXT
+    error TEXT,
+    notes TEXT
 );
 CREATE INDEX IF NOT EXISTS step_runs_day_step ON step_runs (pipeline, day, step, id);
 """
@@ -53,7 +54,25 @@ def _connect() -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=30)
     conn.executescript(_SCHEMA)
+    _migrate(conn)
     return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a ledger written by an earlier version forward, keeping its history."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(step_runs)")}
+    if "notes" not in columns:
+        conn.execute("ALTER TABLE step_runs ADD COLUMN notes TEXT")
+    # The first ledger (one pipeline, statuses success/failed) was the table `runs`.
+    legacy = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'").fetchone()
+    if legacy and not conn.execute("SELECT 1 FROM step_runs LIMIT 1").fetchone():
+        with conn:
+            conn.execute(
+                "INSERT INTO step_runs (pipeline, day, step, status, started_at, finished_at, duration_s, rows, error)"
+                " SELECT 'northwind', day, step, status, started_at, finished_at, duration_s, rows, error FROM runs"
+                " ORDER BY id"
+            )
+            conn.execute("ALTER TABLE runs RENAME TO runs_before_step_runs")
 
 
 def now() -> dt.datetime:
@@ -69,13 +88,15 @@ def record(
     started_at: dt.datetime | None = None,
     rows: int | None = None,
     error: str | None = None,
+    notes: str | None = None,
 ) -> None:
     finished = now()
     duration = (finished - started_at).total_seconds() if started_at else None
     with closing(_connect()) as conn, conn:
         conn.execute(
-            "INSERT INTO step_runs (pipeline, day, step, status, started_at, finished_at, duration_s, rows, error)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO step_runs"
+            " (pipeline, day, step, status, started_at, finished_at, duration_s, rows, error, notes)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 pipeline,
                 day.isoformat(),
@@ -86,6 +107,7 @@ def record(
                 round(duration, 2) if duration is not None else None,
                 rows,
                 redact(error)[-4000:] if error else None,
+                redact(notes)[-4000:] if notes else None,
             ),
         )
 

@@ -34,6 +34,11 @@ def locks_dir() -> Path:
     return settings.data_dir() / ".locks"
 
 
+def meltano_locks_dir() -> Path:
+    """Locks on Meltano's own run directories: per project, whatever data directory is used."""
+    return settings.project_root() / ".meltano" / "nw-locks"
+
+
 def _writable_parent(path: Path) -> None:
     from northwind_elt.errors import ConfigError
 
@@ -72,7 +77,7 @@ def step_lock(layout: DayLayout, name: str) -> Iterator[None]:
 @contextmanager
 def plugin_lock(job: str) -> Iterator[None]:
     """Wait for a run of `job` for another day: Meltano shares one run directory per plugin."""
-    path = locks_dir() / f"meltano-{job}.lock"
+    path = meltano_locks_dir() / f"meltano-{job}.lock"
     _writable_parent(path)
     lock = FileLock(path)
     try:
@@ -108,10 +113,15 @@ def lease_owner() -> int:
     return os.getppid()
 
 
+def _lease_path(name: str) -> Path:
+    folder = meltano_locks_dir() if name.startswith("meltano-") else locks_dir()
+    return folder / f"{name}.lease"
+
+
 def take_lease(name: str, what: str, owner: int | None = None) -> None:
     """Take the lease `name` for `owner`, or raise AlreadyRunning naming the live holder."""
     owner = lease_owner() if owner is None else owner
-    path = locks_dir() / f"{name}.lease"
+    path = _lease_path(name)
     _writable_parent(path)
     with FileLock(path.with_suffix(".guard")):
         holder = read_lease(path)
@@ -135,7 +145,7 @@ def read_lease(path: Path) -> Holder | None:
 
 def release_lease(name: str, owner: int | None = None) -> None:
     owner = lease_owner() if owner is None else owner
-    path = locks_dir() / f"{name}.lease"
+    path = _lease_path(name)
     if not path.exists():
         return
     with FileLock(path.with_suffix(".guard")):
@@ -145,5 +155,5 @@ def release_lease(name: str, owner: int | None = None) -> None:
 
 
 def lease_held(name: str) -> Holder | None:
-    holder = read_lease(locks_dir() / f"{name}.lease")
+    holder = read_lease(_lease_path(name))
     return holder if holder and holder.alive() else None

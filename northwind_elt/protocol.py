@@ -90,7 +90,7 @@ class StepContext:
             ) from None
         return staging
 
-    def record_success(self, started_at: str, rows: int | None) -> None:
+    def record_success(self, started_at: str, rows: int | None, notes: str | None = None) -> None:
         ledger.record(
             self.pipeline.name,
             self.day,
@@ -98,6 +98,7 @@ class StepContext:
             "success",
             started_at=dt.datetime.fromisoformat(started_at),
             rows=rows,
+            notes=notes,
         )
 
 
@@ -181,6 +182,7 @@ def commit(pipeline: Pipeline, step_name: str) -> str:
     ctx = StepContext(pipeline, step_name)
     record = ctx.begin_record()
     kind = ctx.step.kind
+    notes = None
     if kind == EXTRACT:
         rows = _commit_extract(ctx, record)
     elif kind == LOAD:
@@ -188,11 +190,12 @@ def commit(pipeline: Pipeline, step_name: str) -> str:
     elif kind == TRANSFORM:
         from northwind_elt.transform import check_run
 
-        check_run(ctx.name, ctx.day)
+        warnings = check_run(ctx.name, ctx.day)
+        notes = f"dbt warnings: {'; '.join(warnings)}" if warnings else None
         rows = None
     else:
         raise ctx.error(f"a {kind} step has no separate commit task")
-    ctx.record_success(record["started_at"], rows)
+    ctx.record_success(record["started_at"], rows, notes)
     shutil.rmtree(ctx.layout.staging_dir(ctx.name), ignore_errors=True)
     ctx.release_leases()
     return f"{ctx.name} for {ctx.layout.iso}: committed" + (f", {rows} rows" if rows is not None else "")
@@ -244,6 +247,30 @@ def _commit_load(ctx: StepContext, record: dict) -> int:
 # -- steps done in one task ------------------------------------------------------------
 
 
+def _require_audited(ctx: StepContext) -> None:
+    """Export only a day whose transform passed its audit after the day's latest load."""
+    needed = [ctx.pipeline.step(name) for name in ctx.step.needs]
+    entries = ledger.latest(ctx.pipeline.name, ctx.day)
+    first = ctx.pipeline.step_names[0]
+    for step in needed:
+        entry = entries.get(step.name)
+        if not entry or entry["status"] != "success":
+            reason = (entry["error"] or "").strip().splitlines()[0] if entry and entry["error"] else ""
+            raise ctx.error(
+                f"refused: {step.name} for {ctx.layout.iso} is "
+                + (entry["status"] if entry else "not run")
+                + (f" ({reason})" if reason else ""),
+                "fix the input the failed tests name (their rows are in the audit tables named)",
+                rerun_from=first,
+            )
+        upstream = [entries.get(name) for name in step.needs]
+        if any(u and u["status"] == "success" and u["finished_at"] > entry["finished_at"] for u in upstream):
+            raise ctx.error(
+                f"refused: {step.name} for {ctx.layout.iso} is older than the day's latest {', '.join(step.needs)}",
+                rerun_from=step.name,
+            )
+
+
 def export(pipeline: Pipeline, step_name: str = "export") -> str:
     ctx = StepContext(pipeline, step_name)
     assert ctx.step.kind == EXPORT
@@ -252,6 +279,7 @@ def export(pipeline: Pipeline, step_name: str = "export") -> str:
     try:
         from northwind_elt.export import export_day
 
+        _require_audited(ctx)
         settings.require(settings.pg_variables("ANALYTICS_PG"), "the export reads the analytics database")
         rows = _with_database(ctx, "analytics", lambda: export_day(ctx.layout))
         ctx.record_success(started, rows)

@@ -41,6 +41,7 @@ _CAUSE_PATTERNS = (
     re.compile(r"\[error\s*\] meltano\s+(?=\S)((?!Block run completed|Run invocation could not be completed).+)"),
 )
 _CONNECTION_TROUBLE = re.compile(r"connection|connect|password authentication|timeout expired|Name or service", re.I)
+_TASK_FIX = re.compile(r"\bFix: (.+)")
 _TASK_RERUN = re.compile(r"Then rerun: (nw run --date \S+ --from \S+)")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # After SIGTERM, how long the step's processes get to stop before SIGKILL.
@@ -262,6 +263,7 @@ def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: _Signals) -> 
     # A task that refused knows best where to restart (e.g. the load gate: the extract).
     rerun = next((m.group(1) for line in reversed(tail) if (m := _TASK_RERUN.search(line))), None)
     rerun = rerun or rerun_command(step, day)
+    fix = next((m.group(1) for line in reversed(tail) if (m := _TASK_FIX.search(line))), None)
     _record(
         pipeline,
         day,
@@ -273,6 +275,7 @@ def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: _Signals) -> 
     print(
         f"\nFAILED: step '{step}' for {day} (meltano run {job} exited {proc.returncode}).\n"
         + (f"Cause: {cause}{_hint(step, cause)}\n" if cause else "")
+        + (f"Fix: {fix}\n" if fix else "")
         + f"Full log: {log.path}\n"
         f"Fix the cause, then rerun: {rerun}",
         file=sys.stderr,

@@ -1,4 +1,8 @@
-"""dbt's outcome for the day, read from dbt's own run_results.json."""
+"""dbt's outcome for the day, read from dbt's own run_results.json and manifest.json.
+
+Each failed or warning test is named with its failing row count and the table that
+holds those rows (dbt stores them, `store_failures`, in the day's audit schema).
+"""
 
 from __future__ import annotations
 
@@ -9,23 +13,50 @@ from northwind_elt import settings
 from northwind_elt.errors import PipelineError
 from northwind_elt.files import read_json
 
+PASSED = ("success", "pass", "skipped")
+
+
+def target_dir() -> Path:
+    return settings.project_root() / "transform" / "target"
+
 
 def run_results_path() -> Path:
-    return settings.project_root() / "transform" / "target" / "run_results.json"
+    return target_dir() / "run_results.json"
 
 
-def failed_nodes(results: dict) -> list[str]:
-    """Each node that did not pass, with its failing row count or error message."""
-    failed = []
+def _relations() -> dict[str, str]:
+    """Where each node's rows live (for a test with stored failures: its audit table)."""
+    path = target_dir() / "manifest.json"
+    if not path.exists():
+        return {}
+    nodes = read_json(path).get("nodes", {})
+    return {uid: node["relation_name"] for uid, node in nodes.items() if node.get("relation_name")}
+
+
+def describe(node: dict, relations: dict[str, str]) -> str:
+    """'name (fail: 3 failing row(s), see "schema"."table")' for a test; the error for a model."""
+    # test.<project>.<name>.<hash>: the name is what dbt prints and what a person looks for.
+    parts = node["unique_id"].split(".")
+    is_test = parts[0] == "test" and len(parts) > 2
+    name = parts[2] if is_test else node["unique_id"]
+    if is_test and node.get("failures"):
+        where = node.get("relation_name") or relations.get(node["unique_id"])
+        detail = f"{node['failures']} failing row(s)" + (f", see {where}" if where else "")
+    else:
+        detail = (node.get("message") or "").strip()
+    return f"{name} ({node['status']}: {detail})"
+
+
+def outcome(results: dict) -> tuple[list[str], list[str]]:
+    """The failed nodes and the warnings of a dbt run, each described."""
+    relations = _relations()
+    failed, warned = [], []
     for node in results.get("results", []):
-        if node.get("status") in ("success", "pass", "skipped", "warn"):
-            continue
-        # test.<project>.<name>.<hash>: the name is what dbt prints and what a person looks for.
-        parts = node["unique_id"].split(".")
-        name = parts[2] if parts[0] == "test" and len(parts) > 2 else node["unique_id"]
-        detail = f"{node['failures']} failing row(s)" if node.get("failures") else (node.get("message") or "")
-        failed.append(f"{name} ({node['status']}: {detail.strip()})")
-    return failed
+        if node.get("status") == "warn":
+            warned.append(describe(node, relations))
+        elif node.get("status") not in PASSED:
+            failed.append(describe(node, relations))
+    return failed, warned
 
 
 def failures_since(since: dt.datetime) -> list[str] | None:
@@ -33,11 +64,11 @@ def failures_since(since: dt.datetime) -> list[str] | None:
     path = run_results_path()
     if not path.exists() or dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC) < since:
         return None
-    return failed_nodes(read_json(path))
+    return outcome(read_json(path))[0]
 
 
-def check_run(step: str, day: dt.date) -> dt.datetime:
-    """The start of dbt's last run, which must be for `day` and must have passed."""
+def check_run(step: str, day: dt.date) -> list[str]:
+    """dbt's last run must be for `day` and have passed; returns its warnings."""
     path = run_results_path()
     if not path.exists():
         raise PipelineError(step, day, f"dbt left no results ({path}); dbt build did not run")
@@ -45,8 +76,7 @@ def check_run(step: str, day: dt.date) -> dt.datetime:
     built_for = (results.get("args", {}).get("vars") or {}).get("day")
     if built_for != day.isoformat():
         raise PipelineError(step, day, f"dbt's last run was for day {built_for!r}, not {day}")
-    failures = failed_nodes(results)
-    if failures:
-        raise PipelineError(step, day, f"dbt build failed: {'; '.join(failures)}")
-    generated = dt.datetime.fromisoformat(results["metadata"]["generated_at"].replace("Z", "+00:00"))
-    return generated - dt.timedelta(seconds=results["elapsed_time"])
+    failed, warned = outcome(results)
+    if failed:
+        raise PipelineError(step, day, f"dbt build failed: {'; '.join(failed)}")
+    return warned

@@ -32,9 +32,19 @@ def source_orders(conn: psycopg.Connection) -> dict[str, dict[str, str | None]]:
     return {row[0]: dict(zip(ORDER_COLUMNS, row[1:], strict=True)) for row in rows}
 
 
+def _lookup(conn: psycopg.Connection, query: str) -> dict[str, str | None]:
+    return {key: value for key, value in conn.execute(query).fetchall()}
+
+
 def expected_mart(conn: psycopg.Connection) -> dict[tuple[str, str], dict[str, str | None]]:
     """One expected export row per CSV line, keyed by (order_id, product_id)."""
     orders = source_orders(conn)
+    customers = _lookup(conn, "SELECT customer_id::text, company_name FROM customers")
+    products = _lookup(conn, "SELECT product_id::text, product_name FROM products")
+    product_category = _lookup(conn, "SELECT product_id::text, category_id::text FROM products")
+    categories = _lookup(conn, "SELECT category_id::text, category_name FROM categories")
+    employees = _lookup(conn, "SELECT employee_id::text, first_name || ' ' || last_name FROM employees")
+    shippers = _lookup(conn, "SELECT shipper_id::text, company_name FROM shippers")
     expected = {}
     for line in read_csv_rows(SOURCE_CSV):
         order = orders[line["order_id"]]
@@ -47,6 +57,11 @@ def expected_mart(conn: psycopg.Connection) -> dict[tuple[str, str], dict[str, s
             "quantity": line["quantity"],
             "discount": line["discount"],
             "line_total": str(total.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)),
+            "customer_company_name": customers.get(order["customer_id"]),
+            "product_name": products.get(line["product_id"]),
+            "category_name": categories.get(product_category.get(line["product_id"])),
+            "employee_name": employees.get(order["employee_id"]),
+            "shipper_name": shippers.get(order["ship_via"]),
         }
     return expected
 

@@ -1,6 +1,7 @@
 {% test relationships_same_day(model, column_name, to, field) %}
--- Lines of the day whose key has no parent row in the same day's snapshot.
-select child.{{ column_name }}
+-- Rows of the day whose key has no parent row in the same day's snapshot (whole rows,
+-- so the stored failures show which lines they are).
+select child.*
 from {{ model }} as child
 left join {{ to }} as parent
     on parent.{{ field }} = child.{{ column_name }}

@@ -1,5 +1,4 @@
--- One row per order per loaded day, with the source's column types restored
--- (the load widens smallint to bigint and real to numeric).
+-- The day's orders, typed as in the source.
 select
     _day,
     order_id::smallint as order_id,
@@ -17,3 +16,4 @@ select
     ship_postal_code,
     ship_country
 from {{ source('northwind', 'orders') }}
+where _day = {{ run_day() }}
