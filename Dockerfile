@@ -29,6 +29,7 @@ RUN make install airflow-install
 COPY transform/ transform/
 COPY orchestrate/ orchestrate/
 COPY data/northwind.sql data/order_details.csv data/
+COPY data/people-places/ data/people-places/
 
 EXPOSE 8080
 # Scheduler, DAG processor, triggerer and the API server / UI in one process tree.

@@ -23,7 +23,7 @@ from northwind_elt import ledger, settings
 from northwind_elt.day import DAY_ENV, DayLayout, InvalidDay, parse_day, resolve_day
 from northwind_elt.errors import ConfigError, PipelineError, rerun_command
 from northwind_elt.locks import AlreadyRunning
-from northwind_elt.pipelines import DEFAULT, PIPELINES, all_jobs, pipeline_of_job
+from northwind_elt.pipelines import DEFAULT, PIPELINES, all_jobs, pipeline_of_job, pipeline_of_step
 
 
 def _load_env_file() -> None:
@@ -51,7 +51,8 @@ def cmd_db(args: argparse.Namespace) -> int:
 def _db_action(embedded, action: str) -> int:
     if action == "up":
         embedded.up(settings.project_root() / "data" / "northwind.sql")
-        print(f"Postgres is up on 127.0.0.1:{embedded.port()} (databases: northwind, analytics)")
+        names = ", ".join(settings.pg_conn(p).dbname for p in ("SOURCE_PG", *settings.WAREHOUSES))
+        print(f"Postgres is up on 127.0.0.1:{embedded.port()} (databases: {names})")
     elif action == "start":
         embedded.start()
     elif action == "stop":
@@ -59,7 +60,7 @@ def _db_action(embedded, action: str) -> int:
         print("Postgres stopped")
     elif action == "set-passwords":
         embedded.set_passwords()
-        print("Passwords of the pipeline roles set from SOURCE_PG_PASSWORD and ANALYTICS_PG_PASSWORD")
+        print("Passwords of the pipeline roles set from the *_PG_PASSWORD variables")
     else:
         print("running" if embedded.is_running() else "stopped")
     return 0
@@ -70,7 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     day = resolve_day(args.date)
     if args.from_step:
-        pipeline = PIPELINES[args.pipeline]
+        pipeline = pipeline_of_step(args.from_step)
         steps = pipeline.steps_from(args.from_step)
     else:
         pipeline, steps = pipeline_of_job(args.job or DEFAULT.all_steps_job)
@@ -138,7 +139,6 @@ def build_parser() -> argparse.ArgumentParser:
     run = add("run")
     run.add_argument("job", nargs="?", choices=all_jobs())
     run.add_argument("--from", dest="from_step", choices=sorted({s for p in PIPELINES.values() for s in p.step_names}))
-    run.add_argument("--pipeline", choices=sorted(PIPELINES), default=DEFAULT.name)
     run.set_defaults(func=cmd_run)
     add("status").set_defaults(func=cmd_status)
     steps = sorted({s for p in PIPELINES.values() for s in p.step_names})
@@ -146,7 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
         task = add(name)
         task.add_argument("step", choices=steps)
         task.set_defaults(func=_task(action))
-    add("export").set_defaults(func=_task(protocol.export), step="export")
+    export = add("export")
+    export.add_argument("step", nargs="?", default="export", choices=[s for s in steps if s.endswith("export")])
+    export.set_defaults(func=_task(protocol.export))
     return parser
 
 

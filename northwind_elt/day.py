@@ -143,7 +143,7 @@ class DayLayout:
         """Written by a step's begin task: run id, start time, what the step must produce."""
         return self.staging_dir(step) / "_begin.json"
 
-    def load_intent(self, step: str = "load") -> Path:
+    def load_intent(self, step: str) -> Path:
         """Written by load's begin task: the files tap-parquet-manifest reads and the rows expected."""
         return self.staging_dir(step) / "intent.json"
 

@@ -241,9 +241,8 @@ def _ensure_role(conn: psycopg.Connection, name: str, target: settings.PgConn, v
 
 def set_passwords() -> None:
     """Set the pipeline roles' passwords to the configured ones (an explicit request)."""
-    source, analytics = settings.source_pg(), settings.analytics_pg()
     with admin_connect() as conn:
-        for target in (source, analytics):
+        for target in [settings.pg_conn(prefix) for prefix in ("SOURCE_PG", *settings.WAREHOUSES)]:
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [target.user]).fetchone()
             _set_role(conn, target.user, target.password, create=not exists)
 
@@ -295,17 +294,19 @@ def seed_source(dump: Path) -> bool:
 
 
 def ensure_roles_and_databases() -> None:
-    """Roles and grants: a read-only role for extraction, an owner role for analytics."""
-    source, analytics = settings.source_pg(), settings.analytics_pg()
+    """Roles and grants: a read-only role for extraction, an owner role per warehouse database."""
+    source = settings.source_pg()
     with admin_connect() as conn:
         _ensure_role(conn, source.user, source, "SOURCE_PG_PASSWORD")
-        _ensure_role(conn, analytics.user, analytics, "ANALYTICS_PG_PASSWORD")
-        if not _database_exists(conn, analytics.dbname):
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                    sql.Identifier(analytics.dbname), sql.Identifier(analytics.user)
+        for prefix in settings.WAREHOUSES:
+            warehouse = settings.pg_conn(prefix)
+            _ensure_role(conn, warehouse.user, warehouse, f"{prefix}_PASSWORD")
+            if not _database_exists(conn, warehouse.dbname):
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                        sql.Identifier(warehouse.dbname), sql.Identifier(warehouse.user)
+                    )
                 )
-            )
     with admin_connect(source.dbname) as conn:
         reader, db = sql.Identifier(source.user), sql.Identifier(source.dbname)
         conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(db, reader))
@@ -317,8 +318,8 @@ def ensure_roles_and_databases() -> None:
 
 def up(dump: Path) -> None:
     settings.require(
-        ["SOURCE_PG_USER", "SOURCE_PG_PASSWORD", "ANALYTICS_PG_USER", "ANALYTICS_PG_PASSWORD"],
-        "the embedded server creates the pipeline's roles with them",
+        [f"{prefix}_{part}" for prefix in ("SOURCE_PG", *settings.WAREHOUSES) for part in ("USER", "PASSWORD")],
+        "the embedded server creates the pipelines' roles with them",
     )
     start()
     seed_source(dump)

@@ -17,12 +17,11 @@ from northwind_elt.files import atomic_write_bytes
 
 MART_SCHEMA = "analytics"
 MART = "orders_with_details"
-EXPORT_STEP = "export"
 ORDER = ("order_id", "product_id")
 
 
-def export_day(layout: DayLayout) -> int:
-    with psycopg.connect(settings.analytics_pg().conninfo()) as conn:
+def export_day(step: str, layout: DayLayout, target: settings.PgConn) -> int:
+    with psycopg.connect(target.conninfo()) as conn:
         # One snapshot for both files, even if dbt rebuilds the mart meanwhile.
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         columns = [
@@ -34,7 +33,7 @@ def export_day(layout: DayLayout) -> int:
             ).fetchall()
         ]
         if not columns:
-            raise PipelineError(EXPORT_STEP, layout.day, f"{MART_SCHEMA}.{MART} does not exist", rerun_from="transform")
+            raise PipelineError(step, layout.day, f"{MART_SCHEMA}.{MART} does not exist", rerun_from="transform")
         query = sql.SQL("SELECT {} FROM {} WHERE _day = {} ORDER BY {}").format(
             sql.SQL(", ").join(map(sql.Identifier, columns)),
             sql.Identifier(MART_SCHEMA, MART),
@@ -48,7 +47,7 @@ def export_day(layout: DayLayout) -> int:
         ).fetchone()
         if rows == 0:
             raise PipelineError(
-                EXPORT_STEP, layout.day, f"{MART_SCHEMA}.{MART} has no rows for that day", rerun_from="transform"
+                step, layout.day, f"{MART_SCHEMA}.{MART} has no rows for that day", rerun_from="transform"
             )
         csv_bytes = bytearray()
         with conn.cursor().copy(sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER)").format(query)) as copy:

@@ -99,21 +99,21 @@ def column_types(path: Path, step: str, day: dt.date, table: str) -> dict[str, s
     return types | {"_day": "date", "_load_id": "text"}
 
 
-def prepare_staging(step: str, day: dt.date) -> None:
+def prepare_staging(target: settings.PgConn, step: str, day: dt.date) -> None:
     """An empty staging schema for the day: whatever a failed attempt left is gone."""
     schema = sql.Identifier(staging_schema(day))
-    with psycopg.connect(settings.analytics_pg().conninfo()) as conn:
+    with psycopg.connect(target.conninfo()) as conn:
         _lock_day(conn, day)
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
 
 
-def swap_day(step: str, day: dt.date, intent: dict) -> int:
+def swap_day(target: settings.PgConn, step: str, day: dt.date, intent: dict) -> int:
     """Replace day D in raw with this load, every table in one transaction, then drop staging."""
     load_id = intent["load_id"]
     files = {stream["name"]: Path(stream["files"][0]["path"]) for stream in intent["streams"]}
     staging_name = staging_schema(day)
-    with psycopg.connect(settings.analytics_pg().conninfo()) as conn:
+    with psycopg.connect(target.conninfo()) as conn:
         _lock_day(conn, day)
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(RAW_SCHEMA)))
         for table, expected in sorted(intent["tables"].items()):

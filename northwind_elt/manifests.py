@@ -101,11 +101,11 @@ def verify_partition(manifest_path: Path) -> dict[str, Any]:
 
 
 def write_intent(
-    layout: DayLayout, load_id: str, started_at: str, partitions: list[tuple[str, Path, dict[str, Any]]]
+    layout: DayLayout, step: str, load_id: str, started_at: str, partitions: list[tuple[str, Path, dict[str, Any]]]
 ) -> None:
     """tap-parquet-manifest's manifest, plus what the load's commit checks the target against."""
     atomic_write_json(
-        layout.load_intent(),
+        layout.load_intent(step),
         {
             "day": layout.iso,
             "load_id": load_id,
@@ -123,6 +123,6 @@ def write_intent(
     )
 
 
-def read_intent(layout: DayLayout) -> dict[str, Any] | None:
-    path = layout.load_intent()
+def read_intent(layout: DayLayout, step: str) -> dict[str, Any] | None:
+    path = layout.load_intent(step)
     return read_json(path) if path.exists() else None

@@ -46,6 +46,10 @@ class Pipeline:
     # The Meltano job that runs every step in order (used by `meltano schedule`).
     all_steps_job: str = "daily"
     outputs: tuple[str, ...] = field(default=())
+    # The database its load, transform and export use (variable prefix), and where dbt
+    # writes its results for this pipeline's builds.
+    warehouse: str = "ANALYTICS_PG"
+    dbt_target_path: str = "target"
 
     def step(self, name: str) -> Step:
         for step in self.steps:
@@ -81,7 +85,23 @@ NORTHWIND = Pipeline(
     outputs=("output/{day}/orders_with_details.csv", "output/{day}/orders_with_details.json"),
 )
 
-PIPELINES: dict[str, Pipeline] = {NORTHWIND.name: NORTHWIND}
+PEOPLE = Pipeline(
+    name="people",
+    description="people.csv + places.csv -> Parquet -> the people database -> data/summary_output.json",
+    dag_id="people_daily",
+    steps=(
+        Step("people-extract", EXTRACT, dataset="people", expected_tables=("people", "places")),
+        Step("people-load", LOAD, needs=("people-extract",), connections=("PEOPLE_PG",)),
+        Step("people-transform", TRANSFORM, needs=("people-load",), connections=("PEOPLE_PG",)),
+        Step("people-export", EXPORT, needs=("people-transform",), connections=("PEOPLE_PG",)),
+    ),
+    all_steps_job="people-daily",
+    outputs=("summary_output.json", "output/{day}/people/"),
+    warehouse="PEOPLE_PG",
+    dbt_target_path="target/people",
+)
+
+PIPELINES: dict[str, Pipeline] = {p.name: p for p in (NORTHWIND, PEOPLE)}
 DEFAULT = NORTHWIND
 
 
@@ -94,6 +114,13 @@ def pipeline_of_job(job: str) -> tuple[Pipeline, tuple[str, ...]]:
             if step.job == job:
                 return pipeline, (step.name,)
     raise KeyError(job)
+
+
+def pipeline_of_step(step: str) -> Pipeline:
+    for pipeline in PIPELINES.values():
+        if step in pipeline.step_names:
+            return pipeline
+    raise KeyError(step)
 
 
 def all_jobs() -> list[str]:

@@ -32,7 +32,7 @@ from northwind_elt.manifests import (
     write_partition,
     write_step,
 )
-from northwind_elt.pipelines import EXPORT, EXTRACT, LOAD, TRANSFORM, Pipeline, Step
+from northwind_elt.pipelines import EXPORT, EXTRACT, LOAD, PEOPLE, TRANSFORM, Pipeline, Step
 
 
 class StepContext:
@@ -114,29 +114,31 @@ def begin(pipeline: Pipeline, step_name: str) -> str:
         ctx.clean_staging()
         record["expected_tables"] = sorted(_expected_tables(ctx))
     elif ctx.step.kind == LOAD:
-        settings.require(settings.pg_variables("ANALYTICS_PG"), "the load writes to the analytics database")
+        warehouse = ctx.pipeline.warehouse
+        settings.require(settings.pg_variables(warehouse), f"{ctx.name} writes to {settings.describe_conn(warehouse)}")
         from northwind_elt.gate import verified_partitions
         from northwind_elt.load import prepare_staging
 
         ctx.clean_staging()
         partitions = verified_partitions(pipeline, ctx.layout, ctx.name)
-        _with_database(ctx, "analytics", lambda: prepare_staging(ctx.name, ctx.day))
-        write_intent(ctx.layout, record["run_id"], started, [(p.table, p.file, p.manifest) for p in partitions])
+        _with_database(ctx, warehouse, lambda: prepare_staging(settings.pg_conn(warehouse), ctx.name, ctx.day))
+        write_intent(
+            ctx.layout, ctx.name, record["run_id"], started, [(p.table, p.file, p.manifest) for p in partitions]
+        )
     else:
         ctx.clean_staging()
     write_begin(ctx.layout, ctx.name, record)
     return f"{ctx.name} for {ctx.layout.iso}: begun (run {record['run_id']})"
 
 
-def _with_database(ctx: StepContext, which: str, action):
-    conn = settings.source_pg() if which == "source" else settings.analytics_pg()
-    prefix = "SOURCE_PG" if which == "source" else "ANALYTICS_PG"
+def _with_database(ctx: StepContext, prefix: str, action):
+    """Run `action`; a database that cannot be reached is named with its variables."""
     try:
         return action()
     except psycopg.OperationalError as err:
         raise ctx.error(
             ledger.redact(str(err).strip().splitlines()[0] if str(err).strip() else repr(err)),
-            f"check the {which} database {conn.describe()} ({prefix}_* in .env)",
+            f"check {settings.describe_conn(prefix)}",
         ) from None
 
 
@@ -155,7 +157,7 @@ def _expected_tables(ctx: StepContext) -> set[str]:
             ).fetchall()
         return {row[0] for row in rows}
 
-    tables = _with_database(ctx, "source", list_tables)
+    tables = _with_database(ctx, "SOURCE_PG", list_tables)
     for table in sorted(tables):
         try:
             path_component(table)
@@ -169,7 +171,7 @@ def _expected_tables(ctx: StepContext) -> set[str]:
             ) from None
     if not tables:
         raise ctx.error(
-            f"the source database {settings.source_pg().describe()} has no table the extraction role can read",
+            f"{settings.describe_conn('SOURCE_PG')} has no table the extraction role can read",
             "check the source database and the role's grants (SOURCE_PG_* in .env)",
         )
     return tables
@@ -190,7 +192,7 @@ def commit(pipeline: Pipeline, step_name: str) -> str:
     elif kind == TRANSFORM:
         from northwind_elt.transform import check_run
 
-        warnings = check_run(ctx.name, ctx.day)
+        warnings = check_run(ctx.name, ctx.day, ctx.pipeline.dbt_target_path)
         notes = f"dbt warnings: {'; '.join(warnings)}" if warnings else None
         rows = None
     else:
@@ -238,13 +240,29 @@ def _commit_extract(ctx: StepContext, record: dict) -> int:
 def _commit_load(ctx: StepContext, record: dict) -> int:
     from northwind_elt.load import swap_day
 
-    intent = read_intent(ctx.layout)
+    intent = read_intent(ctx.layout, ctx.name)
     if intent is None or intent.get("load_id") != record["run_id"]:
-        raise ctx.error(f"the load intent {ctx.layout.load_intent()} is missing or belongs to another run")
-    return _with_database(ctx, "analytics", lambda: swap_day(ctx.name, ctx.day, intent))
+        raise ctx.error(f"the load intent {ctx.layout.load_intent(ctx.name)} is missing or belongs to another run")
+    warehouse = ctx.pipeline.warehouse
+    return _with_database(ctx, warehouse, lambda: swap_day(settings.pg_conn(warehouse), ctx.name, ctx.day, intent))
 
 
 # -- steps done in one task ------------------------------------------------------------
+
+
+def _export_northwind(step: str, layout: DayLayout, target: settings.PgConn) -> int:
+    from northwind_elt.export import export_day
+
+    return export_day(step, layout, target)
+
+
+def _export_people(step: str, layout: DayLayout, target: settings.PgConn) -> int:
+    from northwind_elt.people_export import export_day
+
+    return export_day(step, layout, target, PEOPLE.dbt_target_path)
+
+
+EXPORTERS = {"northwind": _export_northwind, "people": _export_people}
 
 
 def _require_audited(ctx: StepContext) -> None:
@@ -271,17 +289,17 @@ def _require_audited(ctx: StepContext) -> None:
             )
 
 
-def export(pipeline: Pipeline, step_name: str = "export") -> str:
+def export(pipeline: Pipeline, step_name: str) -> str:
     ctx = StepContext(pipeline, step_name)
     assert ctx.step.kind == EXPORT
     ctx.take_leases()
     started = ledger.now().isoformat()
     try:
-        from northwind_elt.export import export_day
-
         _require_audited(ctx)
-        settings.require(settings.pg_variables("ANALYTICS_PG"), "the export reads the analytics database")
-        rows = _with_database(ctx, "analytics", lambda: export_day(ctx.layout))
+        warehouse = ctx.pipeline.warehouse
+        settings.require(settings.pg_variables(warehouse), f"the export reads {settings.describe_conn(warehouse)}")
+        target = settings.pg_conn(warehouse)
+        rows = _with_database(ctx, warehouse, lambda: EXPORTERS[ctx.pipeline.name](ctx.name, ctx.layout, target))
         ctx.record_success(started, rows)
     finally:
         ctx.release_leases()

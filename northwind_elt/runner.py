@@ -190,15 +190,14 @@ def _wait_group_gone(group: int, grace_s: float = STOP_GRACE_S) -> None:
         time.sleep(0.05)
 
 
-def _hint(step: str, cause: str | None) -> str:
+def _hint(pipeline: Pipeline, step: str, cause: str | None) -> str:
     if not cause:
         return ""
     if "No space left on device" in cause:
         return f"\nFree space on the disk holding {settings.data_dir()}."
     if _CONNECTION_TROUBLE.search(cause) and "Check the" not in cause and "check the" not in cause:
-        if step.startswith("extract"):
-            return f"\nCheck the source database {settings.source_pg().describe()} (SOURCE_PG_* in .env)."
-        return f"\nCheck the analytics database {settings.analytics_pg().describe()} (ANALYTICS_PG_* in .env)."
+        for prefix in pipeline.step(step).connections:
+            return f"\nCheck {settings.describe_conn(prefix)}."
     return ""
 
 
@@ -255,7 +254,7 @@ def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: _Signals) -> 
     if pipeline.step(step).kind == "transform":
         from northwind_elt.transform import failures_since
 
-        failures = failures_since(started)
+        failures = failures_since(started, pipeline.dbt_target_path)
         if failures:
             cause = f"dbt build failed: {'; '.join(failures)}"
     if proc.returncode == 0:
@@ -274,7 +273,7 @@ def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: _Signals) -> 
     )
     print(
         f"\nFAILED: step '{step}' for {day} (meltano run {job} exited {proc.returncode}).\n"
-        + (f"Cause: {cause}{_hint(step, cause)}\n" if cause else "")
+        + (f"Cause: {cause}{_hint(pipeline, step, cause)}\n" if cause else "")
         + (f"Fix: {fix}\n" if fix else "")
         + f"Full log: {log.path}\n"
         f"Fix the cause, then rerun: {rerun}",

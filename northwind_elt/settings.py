@@ -94,8 +94,24 @@ def _pg(prefix: str, default_user: str, default_db: str) -> PgConn:
     )
 
 
+# Each connection's variable prefix: what it is, and the default role and database of the
+# embedded server.
+CONNECTIONS = {
+    "SOURCE_PG": ("source database", "northwind_reader", "northwind"),
+    "ANALYTICS_PG": ("analytics database", "analytics", "analytics"),
+    "PEOPLE_PG": ("people database", "people", "people"),
+}
+WAREHOUSES = ("ANALYTICS_PG", "PEOPLE_PG")
+
+
 def pg_conn(prefix: str) -> PgConn:
-    return source_pg() if prefix == "SOURCE_PG" else analytics_pg()
+    _, user, database = CONNECTIONS[prefix]
+    return _pg(prefix, user, database)
+
+
+def describe_conn(prefix: str) -> str:
+    """'the source database postgresql://user@host:port/db (SOURCE_PG_* in .env)'."""
+    return f"the {CONNECTIONS[prefix][0]} {pg_conn(prefix).describe()} ({prefix}_* in .env)"
 
 
 def source_pg() -> PgConn:

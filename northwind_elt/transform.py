@@ -16,17 +16,17 @@ from northwind_elt.files import read_json
 PASSED = ("success", "pass", "skipped")
 
 
-def target_dir() -> Path:
-    return settings.project_root() / "transform" / "target"
+def target_dir(target_path: str) -> Path:
+    return settings.project_root() / "transform" / target_path
 
 
-def run_results_path() -> Path:
-    return target_dir() / "run_results.json"
+def run_results_path(target_path: str) -> Path:
+    return target_dir(target_path) / "run_results.json"
 
 
-def _relations() -> dict[str, str]:
+def _relations(target_path: str) -> dict[str, str]:
     """Where each node's rows live (for a test with stored failures: its audit table)."""
-    path = target_dir() / "manifest.json"
+    path = target_dir(target_path) / "manifest.json"
     if not path.exists():
         return {}
     nodes = read_json(path).get("nodes", {})
@@ -47,9 +47,9 @@ def describe(node: dict, relations: dict[str, str]) -> str:
     return f"{name} ({node['status']}: {detail})"
 
 
-def outcome(results: dict) -> tuple[list[str], list[str]]:
+def outcome(results: dict, target_path: str) -> tuple[list[str], list[str]]:
     """The failed nodes and the warnings of a dbt run, each described."""
-    relations = _relations()
+    relations = _relations(target_path)
     failed, warned = [], []
     for node in results.get("results", []):
         if node.get("status") == "warn":
@@ -59,24 +59,24 @@ def outcome(results: dict) -> tuple[list[str], list[str]]:
     return failed, warned
 
 
-def failures_since(since: dt.datetime) -> list[str] | None:
+def failures_since(since: dt.datetime, target_path: str) -> list[str] | None:
     """Failed dbt nodes of a run that started after `since`, or None if there is no such run."""
-    path = run_results_path()
+    path = run_results_path(target_path)
     if not path.exists() or dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC) < since:
         return None
-    return outcome(read_json(path))[0]
+    return outcome(read_json(path), target_path)[0]
 
 
-def check_run(step: str, day: dt.date) -> list[str]:
+def check_run(step: str, day: dt.date, target_path: str) -> list[str]:
     """dbt's last run must be for `day` and have passed; returns its warnings."""
-    path = run_results_path()
+    path = run_results_path(target_path)
     if not path.exists():
         raise PipelineError(step, day, f"dbt left no results ({path}); dbt build did not run")
     results = read_json(path)
     built_for = (results.get("args", {}).get("vars") or {}).get("day")
     if built_for != day.isoformat():
         raise PipelineError(step, day, f"dbt's last run was for day {built_for!r}, not {day}")
-    failed, warned = outcome(results)
+    failed, warned = outcome(results, target_path)
     if failed:
         raise PipelineError(step, day, f"dbt build failed: {'; '.join(failed)}")
     return warned

@@ -8,22 +8,25 @@ import sys
 from airflow.models.dagbag import DagBag
 
 bag = DagBag(dag_folder=sys.argv[1])
-dag = bag.dags.get("northwind_daily")
 print(
     json.dumps(
         {
             "import_errors": {k: str(v) for k, v in bag.import_errors.items()},
-            "dags": sorted(bag.dags),
-            "catchup": dag.catchup if dag else None,
-            "schedule": str(getattr(dag.timetable, "description", dag.timetable)) if dag else None,
-            "tasks": {
-                task.task_id: {
-                    "upstream": sorted(task.upstream_task_ids),
-                    "bash_command": task.bash_command,
-                    "retries": task.retries,
-                    "exponential_backoff": task.retry_exponential_backoff,
+            "dags": {
+                dag_id: {
+                    "catchup": dag.catchup,
+                    "schedule": str(getattr(dag.timetable, "description", dag.timetable)),
+                    "tasks": {
+                        task.task_id: {
+                            "upstream": sorted(task.upstream_task_ids),
+                            "bash_command": task.bash_command,
+                            "retries": task.retries,
+                            "exponential_backoff": task.retry_exponential_backoff,
+                        }
+                        for task in dag.tasks
+                    },
                 }
-                for task in (dag.tasks if dag else [])
+                for dag_id, dag in bag.dags.items()
             },
         }
     )

@@ -210,5 +210,10 @@ def make_test_env(root: Path, port: str) -> dict[str, str]:
         "ANALYTICS_PG_USER": "analytics",
         "ANALYTICS_PG_PASSWORD": "test-analytics-secret",
         "ANALYTICS_PG_DATABASE": "analytics",
+        "PEOPLE_PG_HOST": "127.0.0.1",
+        "PEOPLE_PG_PORT": port,
+        "PEOPLE_PG_USER": "people",
+        "PEOPLE_PG_PASSWORD": "test-people-secret",
+        "PEOPLE_PG_DATABASE": "people",
         "RUN_DATE_MAX_FUTURE_DAYS": "1",
     }

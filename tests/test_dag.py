@@ -18,6 +18,10 @@ JOBS = {
     "load": "load",
     "transform": "transform",
     "export": "export",
+    "people_extract": "people-extract",
+    "people_load": "people-load",
+    "people_transform": "people-transform",
+    "people_export": "people-export",
 }
 
 
@@ -64,16 +68,28 @@ def dag_description(pipeline: Pipeline, airflow_home: Path) -> dict:
 
 def test_dag_imports_without_errors(dag_description: dict) -> None:
     assert dag_description["import_errors"] == {}
-    assert dag_description["dags"] == ["northwind_daily"]
+    assert sorted(dag_description["dags"]) == ["northwind_daily", "people_daily"]
 
 
 def test_catchup_is_opt_in(pipeline: Pipeline, airflow_home: Path, dag_description: dict) -> None:
-    assert dag_description["catchup"] is False
-    assert describe_dag(pipeline, airflow_home, NW_DAG_CATCHUP="true")["catchup"] is True
+    assert {d["catchup"] for d in dag_description["dags"].values()} == {False}
+    assert {d["catchup"] for d in describe_dag(pipeline, airflow_home, NW_DAG_CATCHUP="true")["dags"].values()} == {
+        True
+    }
+
+
+def test_people_dag_is_a_chain_of_its_steps(dag_description: dict) -> None:
+    upstream = {task: info["upstream"] for task, info in dag_description["dags"]["people_daily"]["tasks"].items()}
+    assert upstream == {
+        "people_extract": [],
+        "people_load": ["people_extract"],
+        "people_transform": ["people_load"],
+        "people_export": ["people_transform"],
+    }
 
 
 def test_task_graph_is_two_parallel_extracts_then_load_transform_export(dag_description: dict) -> None:
-    upstream = {task: info["upstream"] for task, info in dag_description["tasks"].items()}
+    upstream = {task: info["upstream"] for task, info in dag_description["dags"]["northwind_daily"]["tasks"].items()}
     assert upstream == {
         "extract_postgres": [],
         "extract_csv": [],
@@ -84,7 +100,9 @@ def test_task_graph_is_two_parallel_extracts_then_load_transform_export(dag_desc
 
 
 def test_every_task_runs_its_meltano_job_for_the_logical_date_with_retries(dag_description: dict) -> None:
-    for task, info in dag_description["tasks"].items():
+    tasks = {t: i for dag in dag_description["dags"].values() for t, i in dag["tasks"].items()}
+    assert set(tasks) == set(JOBS)
+    for task, info in tasks.items():
         assert info["bash_command"].endswith(f"--date {{{{ ds }}}} run {JOBS[task]}"), info["bash_command"]
         assert info["retries"] >= 1 and info["exponential_backoff"] is True
 

@@ -1,4 +1,4 @@
-"""Northwind daily pipeline, one DAG run per day, derived from northwind_elt/pipelines.py.
+"""The daily pipelines (Northwind, people/places), one DAG each, derived from northwind_elt/pipelines.py.
 
 Each task runs one step's Meltano job through `nw run`, with the day taken from the
 run's logical date (`{{ ds }}`), never from the wall clock: a backfill or a catchup
@@ -23,7 +23,7 @@ PROJECT_ROOT = Path(os.environ.get("NW_PROJECT_ROOT") or Path(__file__).resolve(
 # The pipeline definitions are standard-library Python: read them from the checkout
 # without installing the project into Airflow's virtualenv.
 sys.path.insert(0, str(PROJECT_ROOT))
-from northwind_elt.pipelines import NORTHWIND  # noqa: E402
+from northwind_elt.pipelines import PIPELINES  # noqa: E402
 
 NW = os.environ.get("NW_BIN") or str(PROJECT_ROOT / ".venv" / "bin" / "nw")
 START_DATE = pendulum.parse(os.environ.get("NW_DAG_START_DATE", "2024-01-01"), tz="UTC")
@@ -39,26 +39,34 @@ default_args = {
     "max_retry_delay": dt.timedelta(minutes=15),
 }
 
-with DAG(
-    dag_id=NORTHWIND.dag_id,
-    description=NORTHWIND.description,
-    schedule=NORTHWIND.schedule,
-    start_date=START_DATE,
-    catchup=CATCHUP,
-    max_active_runs=1,
-    default_args=default_args,
-    tags=["northwind", "meltano"],
-    doc_md=__doc__,
-) as dag:
-    tasks = {
-        step.name: BashOperator(
-            task_id=step.task_id,
-            bash_command=f"{NW} --date {{{{ ds }}}} run {step.job}",
-            cwd=str(PROJECT_ROOT),
-            doc_md=f"`meltano run {step.job}` for the run's logical date, through `nw run`.",
-        )
-        for step in NORTHWIND.steps
-    }
-    for step in NORTHWIND.steps:
-        for upstream in step.needs:
-            tasks[upstream] >> tasks[step.name]
+
+def pipeline_dag(pipeline) -> DAG:
+    """One DAG run per day: a task per step, each after the steps it needs."""
+    with DAG(
+        dag_id=pipeline.dag_id,
+        description=pipeline.description,
+        schedule=pipeline.schedule,
+        start_date=START_DATE,
+        catchup=CATCHUP,
+        max_active_runs=1,
+        default_args=default_args,
+        tags=[pipeline.name, "meltano"],
+        doc_md=__doc__,
+    ) as dag:
+        tasks = {
+            step.name: BashOperator(
+                task_id=step.task_id,
+                bash_command=f"{NW} --date {{{{ ds }}}} run {step.job}",
+                cwd=str(PROJECT_ROOT),
+                doc_md=f"`meltano run {step.job}` for the run's logical date, through `nw run`.",
+            )
+            for step in pipeline.steps
+        }
+        for step in pipeline.steps:
+            for upstream in step.needs:
+                tasks[upstream] >> tasks[step.name]
+    return dag
+
+
+for _pipeline in PIPELINES.values():
+    globals()[_pipeline.dag_id] = pipeline_dag(_pipeline)
