@@ -16,7 +16,7 @@ from support import free_port
 
 from northwind_elt.ads import api
 
-ADS_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "ads-api"
+ADS_DATA = Path(__file__).resolve().parents[2] / "data" / "ads-api"  # a copy of shared/data/ads-api
 SCHEMA = json.loads((ADS_DATA / "record.schema.json").read_text())
 FIXTURE = ADS_DATA / "sample_response.json"
 FIXTURE_NOW = 1705363200.123456  # the clock the fixture was made with (SOURCE.md)
