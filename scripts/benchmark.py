@@ -121,23 +121,18 @@ def ref_psycopg_extract(args: dict) -> None:
             parse = pacsv.ParseOptions(newlines_in_values=True)
             convert = pacsv.ConvertOptions(column_types=schema, quoted_strings_can_be_null=False)
             with pq.ParquetWriter(out / f"{table}.parquet", schema) as writer:
-                chunks: list = []
-                size = 0
-
-                def flush(chunks: list = chunks, writer=writer, read=read, parse=parse, convert=convert) -> None:
-                    if chunks:
-                        data = pa.py_buffer(b"".join(chunks))
-                        writer.write_table(pacsv.read_csv(pa.BufferReader(data), read, parse, convert))
-                        chunks.clear()
-
+                # One bytearray: psycopg yields one small memoryview per row, far larger than the row.
+                chunk = bytearray()
                 with conn.cursor().copy(f'COPY (SELECT * FROM "{table}") TO STDOUT (FORMAT csv)') as copy:
                     for data in copy:
-                        chunks.append(data)
-                        size += len(data)
-                        if size >= 32 << 20:
-                            flush()
-                            size = 0
-                flush()
+                        chunk += data
+                        if len(chunk) >= 32 << 20:
+                            writer.write_table(
+                                pacsv.read_csv(pa.BufferReader(pa.py_buffer(chunk)), read, parse, convert)
+                            )
+                            chunk = bytearray()
+                if chunk:
+                    writer.write_table(pacsv.read_csv(pa.BufferReader(pa.py_buffer(chunk)), read, parse, convert))
 
 
 def ref_adbc_extract(args: dict) -> None:
