@@ -50,7 +50,7 @@ $(AIRFLOW_INSTALLED): $(INSTALLED) orchestrate/requirements-airflow.txt
 	touch $@
 
 .env:
-	cp .env.example .env
+	sed 's#^NW_DATA_DIR=.*#NW_DATA_DIR=$(CURDIR)/data#' .env.example > .env
 
 install: $(INSTALLED) $(PLUGINS_INSTALLED)
 

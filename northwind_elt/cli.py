@@ -51,7 +51,9 @@ def cmd_db(args: argparse.Namespace) -> int:
 def _db_action(embedded, action: str) -> int:
     if action == "up":
         embedded.up(settings.project_root() / "data" / "northwind.sql")
-        names = ", ".join(settings.pg_conn(p).dbname for p in ("SOURCE_PG", *settings.WAREHOUSES))
+        names = ", ".join(
+            settings.pg_conn(p).dbname for p in ("SOURCE_PG", *settings.WAREHOUSES) if os.environ.get(f"{p}_PASSWORD")
+        )
         print(f"Postgres is up on 127.0.0.1:{embedded.port()} (databases: {names})")
     elif action == "start":
         embedded.start()
@@ -103,8 +105,9 @@ def cmd_status(args: argparse.Namespace) -> int:
                 print(f"  {step}: {entry['error'].strip().splitlines()[0]}")
             if entry and entry.get("notes"):
                 print(f"  {step}: {entry['notes']}")
+        outputs = ", ".join(str(layout.data_dir / o.format(day=layout.iso)) for o in pipeline.outputs)
         if first_not_done is None:
-            print("All steps done.")
+            print(f"All steps done. Outputs: {outputs}")
         else:
             print(f"Rerun from the first step not done: {rerun_command(first_not_done, day)}")
     return 0
@@ -114,10 +117,7 @@ def _task(action):
     """A Meltano task: runs for the pinned day, of the pipeline that owns the step."""
 
     def run_task(args: argparse.Namespace) -> int:
-        pipeline = next((p for p in PIPELINES.values() if args.step in p.step_names), None)
-        if pipeline is None:
-            return _fail(f"no pipeline has a step {args.step!r}")
-        print(action(pipeline, args.step))
+        print(action(pipeline_of_step(args.step), args.step))
         return 0
 
     return run_task
@@ -138,10 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     db.set_defaults(func=cmd_db)
     run = add("run")
     run.add_argument("job", nargs="?", choices=all_jobs())
-    run.add_argument("--from", dest="from_step", choices=sorted({s for p in PIPELINES.values() for s in p.step_names}))
+    steps = sorted({s for p in PIPELINES.values() for s in p.step_names})
+    run.add_argument("--from", dest="from_step", choices=steps)
     run.set_defaults(func=cmd_run)
     add("status").set_defaults(func=cmd_status)
-    steps = sorted({s for p in PIPELINES.values() for s in p.step_names})
     for name, action in (("begin", protocol.begin), ("commit", protocol.commit)):
         task = add(name)
         task.add_argument("step", choices=steps)

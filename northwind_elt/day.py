@@ -155,6 +155,3 @@ class DayLayout:
 
     def lock_file(self, name: str) -> Path:
         return self.data_dir / ".locks" / f"{name}-{self.iso}.lock"
-
-    def dbt_vars(self) -> dict[str, str]:
-        return {"day": self.iso}

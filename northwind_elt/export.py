@@ -20,6 +20,15 @@ MART = "orders_with_details"
 ORDER = ("order_id", "product_id")
 
 
+def copy_csv(conn: psycopg.Connection, query: sql.Composable) -> bytes:
+    """A query's rows as CSV with a header, rendered by Postgres itself."""
+    out = bytearray()
+    with conn.cursor().copy(sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER)").format(query)) as copy:
+        for block in copy:
+            out += block
+    return bytes(out)
+
+
 def export_day(step: str, layout: DayLayout, target: settings.PgConn) -> int:
     with psycopg.connect(target.conninfo()) as conn:
         # One snapshot for both files, even if dbt rebuilds the mart meanwhile.
@@ -49,10 +58,7 @@ def export_day(step: str, layout: DayLayout, target: settings.PgConn) -> int:
             raise PipelineError(
                 step, layout.day, f"{MART_SCHEMA}.{MART} has no rows for that day", rerun_from="transform"
             )
-        csv_bytes = bytearray()
-        with conn.cursor().copy(sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER)").format(query)) as copy:
-            for block in copy:
-                csv_bytes += block
-    atomic_write_bytes(layout.output_file(f"{MART}.csv"), bytes(csv_bytes))
+        csv_bytes = copy_csv(conn, query)
+    atomic_write_bytes(layout.output_file(f"{MART}.csv"), csv_bytes)
     atomic_write_bytes(layout.output_file(f"{MART}.json"), f"[\n{json_text}\n]\n".encode())
     return rows

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,10 @@ from northwind_elt.day import DayLayout
 
 class AlreadyRunning(RuntimeError):
     pass
+
+
+class StopRequested(RuntimeError):
+    """A signal arrived while waiting for a lock."""
 
 
 def locks_dir() -> Path:
@@ -75,8 +79,11 @@ def step_lock(layout: DayLayout, name: str) -> Iterator[None]:
 
 
 @contextmanager
-def plugin_lock(job: str) -> Iterator[None]:
-    """Wait for a run of `job` for another day: Meltano shares one run directory per plugin."""
+def plugin_lock(job: str, stop_requested: Callable[[], bool] = lambda: False) -> Iterator[None]:
+    """Wait for a run of `job` for another day: Meltano shares one run directory per plugin.
+
+    The wait ends early, with StopRequested, once `stop_requested()` is true (a signal).
+    """
     path = meltano_locks_dir() / f"meltano-{job}.lock"
     _writable_parent(path)
     lock = FileLock(path)
@@ -84,7 +91,13 @@ def plugin_lock(job: str) -> Iterator[None]:
         lock.acquire(blocking=False)
     except Timeout:
         print(f"waiting: {job} is running for another day (lock {path})", file=sys.stderr, flush=True)
-        lock.acquire()
+        while True:
+            try:
+                lock.acquire(timeout=0.5)
+                break
+            except Timeout:
+                if stop_requested():
+                    raise StopRequested(job) from None
     try:
         yield
     finally:

@@ -18,6 +18,7 @@ from psycopg import sql
 from northwind_elt import settings
 from northwind_elt.day import DayLayout
 from northwind_elt.errors import PipelineError
+from northwind_elt.export import copy_csv
 from northwind_elt.files import atomic_write_bytes, read_json
 
 SUMMARY_MODEL = "summary_output"
@@ -27,7 +28,9 @@ SCHEMA = "analytics"
 
 def exported_models(target_path: str) -> list[str]:
     """The models tagged `export` in the people project, from dbt's manifest."""
-    manifest = settings.project_root() / "transform" / target_path / "manifest.json"
+    from northwind_elt.transform import target_dir
+
+    manifest = target_dir(target_path) / "manifest.json"
     if not manifest.exists():
         raise FileNotFoundError(manifest)
     nodes = read_json(manifest)["nodes"].values()
@@ -35,6 +38,24 @@ def exported_models(target_path: str) -> list[str]:
         node["name"]
         for node in nodes
         if node["resource_type"] == "model" and EXPORT_TAG in node.get("tags", []) and "people" in node.get("tags", [])
+    )
+
+
+def _day_rows(conn: psycopg.Connection, step: str, layout: DayLayout, model: str) -> sql.Composed:
+    """The model's rows of the day, without _day, in a stable order (every column)."""
+    columns = [
+        r[0]
+        for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s"
+            " AND column_name <> '_day' ORDER BY ordinal_position",
+            [SCHEMA, model],
+        ).fetchall()
+    ]
+    if not columns:
+        raise PipelineError(step, layout.day, f"{SCHEMA}.{model} does not exist", rerun_from="people-transform")
+    names = sql.SQL(", ").join(map(sql.Identifier, columns))
+    return sql.SQL("SELECT {} FROM {} WHERE _day = {} ORDER BY {}").format(
+        names, sql.Identifier(SCHEMA, model), sql.Literal(layout.day), names
     )
 
 
@@ -53,24 +74,15 @@ def export_day(step: str, layout: DayLayout, conn_info: settings.PgConn, target_
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         files: dict[str, bytes] = {}
         for model in models:
-            relation = sql.Identifier(SCHEMA, model)
-            if conn.execute("SELECT to_regclass(%s)", [f"{SCHEMA}.{model}"]).fetchone()[0] is None:
-                raise PipelineError(step, layout.day, f"{SCHEMA}.{model} does not exist", rerun_from="people-transform")
-            rows = conn.execute(
-                sql.SQL("SELECT coalesce(json_agg(q), '[]')::text FROM (SELECT * FROM {}) q").format(relation)
-            ).fetchone()[0]
-            files[f"{model}.json"] = (rows + "\n").encode()
-            csv_bytes = bytearray()
-            with conn.cursor().copy(
-                sql.SQL("COPY (SELECT * FROM {}) TO STDOUT WITH (FORMAT csv, HEADER)").format(relation)
-            ) as copy:
-                for block in copy:
-                    csv_bytes += block
-            files[f"{model}.csv"] = bytes(csv_bytes)
+            query = _day_rows(conn, step, layout, model)
+            rows = conn.execute(sql.SQL("SELECT coalesce(json_agg(q), '[]')::text FROM ({}) q").format(query))
+            files[f"{model}.json"] = (rows.fetchone()[0] + "\n").encode()
+            files[f"{model}.csv"] = copy_csv(conn, query)
         summary = conn.execute(
-            sql.SQL("SELECT country, people FROM {} ORDER BY people DESC, country").format(
+            sql.SQL("SELECT country, people FROM {} WHERE _day = %s ORDER BY people DESC, country").format(
                 sql.Identifier(SCHEMA, SUMMARY_MODEL)
-            )
+            ),
+            [layout.day],
         ).fetchall()
     if not summary:
         raise PipelineError(step, layout.day, f"{SCHEMA}.{SUMMARY_MODEL} has no rows", rerun_from="people-transform")

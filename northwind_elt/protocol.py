@@ -22,7 +22,7 @@ import psycopg
 from northwind_elt import ledger, settings
 from northwind_elt.day import DayLayout, UnsafeName, name_of, path_component, pinned_day
 from northwind_elt.errors import PipelineError
-from northwind_elt.locks import AlreadyRunning, lease_owner, release_lease, take_lease
+from northwind_elt.locks import AlreadyRunning, lease_held, lease_owner, release_lease, take_lease
 from northwind_elt.manifests import (
     describe_parquet,
     read_begin,
@@ -42,6 +42,8 @@ class StepContext:
         self.pipeline = pipeline
         self.step: Step = pipeline.step(step_name)
         self.day = pinned_day(self.step.name)
+        # The plugins' folders come from the same variable (plugins/*.meltano.yml).
+        settings.require([settings.DATA_DIR_ENV], f"{step_name}'s plugins write under it")
         self.layout = DayLayout.for_day(self.day)
 
     @property
@@ -54,11 +56,24 @@ class StepContext:
     # Leases: one attempt per step and day; one Meltano run per job across days.
     def _lease_names(self) -> list[tuple[str, str]]:
         return [
-            (f"{self.pipeline.name}-{self.name}-{self.layout.iso}", f"{self.name} for {self.layout.iso}"),
+            (self._step_lease(self.name), f"{self.name} for {self.layout.iso}"),
             (f"meltano-{self.step.job}", f"meltano job {self.step.job} (for another day)"),
         ]
 
+    def _step_lease(self, step: str) -> str:
+        return f"{self.pipeline.name}-{step}-{self.layout.iso}"
+
     def take_leases(self) -> None:
+        # A step and the steps it reads from or feeds must not run at once for the same
+        # day (a load reading partitions that an extract is replacing).
+        neighbours = [*self.step.needs, *(s.name for s in self.pipeline.steps if self.name in s.needs)]
+        for other in neighbours:
+            if holder := lease_held(self._step_lease(other)):
+                raise self.error(
+                    f"{other} for {self.layout.iso} is running (process {holder.pid}); "
+                    f"{self.name} reads or feeds its output",
+                    f"wait for {other} to finish",
+                )
         for name, what in self._lease_names():
             try:
                 take_lease(name, what)
@@ -266,20 +281,27 @@ EXPORTERS = {"northwind": _export_northwind, "people": _export_people}
 
 
 def _require_audited(ctx: StepContext) -> None:
-    """Export only a day whose transform passed its audit after the day's latest load."""
-    needed = [ctx.pipeline.step(name) for name in ctx.step.needs]
+    """Export only a day whose every upstream step succeeded, each after the steps it reads."""
     entries = ledger.latest(ctx.pipeline.name, ctx.day)
-    first = ctx.pipeline.step_names[0]
-    for step in needed:
+    extracts = " or ".join(step.name for step in ctx.pipeline.extract_steps)
+    pending = list(ctx.step.needs)
+    while pending:
+        step = ctx.pipeline.step(pending.pop())
+        pending.extend(step.needs)
         entry = entries.get(step.name)
         if not entry or entry["status"] != "success":
-            reason = (entry["error"] or "").strip().splitlines()[0] if entry and entry["error"] else ""
+            if entry and step.kind == TRANSFORM:
+                reason = (entry["error"] or "").strip().splitlines()[0] if entry["error"] else ""
+                raise ctx.error(
+                    f"refused: {step.name} for {ctx.layout.iso} is {entry['status']}"
+                    + (f" ({reason})" if reason else ""),
+                    "fix the input the failed tests name (their rows are in the audit tables named) and extract it "
+                    f"again ({extracts})",
+                    rerun_from=ctx.pipeline.step_names[0],
+                )
             raise ctx.error(
-                f"refused: {step.name} for {ctx.layout.iso} is "
-                + (entry["status"] if entry else "not run")
-                + (f" ({reason})" if reason else ""),
-                "fix the input the failed tests name (their rows are in the audit tables named)",
-                rerun_from=first,
+                f"refused: {step.name} for {ctx.layout.iso} is {entry['status'] if entry else 'not run'}",
+                rerun_from=step.name,
             )
         upstream = [entries.get(name) for name in step.needs]
         if any(u and u["status"] == "success" and u["finished_at"] > entry["finished_at"] for u in upstream):

@@ -27,7 +27,7 @@ from typing import IO
 from northwind_elt import ledger, settings
 from northwind_elt.day import DAY_ENV, DayLayout
 from northwind_elt.errors import rerun_command
-from northwind_elt.locks import plugin_lock, step_lock
+from northwind_elt.locks import StopRequested, plugin_lock, step_lock
 from northwind_elt.pipelines import Pipeline
 
 # Lines worth quoting from a failed run's output, most specific first.
@@ -300,9 +300,9 @@ def run(pipeline: Pipeline, steps: tuple[str, ...], day: dt.date) -> int:
             held.enter_context(step_lock(layout, f"run-{pipeline.name}-{step}"))
         # Meltano keeps one run directory per plugin (catalog, config), shared by all days:
         # runs of the same job for other days wait their turn. Sorted order: no deadlock.
-        for step in sorted(steps):
-            held.enter_context(plugin_lock(pipeline.step(step).job))
         try:
+            for step in sorted(steps):
+                held.enter_context(plugin_lock(pipeline.step(step).job, lambda: signals.received is not None))
             for step in steps:
                 if signals.received is not None:
                     raise Interrupted(signals.received)
@@ -312,5 +312,9 @@ def run(pipeline: Pipeline, steps: tuple[str, ...], day: dt.date) -> int:
                     return code
         except Interrupted as stop:
             return 128 + stop.signum
+        except StopRequested:
+            assert signals.received is not None
+            print("INTERRUPTED while waiting for another day's run; nothing was started", file=sys.stderr)
+            return 128 + signals.received
     print(f"==> done: {pipeline.name} {', '.join(steps)} for {day}")
     return 0

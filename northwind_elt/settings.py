@@ -23,11 +23,18 @@ DATA_DIR_ENV = "NW_DATA_DIR"
 
 
 def data_dir() -> Path:
-    """NW_DATA_DIR (relative paths are relative to the project), else the project's data/."""
+    """NW_DATA_DIR (an absolute path), else the project's data/."""
     configured = os.environ.get(DATA_DIR_ENV)
     if not configured:
         return project_root() / "data"
-    return (project_root() / configured).resolve()
+    if not Path(configured).is_absolute():
+        from northwind_elt.errors import ConfigError
+
+        raise ConfigError(
+            f"{DATA_DIR_ENV}={configured!r} is not an absolute path (the plugins build their folders from it)",
+            f"set {DATA_DIR_ENV} to an absolute path in {project_root() / '.env'}, e.g. {project_root() / 'data'}",
+        )
+    return Path(configured).resolve()
 
 
 def require(names: list[str], why: str) -> None:

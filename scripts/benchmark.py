@@ -1,6 +1,6 @@
 """Benchmark the real jobs against reference implementations on the same data.
 
-    .venv/bin/python scripts/benchmark.py                        # N=1000: 2.99 M source rows, 2.0 M CSV rows
+    .venv/bin/python scripts/benchmark.py                        # N=928: 2.77 M source rows, 2.0 M CSV rows
     .venv/bin/python scripts/benchmark.py --scale small          # N=100 (a quick check)
     .venv/bin/python scripts/benchmark.py --scale small,default  # both, plus the x10-rows memory target
     .venv/bin/python scripts/benchmark.py --only extract,csv --rounds 1 --keep
@@ -14,7 +14,7 @@ Workload: Northwind `orders` (830 rows, from the seeded `northwind` database) an
 scratch source database (keys offset by k*100000, so order_id is widened to integer).
 The replicated order_details table is named `order_lines` there: the load gate refuses a
 table that two extract steps produce, and extract-csv produces `order_details`.
-and an order_details CSV of the first round(0.928*N) copies (2.0 M rows at N=1000).
+and an order_details CSV of the same N copies (2.0 M rows at N=928).
 
 Groups (--only): `extract` (extract-postgres job vs psycopg COPY->pyarrow, ADBC, dlt
 sql_database/connectorx -> Parquet), `csv` (extract-csv job vs pyarrow's bare CSV read +
@@ -50,7 +50,8 @@ VENV_BIN = PROJECT / ".venv" / "bin"
 BENCH_VENV = PROJECT / ".venv-bench"
 BENCH_PY = BENCH_VENV / "bin" / "python"
 DAY = "2024-01-15"
-SCALES = {"small": 100, "default": 1000, "huge": 10000}
+# The issue's workload: (830 orders + 2,155 lines) x 928 = 2,770,080 rows; x0.1 and x10.
+SCALES = {"small": 93, "default": 928, "huge": 9280}
 GROUPS = ("extract", "csv", "load", "day", "startup")
 SOURCE_DB, ANALYTICS_DB, DAY_ANALYTICS_DB = "nw_bench_source", "nw_bench_analytics", "nw_bench_day_analytics"
 ORDER_DETAILS_COLUMNS = {
@@ -65,7 +66,7 @@ ORDER_DETAILS_DDL = (
     " quantity smallint NOT NULL, discount real NOT NULL, PRIMARY KEY (order_id, product_id))"
 )
 KEY_STEP = 100_000
-CSV_SHARE = 0.928
+CSV_SHARE = 1.0  # 2,155 x 928 = 2.0 M CSV lines at the default scale
 RSS_LIMIT_MB = 500
 
 
