@@ -167,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(err.message)
     except KeyboardInterrupt:
         return _fail("interrupted")
+    except BrokenPipeError:  # `nw status | head`: the reader has seen enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as err:
         # An unexpected error: the traceback goes to the log, the last line names the step.
         traceback.print_exc()
