@@ -260,7 +260,7 @@ def seed_source(dump: Path) -> bool:
     The dump is loaded into a scratch database in one transaction, which is renamed
     only when the load succeeded: a database named like the source is always complete.
     """
-    source = settings.source_pg()
+    source = settings.pg_conn("SOURCE_PG")
     with admin_connect() as conn:
         if _database_exists(conn, source.dbname):
             return False
@@ -298,7 +298,7 @@ def seed_source(dump: Path) -> bool:
 
 def ensure_roles_and_databases() -> None:
     """Roles and grants: a read-only role for extraction, an owner role per warehouse database."""
-    source = settings.source_pg()
+    source = settings.pg_conn("SOURCE_PG")
     with admin_connect() as conn:
         _ensure_role(conn, source.user, source, "SOURCE_PG_PASSWORD")
         for prefix in settings.WAREHOUSES:

@@ -164,7 +164,7 @@ def _expected_tables(ctx: StepContext) -> set[str]:
     settings.require(settings.pg_variables("SOURCE_PG"), "extract-postgres reads the source database")
 
     def list_tables() -> set[str]:
-        with psycopg.connect(settings.source_pg().conninfo()) as conn:
+        with psycopg.connect(settings.pg_conn("SOURCE_PG").conninfo()) as conn:
             rows = conn.execute(
                 "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
                 " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition"

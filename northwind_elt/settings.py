@@ -119,11 +119,3 @@ def pg_conn(prefix: str) -> PgConn:
 def describe_conn(prefix: str) -> str:
     """'the source database postgresql://user@host:port/db (SOURCE_PG_* in .env)'."""
     return f"the {CONNECTIONS[prefix][0]} {pg_conn(prefix).describe()} ({prefix}_* in .env)"
-
-
-def source_pg() -> PgConn:
-    return _pg("SOURCE_PG", "northwind_reader", "northwind")
-
-
-def analytics_pg() -> PgConn:
-    return _pg("ANALYTICS_PG", "analytics", "analytics")

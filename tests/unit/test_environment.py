@@ -44,7 +44,7 @@ def test_a_missing_variable_is_named_with_the_file_to_set_it_in(tmp_path: Path) 
 def test_a_port_that_is_not_a_number_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANALYTICS_PG_PORT", "55x")
     with pytest.raises(ConfigError, match="ANALYTICS_PG_PORT='55x' is not a TCP port"):
-        settings.analytics_pg()
+        settings.pg_conn("ANALYTICS_PG")
 
 
 def test_a_taken_port_names_the_port_the_variable_and_the_holder(monkeypatch: pytest.MonkeyPatch) -> None:
