@@ -4,6 +4,7 @@ Entry points (they resolve the day once: --date, else $RUN_DATE, else today UTC)
   nw run [JOB] [--from STEP] [--date D]   run a job's steps for day D, recorded in the ledger
   nw status [--date D]                    the day's steps and what to rerun
   nw db up|start|stop|status|set-passwords   the embedded Postgres server
+  nw padam insert-month|prepare|export|reconcile   the PADAM monthly pipeline (see nw padam -h)
 
 Meltano tasks (they refuse to start without a pinned day, $RUN_DATE):
   nw begin STEP      lease, clean, gate, intent
@@ -113,6 +114,49 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_padam(args: argparse.Namespace) -> int:
+    from northwind_elt.padam import commands
+
+    if args.padam_command == "insert-month":
+        print(commands.insert_month(args.year, args.month))
+    elif args.padam_command == "prepare":
+        print(commands.prepare(full_refresh=args.full_refresh, verbose=args.verbose))
+    elif args.padam_command == "merge":
+        print(commands.merge())
+    elif args.padam_command == "export":
+        print(commands.export(args.year, args.month))
+    else:
+        report, code = commands.reconcile()
+        print(report)
+        return code
+    return 0
+
+
+def _add_padam(sub) -> None:
+    from northwind_elt.padam import commands
+
+    padam = sub.add_parser(
+        "padam",
+        help="the PADAM monthly pipeline",
+        description=commands.__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
+    padam.set_defaults(func=cmd_padam)
+    actions = padam.add_subparsers(dest="padam_command", required=True)
+    for name, what in (
+        ("insert-month", "replace YEAR-MONTH in production with generated rows ($RANDOM_MAIN_CONTROLLER)"),
+        ("export", "write YEAR-MONTH's stats files and the year to date"),
+    ):
+        action = actions.add_parser(name, help=what, description=what)
+        action.add_argument("year", help="e.g. 2022")
+        action.add_argument("month", help="1 to 12")
+    prepare = actions.add_parser("prepare", help="incremental load into the warehouse, then the dbt models")
+    prepare.add_argument("--full-refresh", action="store_true", help="reload every month from production")
+    prepare.add_argument("--verbose", action="store_true", help="stream Meltano's and dbt's output (always in the log)")
+    actions.add_parser("merge", help="(task of the Meltano job padam-prepare) apply the landed rows, reconcile")
+    actions.add_parser("reconcile", help="count and sum per month: production, warehouse, published stats")
+
+
 def _task(action):
     """A Meltano task: runs for the pinned day, of the pipeline that owns the step."""
 
@@ -149,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     export = add("export")
     export.add_argument("step", nargs="?", default="export", choices=[s for s in steps if s.endswith("export")])
     export.set_defaults(func=_task(protocol.export))
+    _add_padam(sub)
     return parser
 
 

@@ -107,8 +107,11 @@ CONNECTIONS = {
     "SOURCE_PG": ("source database", "northwind_reader", "northwind"),
     "ANALYTICS_PG": ("analytics database", "analytics", "analytics"),
     "PEOPLE_PG": ("people database", "people", "people"),
+    "PADAM_PROD_PG": ("PADAM production database", "padam_production", "padam_production"),
+    "PADAM_WH_PG": ("PADAM warehouse database", "padam_warehouse", "padam_warehouse"),
 }
-WAREHOUSES = ("ANALYTICS_PG", "PEOPLE_PG")
+# The databases the project owns (created on the embedded server, each with its owner role).
+WAREHOUSES = ("ANALYTICS_PG", "PEOPLE_PG", "PADAM_PROD_PG", "PADAM_WH_PG")
 
 
 def pg_conn(prefix: str) -> PgConn:

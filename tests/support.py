@@ -190,7 +190,7 @@ class Pipeline:
 def make_test_env(root: Path, port: str) -> dict[str, str]:
     return {
         **{
-            k: v for k, v in os.environ.items() if not k.startswith(("SOURCE_PG_", "ANALYTICS_PG_", "RUN_DATE", "TAP_"))
+            k: v for k, v in os.environ.items() if not k.startswith(("SOURCE_PG_", "ANALYTICS_PG_", "PADAM_", "RANDOM_MAIN", "RUN_DATE", "TAP_"))
         },
         "MELTANO_PROJECT_ROOT": str(PROJECT),
         "NW_PROJECT_ROOT": str(PROJECT),
@@ -215,5 +215,15 @@ def make_test_env(root: Path, port: str) -> dict[str, str]:
         "PEOPLE_PG_USER": "people",
         "PEOPLE_PG_PASSWORD": "test-people-secret",
         "PEOPLE_PG_DATABASE": "people",
+        "PADAM_PROD_PG_HOST": "127.0.0.1",
+        "PADAM_PROD_PG_PORT": port,
+        "PADAM_PROD_PG_USER": "padam_production",
+        "PADAM_PROD_PG_PASSWORD": "test-padam-production-secret",
+        "PADAM_PROD_PG_DATABASE": "padam_production",
+        "PADAM_WH_PG_HOST": "127.0.0.1",
+        "PADAM_WH_PG_PORT": port,
+        "PADAM_WH_PG_USER": "padam_warehouse",
+        "PADAM_WH_PG_PASSWORD": "test-padam-warehouse-secret",
+        "PADAM_WH_PG_DATABASE": "padam_warehouse",
         "RUN_DATE_MAX_FUTURE_DAYS": "1",
     }
