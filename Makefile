@@ -29,7 +29,7 @@ UNIT_PLUGINS := extract/tap-typed-csv load/target-parquet-files extract/tap-parq
 PLUGINS := $(UNIT_PLUGINS) extract/tap-postgres-arrow load/target-postgres-arrow \
 	extract/tap-ads-api load/target-s3-raw extract/tap-s3-raw
 
-.PHONY: install airflow-install run status stop db test test-unit test-plugins lint format airflow airflow-backfill clean
+.PHONY: install airflow-install run status stop db padam test test-unit test-plugins lint format airflow airflow-backfill clean
 
 $(INSTALLED): pyproject.toml extract/*/pyproject.toml load/*/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,12 @@ status: $(INSTALLED) .env
 
 stop: $(INSTALLED)
 	$(BIN)/nw db stop
+
+# PADAM: a year month by month (generate, prepare, export), on the embedded server.
+#   make padam YEAR=2022 [RANDOM_MAIN_CONTROLLER=1] [MONTHS="11 12"]
+padam: db
+	@test -n "$(YEAR)" || { echo "usage: make padam YEAR=2022 [RANDOM_MAIN_CONTROLLER=1]" >&2; exit 2; }
+	scripts/insert_all_data.sh $(YEAR)
 
 # Everything: unit tier, each plugin in its own virtualenv, then the end-to-end tests.
 test: test-unit test-plugins install airflow-install .env

@@ -68,7 +68,7 @@ def dag_description(pipeline: Pipeline, airflow_home: Path) -> dict:
 
 def test_dag_imports_without_errors(dag_description: dict) -> None:
     assert dag_description["import_errors"] == {}
-    assert sorted(dag_description["dags"]) == ["northwind_daily", "people_daily"]
+    assert sorted(dag_description["dags"]) == ["northwind_daily", "padam_monthly", "people_daily"]
 
 
 def test_catchup_is_opt_in(pipeline: Pipeline, airflow_home: Path, dag_description: dict) -> None:
@@ -100,11 +100,28 @@ def test_task_graph_is_two_parallel_extracts_then_load_transform_export(dag_desc
 
 
 def test_every_task_runs_its_meltano_job_for_the_logical_date_with_retries(dag_description: dict) -> None:
-    tasks = {t: i for dag in dag_description["dags"].values() for t, i in dag["tasks"].items()}
+    daily = {name: dag for name, dag in dag_description["dags"].items() if name != "padam_monthly"}
+    tasks = {t: i for dag in daily.values() for t, i in dag["tasks"].items()}
     assert set(tasks) == set(JOBS)
     for task, info in tasks.items():
         assert info["bash_command"].endswith(f"--date {{{{ ds }}}} run {JOBS[task]}"), info["bash_command"]
         assert info["retries"] >= 1 and info["exponential_backoff"] is True
+
+
+def test_padam_dag_runs_generate_prepare_export_for_the_logical_month(dag_description: dict) -> None:
+    dag = dag_description["dags"]["padam_monthly"]
+    assert "monthly" in dag["schedule"].lower() or "0 0 1 * *" in dag["schedule"]
+    tasks = dag["tasks"]
+    assert {t: i["upstream"] for t, i in tasks.items()} == {
+        "generate": [],
+        "prepare": ["generate"],
+        "export": ["prepare"],
+    }
+    month = "{{ logical_date.year }} {{ logical_date.month }}"
+    assert tasks["generate"]["bash_command"].endswith(f"padam insert-month {month}")
+    assert tasks["prepare"]["bash_command"].endswith("padam prepare")
+    assert tasks["export"]["bash_command"].endswith(f"padam export {month}")
+    assert all(i["retries"] >= 1 for i in tasks.values())
 
 
 def test_airflow_dags_test_produces_the_days_export_and_reruns_byte_identical(
