@@ -28,6 +28,7 @@ RUN make install airflow-install
 
 COPY transform/ transform/
 COPY orchestrate/ orchestrate/
+COPY scripts/ scripts/
 COPY data/northwind.sql data/order_details.csv data/
 COPY data/people-places/ data/people-places/
 

@@ -190,7 +190,9 @@ class Pipeline:
 def make_test_env(root: Path, port: str) -> dict[str, str]:
     return {
         **{
-            k: v for k, v in os.environ.items() if not k.startswith(("SOURCE_PG_", "ANALYTICS_PG_", "PADAM_", "RANDOM_MAIN", "RUN_DATE", "TAP_"))
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("SOURCE_PG_", "ANALYTICS_PG_", "PADAM_", "RANDOM_MAIN", "RUN_DATE", "TAP_"))
         },
         "MELTANO_PROJECT_ROOT": str(PROJECT),
         "NW_PROJECT_ROOT": str(PROJECT),

@@ -135,7 +135,9 @@ def _meltano() -> str:
 def _run_job(full_refresh: bool, verbose: bool) -> int:
     """`meltano run padam-prepare`; its output goes to a log file (streamed too with verbose)."""
     env = dict(os.environ)
-    args = [_meltano(), "run"]
+    # --force: the prepare lock guards concurrency (and dies with its holder); Meltano's own
+    # "already running" record of a killed run would otherwise block every rerun for a while.
+    args = [_meltano(), "run", "--force"]
     if full_refresh:
         args.append("--full-refresh")
         env[warehouse.FULL_REFRESH_ENV] = "1"
