@@ -11,6 +11,9 @@ ENV PYTHONUNBUFFERED=1 \
     AIRFLOW__CORE__LOAD_EXAMPLES=False \
     PATH=/project/.venv/bin:/project/.venv-airflow/bin:$PATH
 
+# make comes from the pinned base image's Debian release; an exact apt version would break
+# the build each time Debian publishes a point release.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends make \
     && rm -rf /var/lib/apt/lists/*
