@@ -23,13 +23,17 @@ if ! [[ "$YEAR" =~ ^[0-9]{1,4}$ ]] || ((10#$YEAR < 1 || 10#$YEAR > 9998)); then
     exit 2
 fi
 YEAR=$((10#$YEAR))
-MONTHS="${MONTHS:-1 2 3 4 5 6 7 8 9 10 11 12}"
-for month in $MONTHS; do
+normalised=()
+for month in ${MONTHS:-1 2 3 4 5 6 7 8 9 10 11 12}; do
     if ! [[ "$month" =~ ^[0-9]{1,2}$ ]] || ((10#$month < 1 || 10#$month > 12)); then
         echo "ERROR: MONTHS must hold months from 1 to 12, got '$month'; nothing was changed" >&2
         exit 2
     fi
+    normalised+=("$((10#$month))")
 done
+MONTHS="${normalised[*]}"
+# The size every month of this run is generated with, repeated in the resume hint.
+CONTROLLER="${RANDOM_MAIN_CONTROLLER:-100}"
 
 now() { date +%s.%N; }
 generate_s=0 prepare_s=0 export_s=0
@@ -40,7 +44,7 @@ step() {  # step NAME MONTH COMMAND...: run it, or say what failed and how to re
     shift 2
     if ! "$@"; then
         echo "ERROR: insert_all_data.sh stopped at $YEAR-$month, step $name." >&2
-        echo "Fix the cause above, then resume: MONTHS=\"$(resume_from "$month")\" $0 $YEAR" >&2
+        echo "Fix the cause above, then resume: RANDOM_MAIN_CONTROLLER=$CONTROLLER MONTHS=\"$(resume_from "$month")\" $0 $YEAR" >&2
         exit 1
     fi
 }
@@ -48,7 +52,6 @@ resume_from() { local seen=0 out=(); for m in $MONTHS; do [[ $m == "$1" ]] && se
 
 started=$(now)
 for month in $MONTHS; do
-    month=$((10#$month))
     echo "== $YEAR-$month"
     t=$(now); step generate "$month" "$NW" padam insert-month "$YEAR" "$month"; generate_s=$(add "$generate_s" "$t" "$(now)")
     t=$(now); step prepare "$month" "$NW" padam prepare; prepare_s=$(add "$prepare_s" "$t" "$(now)")

@@ -78,10 +78,16 @@ def test_a_bad_day_fails_its_own_audit_only_and_keeps_its_published_rows(
     assert digest(pipeline.output(GOOD_DAY, "csv")) == exported
     status = pipeline.status(GOOD_DAY)
     assert failing_test in status
+
+
+def test_with_a_bad_day_failed_another_day_publishes_and_the_clean_file_repairs_it(good_days: Pipeline) -> None:
+    """In file order this runs after the bad days above, with GOOD_DAY's last transform failed."""
+    pipeline = good_days
+    exported = digest(pipeline.output(GOOD_DAY, "csv"))
     # Another day transforms and exports as if nothing happened.
     pipeline.run_ok("transform", OTHER_DAY)
     pipeline.run_ok("export", OTHER_DAY)
-    # The clean file repairs the day.
+    # The clean file repairs the day: the same export as before the bad days.
     pipeline.run_ok("extract-csv", GOOD_DAY)
     pipeline.run_ok("load", GOOD_DAY)
     pipeline.run_ok("transform", GOOD_DAY)

@@ -334,21 +334,41 @@ def test_the_generator_killed_between_delete_and_insert_leaves_the_month_as_befo
     assert per_month(padam, "PADAM_PROD_PG", "entity")[month] == before
 
 
-def test_a_preparation_killed_mid_load_leaves_the_warehouse_consistent_and_a_rerun_completes_it(
+def test_a_preparation_killed_between_load_and_merge_leaves_the_warehouse_consistent_and_a_rerun_completes_it(
     padam: Pipeline, exports: Path, year_run: subprocess.CompletedProcess
 ) -> None:
     ok(year_run)
     ok(padam.nw("padam", "insert-month", str(YEAR + 1), "1"))
     stored_before = per_month(padam, "PADAM_WH_PG", "padam_raw.entity")
-    with padam.table_locked("padam_warehouse", "padam_landing.entity"):
+    holder = padam.admin("padam_warehouse")
+    try:
+        # The merge's lock: the run lands January (and saves its bookmark), then waits here.
+        holder.execute("SELECT pg_advisory_lock(%s, 1)", [0x50414441])
         proc = padam.start("padam", "prepare")
-        wait_for(lambda: padam.waiting_on_a_lock("padam_warehouse"), "the load blocked on the landing table", proc)
+        wait_for(lambda: padam.waiting_on_a_lock("padam_warehouse"), "the merge waiting for its lock", proc)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert per_month(padam, "PADAM_WH_PG", "padam_raw.entity") == stored_before
+    finally:
+        holder.close()  # releases the lock; the killed merge's session finds its client gone
+
+    def warehouse_sessions_gone() -> bool:
+        with padam.admin("postgres") as conn:
+            return (
+                conn.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = 'padam_warehouse'").fetchone()[0]
+                == 0
+            )
+
+    wait_for(warehouse_sessions_gone, "the killed run's sessions to end")
+    with connect(padam, "PADAM_WH_PG") as conn:
+        landed = conn.execute("SELECT count(*) FROM padam_landing.entity").fetchone()[0]
+    produced = per_month(padam, "PADAM_PROD_PG", "entity")
+    assert landed == produced[(YEAR + 1, 1)][0] + 1  # January, and December's last row again
+    assert per_month(padam, "PADAM_WH_PG", "padam_raw.entity") == stored_before  # nothing merged
     refused = padam.nw("padam", "export", str(YEAR + 1), "1")
     assert refused.returncode != 0 and "is not fully prepared" in refused.stderr
 
+    # January regenerated meanwhile (new entity_ids): the queued rows and the re-read one merge once.
+    ok(padam.nw("padam", "insert-month", str(YEAR + 1), "1"))
     ok(padam.nw("padam", "prepare"))
     assert per_month(padam, "PADAM_WH_PG", "padam_raw.entity") == per_month(padam, "PADAM_PROD_PG", "entity")
     ok(padam.nw("padam", "export", str(YEAR + 1), "1"))

@@ -16,8 +16,11 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 from filelock import FileLock, Timeout
 
 from northwind_elt import settings
@@ -70,17 +73,54 @@ def _need(*prefixes: str, why: str) -> None:
     settings.require([v for p in prefixes for v in settings.pg_variables(p)], why)
 
 
-def _validated(step: str, year: str, month: str) -> tuple[int, int, int]:
+def _validated(step: str, year: str, month: str, *, controller: bool = True) -> tuple[int, int, int]:
+    """YEAR, MONTH and (for the generator) RANDOM_MAIN_CONTROLLER, or a PadamError naming the bad one."""
     try:
-        return generator.validate(year, month, generator.controller_from_env())
+        return generator.validate(year, month, generator.controller_from_env() if controller else 1)
     except generator.InvalidInput as err:
         raise PadamError(step, f"{err}; nothing was changed", rerun=None) from None
+
+
+@contextmanager
+def _connect(prefix: str, step: str, rerun: str) -> Iterator[psycopg.Connection]:
+    """A connection for `step`; an unreachable database is a PadamError with the fix and the rerun."""
+    try:
+        conn = warehouse.connect(prefix)
+    except psycopg.OperationalError as err:
+        raise PadamError(
+            step,
+            f"cannot reach {settings.describe_conn(prefix)}: {str(err).strip().splitlines()[-1]}; nothing was changed",
+            "start the database (make db, or nw db up) or fix the connection settings",
+            rerun,
+        ) from None
+    with conn:
+        yield conn
+
+
+@contextmanager
+def _prepare_lock(step: str) -> Iterator[None]:
+    """One prepare at a time; an export waits for a running prepare (dbt publishes model by model)."""
+    path = padam_dir() / ".prepare.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if step == "prepare":
+            raise AlreadyRunning(
+                f"padam prepare is already running (lock {path}); wait for it, then rerun if it failed"
+            ) from None
+        print(f"padam {step}: waiting for the running padam prepare to finish (lock {path})", flush=True)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def insert_month(year: str, month: str) -> str:
     y, m, c = _validated("insert-month", year, month)
     _need(PRODUCTION, why="the generator writes the month into the production database")
-    import psycopg
 
     try:
         with psycopg.connect(settings.pg_conn(PRODUCTION).conninfo()) as conn:
@@ -98,7 +138,7 @@ def insert_month(year: str, month: str) -> str:
 
 
 def _reconcile(step: str) -> list[warehouse.MonthDiff]:
-    with warehouse.connect(PRODUCTION) as prod, warehouse.connect(WAREHOUSE) as wh:
+    with _connect(PRODUCTION, step, PREPARE) as prod, _connect(WAREHOUSE, step, PREPARE) as wh:
         produced = warehouse.monthly_counts(prod, "public.entity")
         stored = warehouse.monthly_counts(wh, f"{warehouse.RAW_SCHEMA}.entity")
     return warehouse.differences(produced, stored)
@@ -108,7 +148,7 @@ def merge() -> str:
     """The Meltano task after the EL block: apply the landing table, then reconcile raw with production."""
     _need(PRODUCTION, WAREHOUSE, why="the merge reconciles the warehouse with production")
     marker = stale_marker()
-    with warehouse.connect(WAREHOUSE) as wh:
+    with _connect(WAREHOUSE, "merge", PREPARE) as wh:
         result = warehouse.merge(wh)
     stale = _reconcile("merge")
     if stale:
@@ -174,47 +214,55 @@ def _run_job(full_refresh: bool, verbose: bool) -> int:
 def prepare(full_refresh: bool = False, verbose: bool = False) -> str:
     """Run the Meltano job; when only stale months failed it, reload once with a full refresh."""
     _need(PRODUCTION, WAREHOUSE, why="the preparation copies production into the warehouse")
-    lock_path = padam_dir() / ".prepare.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(lock_path)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise AlreadyRunning(
-            f"padam prepare is already running (lock {lock_path}); wait for it, then rerun if it failed"
-        ) from None
-    try:
+    with _prepare_lock("prepare"):
         marker = stale_marker()
         marker.unlink(missing_ok=True)
-        if _run_job(full_refresh, verbose) == 0:
-            return "padam prepare: done" + (" (full refresh)" if full_refresh else "")
-        if marker.exists() and not full_refresh:
-            months = json.loads(marker.read_text())
+        if not full_refresh and _run_job(False, verbose) == 0:
+            return "padam prepare: done"
+        if not full_refresh:
+            if not marker.exists():
+                raise PadamError(
+                    "prepare",
+                    "meltano run padam-prepare failed (its output above names the task and the cause); the "
+                    "warehouse keeps its last complete state and the exports are unchanged",
+                    None,
+                    PREPARE,
+                )
             print(
-                "padam prepare: the warehouse is stale for " + "; ".join(months) + " - reloading every month "
-                "from production (full refresh)",
+                "padam prepare: the warehouse is stale for "
+                + "; ".join(json.loads(marker.read_text()))
+                + " - reloading every month from production (full refresh)",
                 flush=True,
             )
-            if _run_job(True, verbose) == 0:
-                return "padam prepare: done (stale months reloaded with a full refresh)"
+        # A full refresh reads everything again: rows a killed run left in the landing table
+        # (possibly of an older generation of a month) must not be merged with it.
+        with _connect(WAREHOUSE, "prepare", FULL_REFRESH) as wh:
+            warehouse.clear_landing(wh)
+        if _run_job(True, verbose) == 0:
+            return "padam prepare: done " + (
+                "(full refresh)" if full_refresh else "(stale months reloaded with a full refresh)"
+            )
         raise PadamError(
             "prepare",
-            "meltano run padam-prepare failed (its output above names the task and the cause); the "
-            "warehouse keeps its last complete state and the exports are unchanged",
+            "meltano run --full-refresh padam-prepare failed (its output above names the task and the cause); "
+            "the exports are unchanged and refuse any month the published stats do not reconcile",
             None,
-            FULL_REFRESH if marker.exists() or full_refresh else PREPARE,
+            FULL_REFRESH,
         )
-    finally:
-        lock.release()
 
 
 def export(year: str, month: str) -> str:
-    y, m, _ = _validated("export", year, month)
+    y, m, _ = _validated("export", year, month, controller=False)
     _need(PRODUCTION, WAREHOUSE, why="the export checks the warehouse against production")
     root = export_root()
-    with warehouse.connect(PRODUCTION) as prod, warehouse.connect(WAREHOUSE) as wh:
+    rerun = f"nw padam export {y} {m}"
+    with (
+        _prepare_lock("export"),
+        _connect(PRODUCTION, "export", rerun) as prod,
+        _connect(WAREHOUSE, "export", rerun) as wh,
+    ):
         produced = warehouse.monthly_counts(prod, "public.entity")
-        # One snapshot for the check and the files: a concurrent prepare cannot slip in between.
+        # One snapshot of the marts for the checks and the files.
         wh.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         published = warehouse.mart_monthly_counts(wh)
         if (y, m) not in produced:
@@ -235,6 +283,18 @@ def export(year: str, month: str) -> str:
                 None,
                 f"{PREPARE} && nw padam export {y} {m}",
             )
+        # The yearly file comes from the year-to-date model: it must add up to months 1..m too.
+        through = [produced[(y, month)] for month in range(1, m + 1) if (y, month) in produced]
+        expected_ytd = (sum(c for c, _ in through), sum(s for _, s in through))
+        year_to_date = warehouse.year_to_date_counts(wh, y, m)
+        if year_to_date != expected_ytd:
+            raise PadamError(
+                "export",
+                f"the published year to date through {y}-{m} ({year_to_date}) is not production's "
+                f"{expected_ytd} (count, sum); nothing was written",
+                None,
+                f"{PREPARE} && nw padam export {y} {m}",
+            )
         try:
             exported = padam_export.export_month(wh, root, y, m)
         except ValueError as err:
@@ -246,7 +306,10 @@ def export(year: str, month: str) -> str:
 
 def reconcile() -> tuple[str, int]:
     _need(PRODUCTION, WAREHOUSE, why="reconcile reads both databases")
-    with warehouse.connect(PRODUCTION) as prod, warehouse.connect(WAREHOUSE) as wh:
+    with (
+        _connect(PRODUCTION, "reconcile", "nw padam reconcile") as prod,
+        _connect(WAREHOUSE, "reconcile", "nw padam reconcile") as wh,
+    ):
         produced = warehouse.monthly_counts(prod, "public.entity")
         stored = warehouse.monthly_counts(wh, f"{warehouse.RAW_SCHEMA}.entity")
         published = warehouse.mart_monthly_counts(wh)

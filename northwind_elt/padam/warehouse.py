@@ -165,6 +165,28 @@ def merge(conn: psycopg.Connection, *, full_refresh: bool | None = None) -> Merg
     return MergeResult(batch_id, landed, landed - replaced, replaced, first, last, full_refresh, total)
 
 
+def clear_landing(conn: psycopg.Connection) -> int:
+    """Empty the landing table (a full refresh reads everything again); return the rows dropped."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_NAMESPACE, _MERGE_LOCK))
+        if not _landing_exists(conn):
+            return 0
+        dropped = conn.execute(f"SELECT count(*) FROM {LANDING_SCHEMA}.entity").fetchone()[0]
+        conn.execute(f"TRUNCATE {LANDING_SCHEMA}.entity")
+    return dropped
+
+
+def year_to_date_counts(conn: psycopg.Connection, year: int, month: int) -> tuple[int, int] | None:
+    """(count, sum) of the published year-to-date row through `month`, or None."""
+    table = f"{MART_SCHEMA}.entity_stats_year_to_date"
+    if conn.execute("SELECT to_regclass(%s) IS NULL", [table]).fetchone()[0]:
+        return None
+    row = conn.execute(
+        f"SELECT count_values, sum_values FROM {table} WHERE year = %s AND month = %s", (year, month)
+    ).fetchone()
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
 def monthly_counts(conn: psycopg.Connection, table: str) -> dict[tuple[int, int], tuple[int, int]]:
     """(year, month) -> (row count, sum of value) of a table with created_at and value."""
     if conn.execute("SELECT to_regclass(%s) IS NULL", [table]).fetchone()[0]:

@@ -3,8 +3,8 @@
 select
     year,
     month,
-    sum(count_values) over through_month as count_values,
-    sum(sum_values) over through_month as sum_values,
+    (sum(count_values) over through_month)::bigint as count_values,
+    (sum(sum_values) over through_month)::bigint as sum_values,
     min(min_values) over through_month as min_values,
     max(max_values) over through_month as max_values,
     (sum(sum_values) over through_month)::float8 / (sum(count_values) over through_month)::float8 as mean_values
