@@ -29,7 +29,16 @@ UNIT_PLUGINS := extract/tap-typed-csv load/target-parquet-files extract/tap-parq
 PLUGINS := $(UNIT_PLUGINS) extract/tap-postgres-arrow load/target-postgres-arrow \
 	extract/tap-ads-api load/target-s3-raw extract/tap-s3-raw
 
-.PHONY: install airflow-install run status stop db padam test test-unit test-plugins lint format airflow airflow-backfill clean
+.PHONY: help install airflow-install run status stop db padam test test-unit test-plugins lint format airflow airflow-backfill clean
+
+help:
+	@echo "make run [DATE=YYYY-MM-DD] [JOB=<job>|FROM=<step>]  run a day of a pipeline (default: Northwind, today UTC)"
+	@echo "make status [DATE=...]                            what ran, rows, seconds, errors, what to rerun"
+	@echo "make padam YEAR=2022 [RANDOM_MAIN_CONTROLLER=1]   PADAM: a year, month by month"
+	@echo "make db | make stop                               start | stop the embedded Postgres"
+	@echo "make test | test-unit | test-plugins | lint       the suite, its fast tier, each plugin alone, ruff"
+	@echo "make airflow | airflow-backfill FROM_DATE= TO_DATE=  a local Airflow, a backfill"
+	@echo "make install | clean                              install everything | remove the virtualenvs"
 
 $(INSTALLED): pyproject.toml extract/*/pyproject.toml load/*/pyproject.toml
 	$(PYTHON) -m venv $(VENV)

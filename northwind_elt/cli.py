@@ -121,6 +121,8 @@ def cmd_padam(args: argparse.Namespace) -> int:
         print(commands.insert_month(args.year, args.month))
     elif args.padam_command == "prepare":
         print(commands.prepare(full_refresh=args.full_refresh, verbose=args.verbose))
+    elif args.padam_command == "up":
+        print(commands.up())
     elif args.padam_command == "merge":
         print(commands.merge())
     elif args.padam_command == "export":
@@ -155,6 +157,7 @@ def _add_padam(sub) -> None:
     prepare.add_argument("--verbose", action="store_true", help="stream Meltano's and dbt's output (always in the log)")
     actions.add_parser("merge", help="(task of the Meltano job padam-prepare) apply the landed rows, reconcile")
     actions.add_parser("reconcile", help="count and sum per month: production, warehouse, published stats")
+    actions.add_parser("up", help="start the embedded Postgres when PADAM's databases live on it, else check them")
 
 
 def _task(action):

@@ -11,7 +11,6 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-if [[ -x .venv/bin/nw ]]; then NW=.venv/bin/nw; else NW=nw; fi
 
 YEAR="${1:-${YEAR:-}}"
 if [[ -z "$YEAR" ]]; then
@@ -50,6 +49,13 @@ step() {  # step NAME MONTH COMMAND...: run it, or say what failed and how to re
 }
 resume_from() { local seen=0 out=(); for m in $MONTHS; do [[ $m == "$1" ]] && seen=1; ((seen)) && out+=("$m"); done; echo "${out[*]}"; }
 
+if [[ ! -x .venv/bin/nw ]] && ! command -v nw >/dev/null; then
+    echo "insert_all_data.sh: first run in this checkout: installing the project (make install)"
+    make install .env
+fi
+if [[ -x .venv/bin/nw ]]; then NW=.venv/bin/nw; else NW=nw; fi
+# The embedded server when the databases live on it (a fresh clone), else a check they answer.
+"$NW" padam up || exit 1
 started=$(now)
 for month in $MONTHS; do
     echo "== $YEAR-$month"

@@ -4,6 +4,7 @@
   nw padam prepare [--full-refresh]    meltano run padam-prepare: incremental EL, merge, dbt build
   nw padam export YEAR MONTH           the month's stats files and the year to date
   nw padam reconcile                   count and sum per month, production vs warehouse
+  nw padam up                          start the embedded server if PADAM lives on it, else check
   nw padam merge                       (Meltano task of padam-prepare) apply the landed rows, reconcile
 
 The unit of PADAM is a calendar month, not a day: none of these takes --date.
@@ -135,6 +136,21 @@ def insert_month(year: str, month: str) -> str:
             f"nw padam insert-month {y} {m}",
         ) from None
     return f"padam insert-month: {y}-{m} replaced in entity with {count} rows ({generator.CONTROLLER_ENV}={c})"
+
+
+def up() -> str:
+    """Make PADAM's databases answer: start the embedded server when they live on it."""
+    _need(PRODUCTION, WAREHOUSE, why="PADAM's databases are reached with them")
+    from northwind_elt import embedded
+
+    targets = [settings.pg_conn(prefix) for prefix in (PRODUCTION, WAREHOUSE)]
+    if all(t.host in ("127.0.0.1", "localhost") and t.port == embedded.port() for t in targets):
+        embedded.up(settings.project_root() / "data" / "northwind.sql")
+        return f"padam: the embedded Postgres is up on 127.0.0.1:{embedded.port()}"
+    for prefix in (PRODUCTION, WAREHOUSE):
+        with _connect(prefix, "up", "nw padam up"):
+            pass
+    return "padam: both databases answer"
 
 
 def _reconcile(step: str) -> list[warehouse.MonthDiff]:
