@@ -111,7 +111,23 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"All steps done. Outputs: {outputs}")
         else:
             print(f"Rerun from the first step not done: {rerun_command(first_not_done, day)}")
+    _padam_status()
     return 0
+
+
+def _padam_status() -> None:
+    """PADAM is monthly: its state is the reconciliation of production, warehouse and published stats."""
+    if not all(os.environ.get(f"{p}_PASSWORD") for p in ("PADAM_PROD_PG", "PADAM_WH_PG")):
+        return
+    from northwind_elt.padam import commands
+
+    print("Pipeline padam (monthly: nw padam ...)")
+    try:
+        report, _ = commands.reconcile()
+    except PipelineError as err:
+        print(f"  {err.message.splitlines()[0]}")
+        return
+    print(report if "\n" in report else "  no month generated yet: nw padam insert-month YEAR MONTH")
 
 
 def cmd_padam(args: argparse.Namespace) -> int:

@@ -200,6 +200,10 @@ def test_a_second_preparation_loads_no_new_row(padam: Pipeline, year_run: subpro
     with connect(padam, "PADAM_WH_PG") as conn:
         assert conn.execute("SELECT count(*) FROM padam_raw.entity").fetchone()[0] == SPEC_ROWS_2022_C1
         assert conn.execute("SELECT sum(count_values) FROM padam.entity_stats_daily").fetchone()[0] == 7374
+    # `nw status` shows PADAM as its months, reconciled.
+    status = ok(padam.nw("status"))
+    months = [line for line in status.splitlines() if line.startswith(f"{YEAR}-")]
+    assert len(months) == 12 and all(line.endswith("  ok") for line in months), status
 
 
 def test_regenerated_months_and_a_rerun_of_the_script_leave_every_export_byte_identical(

@@ -88,9 +88,10 @@ def _connect(prefix: str, step: str, rerun: str) -> Iterator[psycopg.Connection]
     try:
         conn = warehouse.connect(prefix)
     except psycopg.OperationalError as err:
+        reason = str(err).strip().splitlines()[-1].strip()
         raise PadamError(
             step,
-            f"cannot reach {settings.describe_conn(prefix)}: {str(err).strip().splitlines()[-1]}; nothing was changed",
+            f"cannot reach {settings.describe_conn(prefix)}: {reason}; nothing was changed",
             "start the database (make db, or nw db up) or fix the connection settings",
             rerun,
         ) from None
@@ -130,7 +131,7 @@ def insert_month(year: str, month: str) -> str:
     except psycopg.OperationalError as err:
         raise PadamError(
             "insert-month",
-            f"cannot reach {settings.describe_conn(PRODUCTION)}: {str(err).strip().splitlines()[-1]}; "
+            f"cannot reach {settings.describe_conn(PRODUCTION)}: {str(err).strip().splitlines()[-1].strip()}; "
             f"{y}-{m} is unchanged",
             "start the database (make db, or nw db up)",
             f"nw padam insert-month {y} {m}",
@@ -329,7 +330,7 @@ def reconcile() -> tuple[str, int]:
         produced = warehouse.monthly_counts(prod, "public.entity")
         stored = warehouse.monthly_counts(wh, f"{warehouse.RAW_SCHEMA}.entity")
         published = warehouse.mart_monthly_counts(wh)
-    lines = [f"{'month':<9}{'production':>24}{'warehouse raw':>24}{'published stats':>24}  state"]
+    lines = [f"{'month':<9}{'production rows / sum':>24}{'warehouse raw':>24}{'published stats':>24}  state"]
     bad = 0
     for key in sorted(set(produced) | set(stored) | set(published)):
         p, s, pub = (produced.get(key, (0, 0)), stored.get(key, (0, 0)), published.get(key, (0, 0)))
