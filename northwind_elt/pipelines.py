@@ -6,9 +6,19 @@ without installing the package into Airflow's virtualenv.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 EXTRACT, LOAD, TRANSFORM, EXPORT = "extract", "load", "transform", "export"
+
+# Every DAG's task defaults (orchestrate/dags): retries with a growing delay.
+DAG_DEFAULT_ARGS = {
+    "owner": "northwind-elt",
+    "retries": 2,
+    "retry_delay": dt.timedelta(minutes=1),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": dt.timedelta(minutes=15),
+}
 
 
 @dataclass(frozen=True)

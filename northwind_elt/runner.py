@@ -56,7 +56,7 @@ def find_cause(lines: list[str]) -> str | None:
     return None
 
 
-def _meltano() -> str:
+def meltano_executable() -> str:
     """The meltano installed beside this interpreter (the project's venv), whatever PATH says."""
     beside = Path(sys.executable).parent / "meltano"
     return str(beside) if beside.exists() else "meltano"
@@ -218,7 +218,7 @@ def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: _Signals) -> 
     with subprocess.Popen(
         # --force: the per-day locks and leases guard concurrency exactly (and die with
         # their process), where Meltano's own guard would block a rerun after a kill.
-        [_meltano(), "run", "--force", job],
+        [meltano_executable(), "run", "--force", job],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

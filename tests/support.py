@@ -135,7 +135,8 @@ class Pipeline:
             env["RUN_DATE"] = day
         return subprocess.run([MELTANO, *args], env=env, cwd=PROJECT, capture_output=True, text=True, timeout=600)
 
-    def _connect(self, prefix: str) -> psycopg.Connection:
+    def connect(self, prefix: str) -> psycopg.Connection:
+        """An autocommit connection to the database of a variable prefix (SOURCE_PG, PADAM_WH_PG, ...)."""
         e = self.env
         return psycopg.connect(
             host=e[f"{prefix}_HOST"],
@@ -147,10 +148,10 @@ class Pipeline:
         )
 
     def analytics(self) -> psycopg.Connection:
-        return self._connect("ANALYTICS_PG")
+        return self.connect("ANALYTICS_PG")
 
     def source(self) -> psycopg.Connection:
-        return self._connect("SOURCE_PG")
+        return self.connect("SOURCE_PG")
 
     def admin(self, dbname: str = "northwind", autocommit: bool = True) -> psycopg.Connection:
         """Superuser over the embedded server's Unix socket, to change things like an app would."""

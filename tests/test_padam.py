@@ -17,7 +17,6 @@ import subprocess
 from collections import defaultdict
 from pathlib import Path
 
-import psycopg
 import pytest
 from support import PROJECT, Pipeline, wait_for
 
@@ -112,20 +111,8 @@ def script(padam: Pipeline, *args: str, **env: str) -> subprocess.CompletedProce
     )
 
 
-def connect(padam: Pipeline, prefix: str) -> psycopg.Connection:
-    e = padam.env
-    return psycopg.connect(
-        host=e[f"{prefix}_HOST"],
-        port=e[f"{prefix}_PORT"],
-        user=e[f"{prefix}_USER"],
-        password=e[f"{prefix}_PASSWORD"],
-        dbname=e[f"{prefix}_DATABASE"],
-        autocommit=True,
-    )
-
-
 def per_month(padam: Pipeline, prefix: str, table: str) -> dict[tuple[int, int], tuple[int, int]]:
-    with connect(padam, prefix) as conn:
+    with padam.connect(prefix) as conn:
         rows = conn.execute(
             f"SELECT extract(year FROM created_at)::int, extract(month FROM created_at)::int, count(*), "
             f"sum(value)::bigint FROM {table} GROUP BY 1, 2"
@@ -182,7 +169,7 @@ def test_rollups_add_up_and_each_months_midnight_row_is_in_its_month(
         assert max(int(d["max_values"]) for d in days) == int(row["max_values"])
     # The generator's first row of every month is at exactly 00:00:00 on the 1st: the
     # warehouse holds it, and it counts in its own month (no time zone shifted it).
-    with connect(padam, "PADAM_WH_PG") as conn:
+    with padam.connect("PADAM_WH_PG") as conn:
         firsts = conn.execute(
             "SELECT created_at FROM padam_raw.entity WHERE created_at = date_trunc('month', created_at) "
             "AND extract(year FROM created_at) = %s ORDER BY 1",
@@ -197,7 +184,7 @@ def test_a_second_preparation_loads_no_new_row(padam: Pipeline, year_run: subpro
     output = ok(padam.nw("padam", "prepare"))
     # The inclusive bookmark re-reads the last row; it replaces itself, nothing is added.
     assert ": 0 new, 1 replaced; the warehouse holds 7374 rows" in output, output
-    with connect(padam, "PADAM_WH_PG") as conn:
+    with padam.connect("PADAM_WH_PG") as conn:
         assert conn.execute("SELECT count(*) FROM padam_raw.entity").fetchone()[0] == SPEC_ROWS_2022_C1
         assert conn.execute("SELECT sum(count_values) FROM padam.entity_stats_daily").fetchone()[0] == 7374
     # `nw status` shows PADAM as its months, reconciled.
@@ -363,7 +350,7 @@ def test_a_preparation_killed_between_load_and_merge_leaves_the_warehouse_consis
             )
 
     wait_for(warehouse_sessions_gone, "the killed run's sessions to end")
-    with connect(padam, "PADAM_WH_PG") as conn:
+    with padam.connect("PADAM_WH_PG") as conn:
         landed = conn.execute("SELECT count(*) FROM padam_landing.entity").fetchone()[0]
     produced = per_month(padam, "PADAM_PROD_PG", "entity")
     assert landed == produced[(YEAR + 1, 1)][0] + 1  # January, and December's last row again

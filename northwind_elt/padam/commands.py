@@ -29,6 +29,7 @@ from northwind_elt.errors import ConfigError, PipelineError
 from northwind_elt.locks import AlreadyRunning
 from northwind_elt.padam import export as padam_export
 from northwind_elt.padam import generator, warehouse
+from northwind_elt.runner import meltano_executable
 
 PRODUCTION, WAREHOUSE = "PADAM_PROD_PG", "PADAM_WH_PG"
 EXPORT_DIR_ENV = "PADAM_EXPORT_DIR"
@@ -184,17 +185,12 @@ def merge() -> str:
     return f"padam merge: {result.summary()}; every month reconciles with production"
 
 
-def _meltano() -> str:
-    beside = Path(sys.executable).parent / "meltano"
-    return str(beside) if beside.exists() else "meltano"
-
-
 def _run_job(full_refresh: bool, verbose: bool) -> int:
     """`meltano run padam-prepare`; its output goes to a log file (streamed too with verbose)."""
     env = dict(os.environ)
     # --force: the prepare lock guards concurrency (and dies with its holder); Meltano's own
     # "already running" record of a killed run would otherwise block every rerun for a while.
-    args = [_meltano(), "run", "--force"]
+    args = [meltano_executable(), "run", "--force"]
     if full_refresh:
         args.append("--full-refresh")
         env[warehouse.FULL_REFRESH_ENV] = "1"

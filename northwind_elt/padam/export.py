@@ -14,13 +14,12 @@ Python's repr(sum / count) except that a whole mean prints without ".0".
 from __future__ import annotations
 
 import calendar
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
+from northwind_elt.files import atomic_write_bytes
 from northwind_elt.padam.warehouse import MART_SCHEMA
 
 STATS = ("sum_values", "min_values", "max_values", "mean_values")
@@ -36,19 +35,7 @@ class ExportedMonth:
 
 def write_file(path: Path, header: tuple[str, ...], row: tuple[str, ...]) -> None:
     """Header and one row, written under a temporary name in the same folder, then renamed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    content = ",".join(header) + "\n" + ",".join(row) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii", newline="") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, (",".join(header) + "\n" + ",".join(row) + "\n").encode("ascii"))
 
 
 def month_rows(conn: psycopg.Connection, year: int, month: int) -> tuple[tuple, tuple, list[tuple]]:

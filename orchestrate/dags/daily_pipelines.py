@@ -10,7 +10,6 @@ triggers that task alone.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import sys
 from pathlib import Path
@@ -23,21 +22,13 @@ PROJECT_ROOT = Path(os.environ.get("NW_PROJECT_ROOT") or Path(__file__).resolve(
 # The pipeline definitions are standard-library Python: read them from the checkout
 # without installing the project into Airflow's virtualenv.
 sys.path.insert(0, str(PROJECT_ROOT))
-from northwind_elt.pipelines import PIPELINES  # noqa: E402
+from northwind_elt.pipelines import DAG_DEFAULT_ARGS, PIPELINES  # noqa: E402
 
 NW = os.environ.get("NW_BIN") or str(PROJECT_ROOT / ".venv" / "bin" / "nw")
 START_DATE = pendulum.parse(os.environ.get("NW_DAG_START_DATE", "2024-01-01"), tz="UTC")
 # With catchup on, unpausing the DAG creates one run for every day since START_DATE.
 # Off by default, so unpausing runs only the current day; past days are backfilled.
 CATCHUP = os.environ.get("NW_DAG_CATCHUP", "false").lower() in ("1", "true", "yes")
-
-default_args = {
-    "owner": "northwind-elt",
-    "retries": 2,
-    "retry_delay": dt.timedelta(minutes=1),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": dt.timedelta(minutes=15),
-}
 
 
 def pipeline_dag(pipeline) -> DAG:
@@ -49,7 +40,7 @@ def pipeline_dag(pipeline) -> DAG:
         start_date=START_DATE,
         catchup=CATCHUP,
         max_active_runs=1,
-        default_args=default_args,
+        default_args=DAG_DEFAULT_ARGS,
         tags=[pipeline.name, "meltano"],
         doc_md=__doc__,
     ) as dag:

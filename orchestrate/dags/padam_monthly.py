@@ -9,8 +9,8 @@ non-zero with the step and the command to rerun.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
+import sys
 from pathlib import Path
 
 import pendulum
@@ -18,6 +18,9 @@ from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG
 
 PROJECT_ROOT = Path(os.environ.get("NW_PROJECT_ROOT") or Path(__file__).resolve().parents[2])
+sys.path.insert(0, str(PROJECT_ROOT))  # the standard-library definitions, read from the checkout
+from northwind_elt.pipelines import DAG_DEFAULT_ARGS  # noqa: E402
+
 NW = os.environ.get("NW_BIN") or str(PROJECT_ROOT / ".venv" / "bin" / "nw")
 START_DATE = pendulum.parse(os.environ.get("NW_PADAM_DAG_START_DATE", "2022-01-01"), tz="UTC")
 CATCHUP = os.environ.get("NW_DAG_CATCHUP", "false").lower() in ("1", "true", "yes")
@@ -30,13 +33,7 @@ with DAG(
     start_date=START_DATE,
     catchup=CATCHUP,
     max_active_runs=1,
-    default_args={
-        "owner": "northwind-elt",
-        "retries": 2,
-        "retry_delay": dt.timedelta(minutes=1),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": dt.timedelta(minutes=15),
-    },
+    default_args=DAG_DEFAULT_ARGS,
     tags=["padam", "meltano"],
     doc_md=__doc__,
 ) as padam_monthly:
