@@ -5,6 +5,7 @@ Entry points (they resolve the day once: --date, else $RUN_DATE, else today UTC)
   nw status [--date D]                    the day's steps and what to rerun
   nw db up|start|stop|status|set-passwords   the embedded Postgres server
   nw padam insert-month|prepare|export|reconcile   the PADAM monthly pipeline (see nw padam -h)
+  nw ads up|down|load|archive|status      the ads API -> S3 -> Postgres pipeline (see nw ads -h)
 
 Meltano tasks (they refuse to start without a pinned day, $RUN_DATE):
   nw begin STEP      lease, clean, gate, intent
@@ -112,7 +113,19 @@ def cmd_status(args: argparse.Namespace) -> int:
         else:
             print(f"Rerun from the first step not done: {rerun_command(first_not_done, day)}")
     _padam_status()
+    _ads_status()
     return 0
+
+
+def _ads_status() -> None:
+    """The ads pipeline runs hourly and daily: its latest attempts, whatever their day."""
+    if not os.environ.get("ADS_PG_PASSWORD"):
+        return
+    from northwind_elt.ads import commands
+
+    print("Pipeline ads (hourly: nw ads load; daily: nw ads archive)")
+    for line in commands.status_lines():
+        print(line)
 
 
 def _padam_status() -> None:
@@ -148,6 +161,53 @@ def cmd_padam(args: argparse.Namespace) -> int:
         print(report)
         return code
     return 0
+
+
+def cmd_ads(args: argparse.Namespace) -> int:
+    from northwind_elt.ads import commands
+
+    action = args.ads_command
+    if action == "load":
+        return commands.load(resolve_day(args.date), args.run_id)
+    if action == "archive":
+        print(commands.archive(resolve_day(args.date), args.run_id))
+    elif action == "status":
+        print("\n".join(commands.status_lines()))
+    else:
+        task = {
+            "up": commands.up,
+            "down": commands.down,
+            "begin-load": commands.begin_load,
+            "verify-backup": commands.verify_backup,
+            "commit": commands.commit,
+        }[action]
+        print(task())
+    return 0
+
+
+def _add_ads(sub, common) -> None:
+    from northwind_elt.ads import commands
+
+    ads = sub.add_parser(
+        "ads", help="the ads pipeline", description=commands.__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    ads.set_defaults(func=cmd_ads)
+    actions = ads.add_subparsers(dest="ads_command", required=True)
+    for name, what in (
+        ("load", "one API call -> verified S3 backup -> api_ad_data (a run id with a verified backup: no API call)"),
+        ("archive", "rows shown before (end of the day - ADS_RETENTION_HOURS) -> S3 archive, then deleted"),
+    ):
+        action = actions.add_parser(name, help=what, description=what, parents=[common])
+        action.add_argument("--run-id", help="the run's id (Airflow's run_id); default: a new one")
+    for name, what in (
+        ("up", "start the local API and S3 server (and the embedded Postgres), create the bucket and tables"),
+        ("down", "stop the local API and S3 server"),
+        ("status", "the latest loads and archives, and what api_ad_data holds"),
+        ("begin-load", "(task of ads-load) check the run may write its backup"),
+        ("verify-backup", "(task of ads-load) verify the backup object, then write its manifest"),
+        ("commit", "(task of ads-load) the landed backup -> api_ad_data, one transaction"),
+    ):
+        actions.add_parser(name, help=what, description=what)
 
 
 def _add_padam(sub) -> None:
@@ -213,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("step", nargs="?", default="export", choices=[s for s in steps if s.endswith("export")])
     export.set_defaults(func=_task(protocol.export))
     _add_padam(sub)
+    _add_ads(sub, common)
     return parser
 
 

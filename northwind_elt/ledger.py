@@ -137,3 +137,8 @@ def latest(pipeline: str, day: dt.date) -> dict[str, dict[str, Any]]:
 def success_since(pipeline: str, day: dt.date, step: str, since: dt.datetime) -> bool:
     entry = latest(pipeline, day).get(step)
     return bool(entry and entry["status"] == "success" and entry["finished_at"] >= since.isoformat(timespec="seconds"))
+
+
+def recent(pipeline: str, limit: int) -> list[dict[str, Any]]:
+    """The pipeline's latest attempts of any day, newest first."""
+    return _read("SELECT * FROM step_runs WHERE pipeline = ? ORDER BY id DESC LIMIT ?", (pipeline, limit))

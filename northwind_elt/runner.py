@@ -208,13 +208,20 @@ def _record(pipeline: Pipeline, day: dt.date, step: str, status: str, **kwargs) 
         print(f"(ledger {ledger.ledger_path()} not updated: {err})", file=sys.stderr)
 
 
-def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: _Signals) -> int:
-    """One `meltano run` of the step's job, output streamed and kept in a log."""
-    job = pipeline.step(step).job
+def run_meltano_job(
+    job: str, day: dt.date, signals: _Signals, extra_env: dict[str, str] | None = None
+) -> tuple[int, list[str], Path]:
+    """One `meltano run` of `job` for the day, in its own process group, output streamed and
+    kept in a log: (exit status, last lines, log path). The caller checks `signals.received`."""
     started = ledger.now()
     log = _RunLog(settings.data_dir() / "logs" / day.isoformat() / f"{job}-{started:%Y%m%dT%H%M%S}.log")
     tail: deque[str] = deque(maxlen=80)
-    env = {**os.environ, DAY_ENV: day.isoformat(), settings.DATA_DIR_ENV: str(settings.data_dir())}
+    env = {
+        **os.environ,
+        DAY_ENV: day.isoformat(),
+        settings.DATA_DIR_ENV: str(settings.data_dir()),
+        **(extra_env or {}),
+    }
     with subprocess.Popen(
         # --force: the per-day locks and leases guard concurrency exactly (and die with
         # their process), where Meltano's own guard would block a rerun after a kill.
@@ -238,6 +245,14 @@ def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: _Signals) -> 
     _wait_group_gone(proc.pid)
     signals.group = None
     log.close()
+    return proc.returncode, list(tail), log.path
+
+
+def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: _Signals) -> int:
+    """One `meltano run` of the step's job, output streamed and kept in a log."""
+    job = pipeline.step(step).job
+    started = ledger.now()
+    returncode, tail, log_path = run_meltano_job(job, day, signals)
     if signals.received is not None:
         name = signal.Signals(signals.received).name
         _record(pipeline, day, step, "interrupted", started_at=started, error=f"stopped by {name}")
@@ -248,16 +263,16 @@ def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: _Signals) -> 
             file=sys.stderr,
         )
         raise Interrupted(signals.received)
-    if proc.returncode == 0 and ledger.success_since(pipeline.name, day, step, started):
+    if returncode == 0 and ledger.success_since(pipeline.name, day, step, started):
         return 0
-    cause = find_cause(list(tail))
+    cause = find_cause(tail)
     if pipeline.step(step).kind == "transform":
         from northwind_elt.transform import failures_since
 
         failures = failures_since(started, pipeline.dbt_target_path)
         if failures:
             cause = f"dbt build failed: {'; '.join(failures)}"
-    if proc.returncode == 0:
+    if returncode == 0:
         cause = cause or "the job exited 0 but its commit task recorded no success"
     # A task that refused knows best where to restart (e.g. the load gate: the extract).
     rerun = next((m.group(1) for line in reversed(tail) if (m := _TASK_RERUN.search(line))), None)
@@ -272,14 +287,14 @@ def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: _Signals) -> 
         error=(f"{cause}\n---\n" if cause else "") + "".join(tail)[-3000:],
     )
     print(
-        f"\nFAILED: step '{step}' for {day} (meltano run {job} exited {proc.returncode}).\n"
+        f"\nFAILED: step '{step}' for {day} (meltano run {job} exited {returncode}).\n"
         + (f"Cause: {cause}{_hint(pipeline, step, cause)}\n" if cause else "")
         + (f"Fix: {fix}\n" if fix else "")
-        + f"Full log: {log.path}\n"
+        + f"Full log: {log_path}\n"
         f"Fix the cause, then rerun: {rerun}",
         file=sys.stderr,
     )
-    return proc.returncode or 1
+    return returncode or 1
 
 
 def check_environment(pipeline: Pipeline, steps: tuple[str, ...]) -> None:

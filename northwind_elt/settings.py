@@ -109,9 +109,10 @@ CONNECTIONS = {
     "PEOPLE_PG": ("people database", "people", "people"),
     "PADAM_PROD_PG": ("PADAM production database", "padam_production", "padam_production"),
     "PADAM_WH_PG": ("PADAM warehouse database", "padam_warehouse", "padam_warehouse"),
+    "ADS_PG": ("ads database", "ads", "ads"),
 }
 # The databases the project owns (created on the embedded server, each with its owner role).
-WAREHOUSES = ("ANALYTICS_PG", "PEOPLE_PG", "PADAM_PROD_PG", "PADAM_WH_PG")
+WAREHOUSES = ("ANALYTICS_PG", "PEOPLE_PG", "PADAM_PROD_PG", "PADAM_WH_PG", "ADS_PG")
 
 
 def pg_conn(prefix: str) -> PgConn:

@@ -193,7 +193,7 @@ def make_test_env(root: Path, port: str) -> dict[str, str]:
         **{
             k: v
             for k, v in os.environ.items()
-            if not k.startswith(("SOURCE_PG_", "ANALYTICS_PG_", "PADAM_", "RANDOM_MAIN", "RUN_DATE", "TAP_"))
+            if not k.startswith(("SOURCE_PG_", "ANALYTICS_PG_", "PADAM_", "RANDOM_MAIN", "RUN_DATE", "TAP_", "ADS_"))
         },
         "MELTANO_PROJECT_ROOT": str(PROJECT),
         "NW_PROJECT_ROOT": str(PROJECT),
@@ -228,5 +228,10 @@ def make_test_env(root: Path, port: str) -> dict[str, str]:
         "PADAM_WH_PG_USER": "padam_warehouse",
         "PADAM_WH_PG_PASSWORD": "test-padam-warehouse-secret",
         "PADAM_WH_PG_DATABASE": "padam_warehouse",
+        "ADS_PG_HOST": "127.0.0.1",
+        "ADS_PG_PORT": port,
+        "ADS_PG_USER": "ads",
+        "ADS_PG_PASSWORD": "test-ads-secret",
+        "ADS_PG_DATABASE": "ads",
         "RUN_DATE_MAX_FUTURE_DAYS": "1",
     }

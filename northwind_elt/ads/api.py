@@ -1,7 +1,8 @@
 """The third-party ads API, served locally over HTTP (spec: shared/specs/ads-api.md §1).
 
 `api_response(rng, now)` is the contract: a list of exactly 100 records, each drawn from one
-uniform r in [0, 1). `GET /ads` returns it as a JSON array; `GET /health` returns 200 "ok".
+uniform r in [0, 1). `GET /ads` returns it as a JSON array; `GET /health` returns 200 "ok"; `GET /stats` returns
+`{"ads_requests": N}`, the number of `/ads` calls served so far.
 
 Modes of the server (`python -m northwind_elt.ads.api --host 127.0.0.1 --port N ...`):
 
@@ -75,6 +76,7 @@ def make_server(
     fixture_body = fixture.read_bytes() if fixture is not None else None
     rng = random.Random()  # unseeded, like the real API  # noqa: S311 - test data, not security
     rng_lock = threading.Lock()
+    requests = [0]  # GET /ads answered so far (GET /stats tells; tests check "the API is called once")
 
     def ads_body() -> bytes:
         if fixture_body is not None:
@@ -97,7 +99,11 @@ def make_server(
             path = self.path.split("?", 1)[0]
             if path == "/health":
                 self._send(200, b"ok", "text/plain; charset=utf-8")
+            elif path == "/stats":
+                self._send(200, json.dumps({"ads_requests": requests[0]}).encode(), "application/json")
             elif path == "/ads":
+                with rng_lock:
+                    requests[0] += 1
                 if fail_with is not None:
                     body = json.dumps({"error": f"injected failure {fail_with}"}).encode()
                     self._send(fail_with, body, "application/json")

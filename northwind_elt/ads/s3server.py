@@ -119,7 +119,7 @@ def _drain(proc: subprocess.Popen, output: collections.deque, ready: threading.E
     ready.set()  # EOF: the child is gone; start() sees that
 
 
-def _answers(endpoint_url: str) -> bool:
+def answers(endpoint_url: str) -> bool:
     """True once the server answers HTTP (any status: an unsigned request is refused with 403)."""
     try:
         with urllib.request.urlopen(endpoint_url + "/", timeout=5):  # noqa: S310 - our own http://127.0.0.1 URL
@@ -130,27 +130,32 @@ def _answers(endpoint_url: str) -> bool:
         return False
 
 
-def start(data_dir: Path, port: int, prefix: Path | None = None) -> Handle:
-    """Run s3rver on 127.0.0.1:port storing under data_dir; return once it answers HTTP.
-
-    Creates data_dir if missing, nothing else (no bucket). Needs `install()` done first.
-    """
+def command(data_dir: Path, port: int, prefix: Path | None = None) -> list[str]:
+    """The command line that serves `data_dir` on 127.0.0.1:port (install() first)."""
     script = _entry_script(Path(prefix) if prefix is not None else default_prefix())
     if not script.is_file():
         raise S3ServerError(f"s3rver is not installed ({script} missing); run northwind_elt.ads.s3server.install()")
     node = shutil.which("node")
     if node is None:
         raise S3ServerError("node is not installed; s3rver needs it")
+    return [node, str(script), "--directory", str(data_dir), "--address", "127.0.0.1", "--port", str(port), "--silent"]
+
+
+def start(data_dir: Path, port: int, prefix: Path | None = None) -> Handle:
+    """Run s3rver on 127.0.0.1:port storing under data_dir; return once it answers HTTP.
+
+    Creates data_dir if missing, nothing else (no bucket). Needs `install()` done first.
+    """
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     endpoint_url = f"http://127.0.0.1:{port}"
-    argv = [node, str(script), "--directory", str(data_dir), "--address", "127.0.0.1", "--port", str(port), "--silent"]
+    argv = command(data_dir, port, prefix)
     began = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
     handle = Handle(proc=proc, data_dir=data_dir, port=port, endpoint_url=endpoint_url, start_seconds=0.0)
     ready = threading.Event()
     threading.Thread(target=_drain, args=(proc, handle.output, ready), daemon=True).start()
-    if not ready.wait(START_TIMEOUT_S) or proc.poll() is not None or not _answers(endpoint_url):
+    if not ready.wait(START_TIMEOUT_S) or proc.poll() is not None or not answers(endpoint_url):
         stop(handle)
         detail = "\n".join(handle.output).strip() or "(no output)"
         raise S3ServerError(f"s3rver did not start on {endpoint_url} (data {data_dir}): {detail[-2000:]}")
@@ -168,28 +173,3 @@ def stop(handle: Handle) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def ensure_bucket(endpoint_url: str | None, bucket: str, region: str, key: str | None, secret: str | None) -> bool:
-    """Create `bucket` unless it exists; True if it was created. endpoint_url None means AWS."""
-    import boto3
-    from botocore.exceptions import ClientError
-
-    client = boto3.client(
-        "s3", endpoint_url=endpoint_url, region_name=region, aws_access_key_id=key, aws_secret_access_key=secret
-    )
-    try:
-        client.head_bucket(Bucket=bucket)
-        return False
-    except ClientError as error:
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if str(error.response.get("Error", {}).get("Code")) not in ("404", "NoSuchBucket") and status != 404:
-            raise
-    options = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
-    try:
-        client.create_bucket(Bucket=bucket, **options)
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
-            raise
-        return False
-    return True

@@ -35,7 +35,14 @@ def test_the_all_steps_job_is_the_steps_jobs_in_order() -> None:
 def test_the_schedule_enters_through_nw_run_so_the_day_is_resolved_once() -> None:
     for schedule in MELTANO["schedules"]:
         tasks = JOBS[schedule["job"]]
-        assert len(tasks) == 1 and NW_COMMANDS[tasks[0].removeprefix("nw:")]["args"].startswith("run ")
+        entry = NW_COMMANDS[tasks[0].removeprefix("nw:")]["args"]
+        assert (len(tasks) == 1 and entry in ("ads load", "ads archive")) or entry.startswith("run "), schedule
+
+
+def test_the_ads_insert_job_is_the_second_half_of_ads_load() -> None:
+    # A run whose backup is verified is completed by ads-insert: it must be exactly the rest of ads-load.
+    assert JOBS["ads-load"][-len(JOBS["ads-insert"]) :] == JOBS["ads-insert"]
+    assert JOBS["ads-load"].index("nw:ads-verify-backup") < JOBS["ads-load"].index(JOBS["ads-insert"][0])
 
 
 def test_steps_run_after_what_they_need() -> None:

@@ -27,20 +27,30 @@ from singer_sdk.helpers.jsonpath import extract_jsonpath
 MAX_TRIES = 3  # the first request and at most 2 retries, on 5xx/429/connection errors only
 BACKOFF_FACTOR_S = 0.25  # waits 0.25 s, then 0.5 s
 
+# The API's record contract (shared/data/ads-api/record.schema.json), checked on every record.
+UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 ADS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "required": ["ad_id", "ad_group", "ad_campaign", "shown_at"],
     "properties": {
-        "ad_id": {"type": "string"},
-        "ad_group": {"type": "string"},
-        "ad_campaign": {"anyOf": [{"type": "integer"}, {"type": "string"}]},
+        "ad_id": {"type": "string", "pattern": UUID_PATTERN},
+        "ad_group": {"type": "string", "enum": ["marketing", "recruiting", "brand", "investment"]},
+        "ad_campaign": {
+            "oneOf": [
+                {"type": "integer", "minimum": 500, "maximum": 999},
+                {"type": "string", "const": "__unknown"},
+            ]
+        },
         "shown_at": {"type": "number"},
         "ad_scheme": {
             "type": "object",
             "additionalProperties": False,
             "required": ["origin", "approved"],
-            "properties": {"origin": {"type": "string"}, "approved": {"type": "boolean"}},
+            "properties": {
+                "origin": {"type": "string", "enum": ["manual", "automatic"]},
+                "approved": {"type": "boolean"},
+            },
         },
     },
 }

@@ -55,7 +55,10 @@ def test_records_are_the_fixture_unchanged_after_one_request(stub, capsys):
 
 
 def test_numbers_keep_their_text(stub, capsys):
-    stub.body = b'[{"ad_id": "a", "ad_group": "brand", "ad_campaign": 812, "shown_at": 1705281073.1234560}]'
+    stub.body = (
+        b'[{"ad_id": "0c5c7fd0-a6a3-4450-a513-270e269e0d37", "ad_group": "brand", "ad_campaign": 812,'
+        b' "shown_at": 1705281073.1234560}]'
+    )
     capsys.readouterr()
     TapAdsApi(config={"api_url": stub.url}, parse_env_config=False).sync_all()
     (line,) = [line for line in capsys.readouterr().out.splitlines() if '"RECORD"' in line]
@@ -92,6 +95,10 @@ def bad(index: int, **changes) -> bytes:
     ("index", "changes", "where"),
     [
         (7, {"ad_campaign": 1.5}, "$.ad_campaign"),
+        (8, {"ad_campaign": "unknown"}, "$.ad_campaign"),  # only "__unknown" is a string campaign
+        (9, {"ad_campaign": 1000}, "$.ad_campaign"),  # campaigns are 500..999
+        (10, {"ad_group": "sales"}, "$.ad_group"),
+        (11, {"ad_id": "not-a-uuid"}, "$.ad_id"),
         (3, {"shown_at": "yesterday"}, "$.shown_at"),
         (42, {"ad_group": None}, "the record"),  # required key missing
         (99, {"surprise": 1}, "the record"),  # additional key
@@ -101,7 +108,7 @@ def bad(index: int, **changes) -> bytes:
 def test_a_bad_record_is_refused_naming_index_and_ad_id(stub, capsys, index, changes, where):
     stub.body = bad(index, **changes)
     message = refusal(stub, capsys)
-    ad_id = FIXTURE_RECORDS[index]["ad_id"]
+    ad_id = changes.get("ad_id", FIXTURE_RECORDS[index]["ad_id"])
     assert message.startswith(f"record {index} (ad_id '{ad_id}') from GET {stub.url}/ads breaks the schema at {where}:")
     assert len(stub.requests) == 1
 

@@ -1,8 +1,8 @@
 """tap-s3-raw: each configured S3 object becomes one stream of {key, line, payload} records.
 
 Before the first message, every object is downloaded to a local temporary file and checked:
-its sha256 and line count against the config (when given), and every line must be a JSON
-object. Any problem raises `ObjectError` naming the key (and the line), and nothing is
+its sha256 and line count against the config or against a manifest object (when given), and
+every line must be a JSON object. Any problem raises `ObjectError` naming the key (and the line), and nothing is
 emitted. Payloads are emitted unchanged (no type conformance; numbers keep their text).
 """
 
@@ -47,6 +47,7 @@ class ObjectSpec:
     key: str
     sha256: str | None = None
     rows: int | None = None
+    manifest_key: str | None = None
 
 
 def parse_line(raw: bytes, key: str, number: int) -> dict[str, Any]:
@@ -99,10 +100,12 @@ class TapS3Raw(Tap):
                     th.Property("key", th.StringType, required=True),
                     th.Property("sha256", th.StringType),
                     th.Property("rows", th.IntegerType),
+                    th.Property("manifest_key", th.StringType),
                 )
             ),
             required=True,
-            description="Objects to read: [{stream, key, sha256?, rows?}], one stream each",
+            description="Objects to read: [{stream, key, sha256?, rows?, manifest_key?}], one stream each; "
+            "manifest_key names a JSON object whose sha256 and rows the object must match",
         ),
         th.Property("endpoint_url", th.StringType, description="S3 endpoint URL; unset means AWS"),
         th.Property("region", th.StringType, default="us-east-1", description="S3 region"),
@@ -121,6 +124,7 @@ class TapS3Raw(Tap):
                     key=entry["key"],
                     sha256=sha256.lower() if sha256 else None,
                     rows=entry.get("rows"),
+                    manifest_key=entry.get("manifest_key") or None,
                 )
             )
         names = [spec.stream for spec in specs]
@@ -156,6 +160,8 @@ class TapS3Raw(Tap):
         for index, spec in enumerate(self.specs):
             if spec.key in files:
                 continue
+            if spec.manifest_key is not None:
+                spec = self._with_manifest(client, spec)
             path = Path(self._workdir.name) / f"{index:05d}.jsonl"
             digest = hashlib.sha256()
             try:
@@ -180,6 +186,31 @@ class TapS3Raw(Tap):
                 )
             files[spec.key] = path
         return files
+
+    def _with_manifest(self, client, spec: ObjectSpec) -> ObjectSpec:
+        """The spec with the sha256 and rows its manifest object promises (both must agree with the config)."""
+        bucket = self.config["bucket"]
+        where = f"s3://{bucket}/{spec.manifest_key}"
+        try:
+            raw = client.get_object(Bucket=bucket, Key=spec.manifest_key)["Body"].read()
+        except (BotoCoreError, ClientError) as error:
+            raise ObjectError(
+                f"cannot read the manifest {where} of s3://{bucket}/{spec.key} at {self.where} "
+                f"(an object without its manifest is not verified): {error}"
+            ) from error
+        try:
+            manifest = json.loads(raw)
+            sha256, rows = str(manifest["sha256"]).lower(), manifest["rows"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise ObjectError(f"the manifest {where} is not a JSON object with sha256 and rows ({error!r})") from None
+        if not isinstance(rows, int) or isinstance(rows, bool):
+            raise ObjectError(f"the manifest {where} has rows {rows!r}, not a whole number")
+        for name, given, promised in (("sha256", spec.sha256, sha256), ("rows", spec.rows, rows)):
+            if given is not None and given != promised:
+                raise ObjectError(
+                    f"the config says {name} {given} for s3://{bucket}/{spec.key}, its manifest {promised}"
+                )
+        return ObjectSpec(stream=spec.stream, key=spec.key, sha256=sha256, rows=rows, manifest_key=spec.manifest_key)
 
     def discover_streams(self) -> list[S3ObjectStream]:
         return [S3ObjectStream(self, spec) for spec in self.specs]

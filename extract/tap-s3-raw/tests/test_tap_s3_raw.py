@@ -137,6 +137,37 @@ def test_last_line_without_newline_counts(capsys):
     assert [m["record"]["payload"] for m in messages if m["type"] == "RECORD"] == RECORDS[:3]
 
 
+def test_a_manifest_supplies_checksum_and_rows(capsys):
+    put("backup/2024-01-15/run-abc.manifest.json", json.dumps({"sha256": SHA, "rows": 100}).encode())
+    objects = [{"stream": "x", "key": BACKUP_KEY, "manifest_key": "backup/2024-01-15/run-abc.manifest.json"}]
+    messages = messages_of(config(objects), capsys)
+    assert [m["record"]["payload"] for m in messages if m["type"] == "RECORD"] == RECORDS
+
+
+@pytest.mark.parametrize(
+    ("manifest", "why"),
+    [
+        ({"sha256": "0" * 64, "rows": 100}, "checksum mismatch: "),
+        ({"sha256": SHA, "rows": 101}, "row count mismatch: "),
+        ({"rows": 100}, "the manifest s3://ad-data/m/bad.json is not a JSON object with sha256 and rows"),
+        ({"sha256": SHA, "rows": "100"}, "the manifest s3://ad-data/m/bad.json has rows '100', not a whole number"),
+    ],
+)
+def test_an_object_that_does_not_match_its_manifest_is_refused(capsys, manifest, why):
+    put("m/bad.json", json.dumps(manifest).encode())
+    message = refused(config([{"stream": "x", "key": BACKUP_KEY, "manifest_key": "m/bad.json"}]), capsys)
+    assert message.startswith(why)
+
+
+def test_an_object_without_its_manifest_is_refused_as_unverified(capsys):
+    objects = [{"stream": "x", "key": BACKUP_KEY, "manifest_key": "backup/2024-01-15/nope.manifest.json"}]
+    message = refused(config(objects), capsys)
+    assert message.startswith(
+        f"cannot read the manifest s3://{BUCKET}/backup/2024-01-15/nope.manifest.json of s3://{BUCKET}/{BACKUP_KEY}"
+    )
+    assert "not verified" in message
+
+
 def test_a_missing_object_is_named(capsys):
     message = refused(config([{"stream": "x", "key": "backup/nope.jsonl"}]), capsys)
     assert message.startswith(f"cannot read s3://{BUCKET}/backup/nope.jsonl at {S3.endpoint_url}: ")

@@ -1,0 +1,495 @@
+"""`nw ads ...`: the ads pipeline (spec: shared/specs/ads-api.md).
+
+  nw ads up | down | status            the local API and S3 server (and the embedded Postgres)
+  nw ads load [--date D] [--run-id R]  API -> S3 backup (verified) -> Postgres, once per run
+  nw ads archive [--date D]            rows shown before (end of D - ADS_RETENTION_HOURS) -> S3, then deleted
+
+Meltano tasks of the job `ads-load` (they read the day and run id the entry point pinned):
+  nw ads begin-load       refuse to overwrite a verified backup; check the settings
+  nw ads verify-backup    the backup object: sha256 as written, 100 JSON lines; then the manifest
+  nw ads commit           the landed lines -> api_ad_data in one transaction; the ledger
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+import psycopg
+
+from northwind_elt import ledger, settings
+from northwind_elt.ads import config, s3, store
+from northwind_elt.ads.config import PG, RUN_ID_ENV, AdsSettings, BackupKeys
+from northwind_elt.day import DAY_ENV, DayLayout, pinned_day
+from northwind_elt.errors import ConfigError, PipelineError
+from northwind_elt.locks import StopRequested, plugin_lock, step_lock
+
+PIPELINE = "ads"
+LOAD, ARCHIVE = "ads-load", "ads-archive"
+INSERT_JOB = "ads-insert"  # the second half of ads-load: a verified backup -> Postgres
+
+
+class AdsError(PipelineError):
+    """An ads step failed; the message ends with the command to run next (if any)."""
+
+    def __init__(self, step: str, day: dt.date | None, cause: str, fix: str | None = None, rerun: str | None = None):
+        self._rerun = rerun
+        super().__init__(f"ads {step}", day, cause, fix)
+
+    @property
+    def rerun(self) -> str | None:
+        return self._rerun
+
+
+def load_rerun(day: dt.date, run_id: str | None = None) -> str:
+    return f"nw ads load --date {day.isoformat()}" + (f" --run-id {run_id}" if run_id else "")
+
+
+def _need_pg(why: str) -> None:
+    settings.require(settings.pg_variables(PG), why)
+    settings.pg_conn(PG)
+
+
+@contextmanager
+def _db(step: str, day: dt.date | None, consequence: str, rerun: str | None) -> Iterator[psycopg.Connection]:
+    try:
+        conn = store.connect(settings.pg_conn(PG).conninfo())
+    except psycopg.OperationalError as err:
+        reason = str(err).strip().splitlines()[-1].strip()
+        raise AdsError(
+            step,
+            day,
+            f"cannot reach {settings.describe_conn(PG)}: {reason}; {consequence}",
+            "start the database (nw ads up, or nw db up) or fix ADS_PG_* in .env",
+            rerun,
+        ) from None
+    with conn:
+        yield conn
+
+
+# --- the servers -----------------------------------------------------------------------
+
+
+def _services(cfg: AdsSettings):
+    from northwind_elt.ads import services
+
+    found = []
+    api_port = config.local_port(cfg.api_url)
+    if api_port is not None:
+        found.append(
+            (
+                services.Service("api", "ads API", f"{cfg.api_url}/health", api_port),
+                lambda: services.api_command(api_port, cfg.api_fixture),
+            )
+        )
+    s3_port = config.local_port(cfg.s3_endpoint_url)
+    if s3_port is not None:
+        from northwind_elt.ads import s3server
+
+        def s3_command() -> list[str]:
+            s3server.install()
+            return s3server.command(cfg.s3_data_dir, s3_port)
+
+        found.append((services.Service("s3", "S3 server (s3rver)", f"{cfg.s3_endpoint_url}/", s3_port), s3_command))
+    return found
+
+
+def up() -> str:
+    """Start what lives on this machine (Postgres, API, S3), create the bucket and the tables."""
+    from northwind_elt.ads import services
+
+    cfg = config.load()
+    _need_pg("the ads pipeline's tables live there")
+    lines = []
+    target = settings.pg_conn(PG)
+    from northwind_elt import embedded
+
+    if target.host in ("127.0.0.1", "localhost") and target.port == embedded.port():
+        embedded.up(settings.project_root() / "data" / "northwind.sql")
+        lines.append(f"Postgres is up on 127.0.0.1:{embedded.port()}")
+    for service, command in _services(cfg):
+        try:
+            if service.name == "s3":
+                cfg.s3_data_dir.mkdir(parents=True, exist_ok=True)
+            lines.append(services.start(service, command()))
+        except (services.ServiceError, OSError) as err:
+            raise AdsError("up", None, str(err), None, "nw ads up") from None
+        except Exception as err:  # s3rver's install (npm) names its own failure
+            raise AdsError("up", None, f"{service.what}: {err}", None, "nw ads up") from None
+    try:
+        created = s3.Bucket(cfg).ensure()
+    except s3.S3Error as err:
+        raise AdsError("up", None, str(err), "start the S3 server or fix ADS_S3_* in .env", "nw ads up") from None
+    lines.append(f"bucket {cfg.bucket} {'created' if created else 'exists'} ({cfg.where()})")
+    with _db("up", None, "the tables were not created", "nw ads up") as conn:
+        store.ensure_schema(conn)
+    lines.append(f"tables ready in {settings.describe_conn(PG)}")
+    return "\n".join(lines)
+
+
+def down() -> str:
+    from northwind_elt.ads import services
+
+    cfg = config.load()
+    return "\n".join(services.stop(service) for service, _ in _services(cfg)) or "nothing to stop (no local server)"
+
+
+# --- the load --------------------------------------------------------------------------
+
+
+def _pinned_run(step: str) -> tuple[dt.date, BackupKeys]:
+    day = pinned_day(f"ads {step}")
+    run_id = os.environ.get(RUN_ID_ENV)
+    if not run_id:
+        raise ConfigError(
+            f"ads {step} started without a run id: {RUN_ID_ENV} is not set",
+            f"run the load through its entry point: nw ads load --date {day.isoformat()}",
+            f"ads {step}",
+        )
+    return day, BackupKeys(day, config.run_id_from(run_id))
+
+
+def begin_load() -> str:
+    """First task of ads-load: never overwrite a verified backup with another API response."""
+    day, keys = _pinned_run("begin-load")
+    cfg = config.load()
+    try:
+        bucket = s3.Bucket(cfg)
+        verified = bucket.exists(keys.manifest)
+        leftover = not verified and bucket.exists(keys.object)  # written, then the run died before its manifest
+    except s3.S3Error as err:
+        raise AdsError(
+            "load", day, f"{err}; the API was not called, nothing was written", None, load_rerun(day)
+        ) from None
+    if verified:
+        raise AdsError(
+            "load",
+            day,
+            f"run {keys.run_id} already has a verified backup {cfg.where(keys.object)}; "
+            "calling the API again would replace it with a different response",
+            "insert that backup instead (no API call)",
+            load_rerun(day, keys.run_id),
+        )
+    note = " (an unverified object of an earlier attempt will be replaced)" if leftover else ""
+    return f"ads begin-load: run {keys.run_id} for {day}: backup to {cfg.where(keys.object)}{note}"
+
+
+def verify_backup() -> str:
+    """The object the target wrote: as written (sha256), the API's 100 JSON records. Only then is it
+    written under backup/ (read back), then its manifest, and the incoming object removed."""
+    day, keys = _pinned_run("verify-backup")
+    cfg = config.load()
+    rerun = load_rerun(day)
+    bucket = s3.Bucket(cfg)
+    try:
+        body = bucket.get(keys.incoming)
+        written = bucket.metadata(keys.incoming).get("sha256") if body is not None else None
+    except s3.S3Error as err:
+        raise AdsError("load", day, f"{err}; nothing was inserted", None, rerun) from None
+    if body is None:
+        cause = f"the response {cfg.where(keys.incoming)} is missing; nothing was inserted"
+        raise AdsError("load", day, cause, None, rerun)
+    sha256 = hashlib.sha256(body).hexdigest()
+    if written != sha256:
+        raise AdsError(
+            "load",
+            day,
+            f"{cfg.where(keys.incoming)} has sha256 {sha256}, the target wrote {written}; nothing was inserted",
+            None,
+            rerun,
+        )
+    lines = body.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    ids = set()
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+        except ValueError as err:
+            cause = f"{keys.incoming} line {number} is not JSON ({err}); nothing was inserted"
+            raise AdsError("load", day, cause, None, rerun) from None
+        if not isinstance(record, dict) or not isinstance(record.get("ad_id"), str):
+            cause = f"{keys.incoming} line {number} has no ad_id; nothing was inserted"
+            raise AdsError("load", day, cause, None, rerun)
+        ids.add(record["ad_id"])
+    if len(lines) != config.RECORDS_PER_RESPONSE:
+        raise AdsError(
+            "load",
+            day,
+            f"the response {cfg.where(keys.incoming)} holds {len(lines)} records; the API's contract is "
+            f"{config.RECORDS_PER_RESPONSE} per call; nothing was inserted",
+            None,
+            rerun,
+        )
+    manifest = {
+        "key": keys.object,
+        "run_id": keys.run_id,
+        "day": day.isoformat(),
+        "rows": len(lines),
+        "distinct_ad_ids": len(ids),
+        "bytes": len(body),
+        "sha256": sha256,
+        "verified_at": ledger.now().isoformat(timespec="seconds"),
+    }
+    try:
+        bucket.put_verified(keys.object, body, "application/x-ndjson")
+        bucket.put_json(keys.manifest, manifest)  # last: the backup counts from here on
+        bucket.delete(keys.incoming)
+    except s3.S3Error as err:
+        raise AdsError("load", day, f"{err}; the backup is not verified, nothing was inserted", None, rerun) from None
+    return (
+        f"ads verify-backup: {cfg.where(keys.object)}: {len(lines)} lines, {len(body)} bytes, sha256 {sha256}; "
+        "manifest written"
+    )
+
+
+def commit() -> str:
+    """Last task of ads-load / ads-insert: the landed backup lines -> api_ad_data, one transaction."""
+    day, keys = _pinned_run("commit")
+    cfg = config.load()
+    _need_pg("the commit writes api_ad_data")
+    rerun = load_rerun(day, keys.run_id)
+    try:
+        manifest = s3.Bucket(cfg).get_json(keys.manifest)
+    except s3.S3Error as err:
+        raise AdsError("load", day, f"{err}; nothing was inserted", None, rerun) from None
+    if manifest is None:
+        raise AdsError(
+            "load",
+            day,
+            f"{cfg.where(keys.manifest)} is missing: the backup is not verified; nothing was inserted",
+            None,
+            load_rerun(day),
+        )
+    with _db("load", day, f"the verified backup {keys.object} is not inserted yet", rerun) as conn:
+        try:
+            done = store.commit_backup(conn, keys.object, keys.run_id, day, manifest["rows"], manifest["sha256"])
+        except store.StoreError as err:
+            raise AdsError("load", day, str(err), None, rerun) from None
+    ledger.record(PIPELINE, day, LOAD, "success", rows=done.inserted, notes=done.summary())
+    return f"ads commit: {done.summary()}"
+
+
+def _pending(cfg: AdsSettings, day: dt.date, exclude: str) -> list[str]:
+    """Run ids of the day's verified backups that no commit has taken yet."""
+    prefix = BackupKeys(day, "x").prefix
+    manifests = [k for k in s3.Bucket(cfg).keys(prefix) if k.endswith(".manifest.json")]
+    with _db("load", day, "nothing was inserted", load_rerun(day)) as conn:
+        committed = store.committed_keys(conn, day)
+    runs = [k[len(prefix) : -len(".manifest.json")] for k in manifests]
+    return [r for r in runs if r != exclude and BackupKeys(day, r).object not in committed]
+
+
+def load(day: dt.date, given_run_id: str | None = None) -> int:
+    """The entry point: one API call per run, backed up and verified before anything is inserted."""
+    from northwind_elt import runner
+
+    cfg = config.load()
+    _need_pg("the load inserts into api_ad_data")
+    run_id = config.run_id_from(given_run_id) if given_run_id else config.new_run_id()
+    keys = BackupKeys(day, run_id)
+    os.environ[DAY_ENV] = day.isoformat()
+    with runner._Signals() as signals, ExitStack() as held:
+        held.enter_context(step_lock(DayLayout.for_day(day), f"run-{PIPELINE}-{LOAD}"))
+        try:
+            held.enter_context(plugin_lock(LOAD, lambda: signals.received is not None))
+        except StopRequested:
+            return 128 + (signals.received or signal.SIGTERM)
+        started = ledger.now()
+        reuse = False
+        if given_run_id:
+            try:
+                reuse = s3.Bucket(cfg).exists(keys.manifest)
+            except s3.S3Error as err:
+                return _load_failed(day, run_id, started, f"{err}; the API was not called", load_rerun(day, run_id))
+        runs = [(run_id, INSERT_JOB if reuse else LOAD)]
+        if reuse:
+            print(f"ads load: run {run_id} has a verified backup {cfg.where(keys.object)}: inserting it, no API call")
+        index = 0
+        while index < len(runs):
+            rid, job = runs[index]
+            print(f"==> ads: {job} for {day}, run {rid}", flush=True)
+            code, tail, log = runner.run_meltano_job(job, day, signals, {RUN_ID_ENV: rid})
+            if signals.received is not None:
+                name = signal.Signals(signals.received).name
+                ledger.record(PIPELINE, day, LOAD, "interrupted", started_at=started, error=f"stopped by {name}")
+                _drop_incoming(cfg, day, rid)
+                print(f"\nINTERRUPTED: ads load for {day} ({name}). {_after_failure(cfg, day, rid)}", file=sys.stderr)
+                return 128 + signals.received
+            if code != 0 or not ledger.success_since(PIPELINE, day, LOAD, started):
+                cause = runner.find_cause(tail) or f"meltano run {job} exited {code}"
+                return _load_failed(day, rid, started, cause, None, log, cfg)
+            if index == 0:
+                # Backups of earlier runs of the day that were verified but never inserted.
+                try:
+                    runs += [(r, INSERT_JOB) for r in _pending(cfg, day, exclude=run_id)]
+                except (s3.S3Error, AdsError) as err:
+                    print(f"ads load: could not look for earlier uninserted backups: {err}", file=sys.stderr)
+                if len(runs) > 1:
+                    print(f"ads load: {len(runs) - 1} earlier verified backup(s) of {day} not inserted yet: inserting")
+            index += 1
+    print(f"==> done: ads load for {day} (run {run_id})")
+    return 0
+
+
+def _drop_incoming(cfg: AdsSettings, day: dt.date, run_id: str) -> None:
+    """The response of a run that failed before its verification is no backup: remove it."""
+    with contextlib.suppress(s3.S3Error):
+        s3.Bucket(cfg).delete(BackupKeys(day, run_id).incoming)
+
+
+def _after_failure(cfg: AdsSettings, day: dt.date, run_id: str) -> str:
+    """What a failed run left, and the rerun that completes it without losing or doubling anything."""
+    try:
+        verified = s3.Bucket(cfg).exists(BackupKeys(day, run_id).manifest)
+    except s3.S3Error:
+        verified = False
+    if verified:
+        return (
+            f"The backup {cfg.where(BackupKeys(day, run_id).object)} is verified and not yet inserted.\n"
+            f"Rerun (inserts that backup, no API call): {load_rerun(day, run_id)}"
+        )
+    return f"Nothing of run {run_id} was inserted.\nRerun (a new API call): {load_rerun(day)}"
+
+
+def _load_failed(day, run_id, started, cause, rerun=None, log=None, cfg=None) -> int:
+    cfg = cfg or config.load()
+    _drop_incoming(cfg, day, run_id)
+    after = f"Rerun: {rerun}" if rerun else _after_failure(cfg, day, run_id)
+    ledger.record(PIPELINE, day, LOAD, "failed", started_at=started, error=f"{cause}\n{after}")
+    print(
+        f"\nFAILED: ads load for {day}, run {run_id}.\nCause: {ledger.redact(cause)}\n"
+        + (f"Full log: {log}\n" if log else "")
+        + after,
+        file=sys.stderr,
+    )
+    return 1
+
+
+# --- the archive -----------------------------------------------------------------------
+
+
+def archive(day: dt.date, given_run_id: str | None = None) -> str:
+    """Rows shown before the cutoff -> one verified S3 object -> deleted by ad_id, in one transaction."""
+    cfg = config.load()
+    _need_pg("the archive reads and deletes api_ad_data")
+    run_id = config.run_id_from(given_run_id) if given_run_id else config.new_run_id()
+    cutoff = config.cutoff_for(day, cfg.retention)  # computed once for the whole run
+    rerun = f"nw ads archive --date {day.isoformat()}"
+    started = ledger.now()
+    bucket = s3.Bucket(cfg)
+    prefix = f"archive/{cutoff:%Y-%m-%d}/"
+    try:
+        with _db("archive", day, "nothing was archived or deleted", rerun) as conn, conn.transaction():
+            store.lock(conn)
+            adopted = _adopt(conn, bucket, prefix, day, cutoff)
+            rows = store.lock_old_rows(conn, cutoff)
+            if not rows:
+                message = f"ads archive: nothing shown before {_iso(cutoff)} (day {day}, retention {cfg.retention})"
+                key = None
+            else:
+                body = b"".join(store.archive_line(row) for row in rows)
+                key = _free_key(bucket, cutoff, run_id)
+                sha256 = bucket.put_verified(key, body, "application/x-ndjson")
+                ids = [row["ad_id"] for row in rows]
+                bucket.put_json(
+                    config.manifest_of(key),
+                    {
+                        "key": key,
+                        "run_id": run_id,
+                        "day": day.isoformat(),
+                        "cutoff": _iso(cutoff),
+                        "rows": len(rows),
+                        "bytes": len(body),
+                        "sha256": sha256,
+                    },
+                )
+                deleted = store.delete_ids(conn, ids)
+                if deleted != len(ids):
+                    cause = f"deleted {deleted} of {len(ids)} archived rows; rolled back"
+                    raise AdsError("archive", day, cause, None, rerun)
+                store.record_archive(conn, key, run_id, day, cutoff, len(rows), sha256)
+                message = (
+                    f"ads archive: {len(rows)} rows shown before {_iso(cutoff)} -> {cfg.where(key)} "
+                    f"(sha256 {sha256}), deleted from api_ad_data"
+                )
+            if adopted:
+                message += f"\n  {adopted}"
+    except s3.S3Error as err:
+        _archive_failed(day, started, f"{err}; nothing was deleted", rerun)
+    except AdsError as err:
+        _archive_failed(day, started, err.cause, rerun)
+    notes = key or "nothing to archive"
+    ledger.record(PIPELINE, day, ARCHIVE, "success", started_at=started, rows=len(rows), notes=notes)
+    return message
+
+
+def _archive_failed(day: dt.date, started: dt.datetime, cause: str, rerun: str):
+    ledger.record(PIPELINE, day, ARCHIVE, "failed", started_at=started, error=f"{cause}\nRerun: {rerun}")
+    raise AdsError("archive", day, cause, None, rerun)
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def _free_key(bucket: s3.Bucket, cutoff: dt.datetime, run_id: str) -> str:
+    """The archive key for this run; an existing object (a retried run id) is never overwritten."""
+    attempt = 1
+    while bucket.exists(key := config.archive_key(cutoff, run_id, attempt)):
+        attempt += 1
+    return key
+
+
+def _adopt(conn, bucket: s3.Bucket, prefix: str, day: dt.date, cutoff: dt.datetime) -> str:
+    """Archives an earlier run verified in S3 but could not commit: delete their rows now, once."""
+    manifests = [k for k in bucket.keys(prefix) if k.endswith(".manifest.json")]
+    known = store.archived_keys(conn, prefix)
+    notes = []
+    for manifest_key in manifests:
+        manifest = bucket.get_json(manifest_key) or {}
+        key = manifest.get("key")
+        if not key or key in known:
+            continue
+        body = bucket.get(key)
+        if body is None or hashlib.sha256(body).hexdigest() != manifest.get("sha256"):
+            notes.append(f"{key} does not match its manifest: left alone")
+            continue
+        ids = [json.loads(line)["ad_id"] for line in body.splitlines() if line]
+        deleted = store.delete_ids(conn, ids)
+        store.record_archive(
+            conn, key, manifest.get("run_id", "?"), day, cutoff, len(ids), manifest["sha256"], adopted=True
+        )
+        notes.append(f"an earlier run's archive {key} ({len(ids)} rows) was not committed: {deleted} rows deleted now")
+    return "\n  ".join(notes)
+
+
+# --- status ----------------------------------------------------------------------------
+
+
+def status_lines(with_s3: bool = False) -> list[str]:
+    lines = []
+    for entry in ledger.recent(PIPELINE, 6):
+        what = entry["notes"] or (entry["error"] or "").strip().split("\n", 1)[0]
+        rows = "" if entry["rows"] is None else entry["rows"]
+        when, step, status = entry["finished_at"], entry["step"], entry["status"]
+        lines.append(f"  {when}  {step:<12}{entry['day']}  {status:<12}{rows!s:>5}  {what}")
+    if not lines:
+        lines.append("  no run yet: nw ads up && nw ads load")
+    try:
+        with _db("status", None, "", None) as conn:
+            c = store.counts(conn)
+        lines.append(
+            f"  api_ad_data: {c['rows']} rows (newest shown_at {c['newest'] or '-'}), {c['loads']} backups inserted, "
+            f"{c['archived_rows']} rows archived in {c['archives']} objects"
+        )
+    except PipelineError as err:
+        lines.append(f"  {err.cause.splitlines()[0]}")
+    return lines
