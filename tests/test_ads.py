@@ -269,3 +269,30 @@ def test_an_archive_with_a_cutoff_in_the_middle_moves_exactly_the_older_rows_and
     print(ads.ok("ads", "down"))
     print(ads.ok("ads", "up"))
     assert ads.get(key) == body
+
+
+def test_an_archive_an_earlier_run_wrote_but_never_committed_is_adopted_not_written_twice(
+    ads: Ads, first_load: dict
+) -> None:
+    # What a run leaves when Postgres fails after its archive object and manifest are in S3:
+    # the rows are still in api_ad_data. Written here as that run would have.
+    cutoff = dt.datetime(2024, 1, 15, 18, tzinfo=dt.UTC)  # end of 2024-01-16 minus 30 hours
+    present = ads.rows()
+    old = sorted((r for r in RECORDS if r["ad_id"] in present and shown_at(r) < cutoff), key=shown_at)
+    assert old
+    body = b"".join(json.dumps({"ad_id": r["ad_id"]}).encode() + b"\n" for r in old)
+    key = "archive/2024-01-15/api_ad_data_20240115T180000Z_crashed-run.jsonl"
+    ads.s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+    manifest = {"key": key, "run_id": "crashed-run", "rows": len(old), "sha256": hashlib.sha256(body).hexdigest()}
+    ads.s3.put_object(Bucket=BUCKET, Key=key.removesuffix(".jsonl") + ".manifest.json", Body=json.dumps(manifest))
+    archives_before = [k for k in ads.keys("archive/") if k.endswith(".jsonl")]
+
+    out = ads.ok("ads", "archive", "--date", "2024-01-16", ADS_RETENTION_HOURS="30")
+    assert f"an earlier run's archive {key} ({len(old)} rows) was not committed: {len(old)} rows deleted now" in out
+    assert "nothing shown before 2024-01-15T18:00:00Z" in out  # its rows are not archived a second time
+    assert [k for k in ads.keys("archive/") if k.endswith(".jsonl")] == archives_before
+    assert set(ads.rows()) == set(present) - {r["ad_id"] for r in old}
+    with ads.pipeline.connect("ADS_PG") as conn:
+        assert conn.execute("SELECT adopted FROM ads_meta.archives WHERE archive_key = %s", (key,)).fetchone() == (
+            True,
+        )

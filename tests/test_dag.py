@@ -68,7 +68,13 @@ def dag_description(pipeline: Pipeline, airflow_home: Path) -> dict:
 
 def test_dag_imports_without_errors(dag_description: dict) -> None:
     assert dag_description["import_errors"] == {}
-    assert sorted(dag_description["dags"]) == ["northwind_daily", "padam_monthly", "people_daily"]
+    assert sorted(dag_description["dags"]) == [
+        "ads_api_load",
+        "ads_archive",
+        "northwind_daily",
+        "padam_monthly",
+        "people_daily",
+    ]
 
 
 def test_catchup_is_opt_in(pipeline: Pipeline, airflow_home: Path, dag_description: dict) -> None:
@@ -100,7 +106,7 @@ def test_task_graph_is_two_parallel_extracts_then_load_transform_export(dag_desc
 
 
 def test_every_task_runs_its_meltano_job_for_the_logical_date_with_retries(dag_description: dict) -> None:
-    daily = {name: dag for name, dag in dag_description["dags"].items() if name != "padam_monthly"}
+    daily = {name: dag for name, dag in dag_description["dags"].items() if name.endswith("_daily")}
     tasks = {t: i for dag in daily.values() for t, i in dag["tasks"].items()}
     assert set(tasks) == set(JOBS)
     for task, info in tasks.items():
@@ -122,6 +128,16 @@ def test_padam_dag_runs_generate_prepare_export_for_the_logical_month(dag_descri
     assert tasks["prepare"]["bash_command"].endswith("padam prepare")
     assert tasks["export"]["bash_command"].endswith(f"padam export {month}")
     assert all(i["retries"] >= 1 for i in tasks.values())
+
+
+def test_ads_dags_run_the_entry_point_for_the_logical_date_with_airflows_run_id(dag_description: dict) -> None:
+    load, archive = dag_description["dags"]["ads_api_load"], dag_description["dags"]["ads_archive"]
+    assert load["schedule"] == "At 12 minutes past the hour" or "12 * * * *" in load["schedule"], load["schedule"]
+    assert "daily" in archive["schedule"].lower() or "0 0 * * *" in archive["schedule"], archive["schedule"]
+    run = "--date {{ ds }} --run-id {{ run_id }}"
+    assert load["tasks"]["load"]["bash_command"].endswith(f"ads load {run}")
+    assert archive["tasks"]["archive"]["bash_command"].endswith(f"ads archive {run}")
+    assert load["tasks"]["load"]["retries"] >= 1 and archive["tasks"]["archive"]["retries"] >= 1
 
 
 def test_airflow_dags_test_produces_the_days_export_and_reruns_byte_identical(
