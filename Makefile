@@ -29,7 +29,7 @@ UNIT_PLUGINS := extract/tap-typed-csv load/target-parquet-files extract/tap-parq
 PLUGINS := $(UNIT_PLUGINS) extract/tap-postgres-arrow load/target-postgres-arrow \
 	extract/tap-ads-api load/target-s3-raw extract/tap-s3-raw
 
-.PHONY: help install airflow-install run status stop db padam test test-unit test-plugins lint format airflow airflow-backfill clean
+.PHONY: help install airflow-install run status stop db padam ads ads-archive test test-unit test-plugins lint format airflow airflow-backfill clean
 
 help:
 	@echo "make run [DATE=YYYY-MM-DD] [JOB=<job>|FROM=<step>]  run a day of a pipeline (default: Northwind, today UTC)"
@@ -38,6 +38,7 @@ help:
 	@echo "make db | make stop                               start | stop the embedded Postgres"
 	@echo "make test | test-unit | test-plugins | lint       the suite, its fast tier, each plugin alone, ruff"
 	@echo "make airflow | airflow-backfill FROM_DATE= TO_DATE=  a local Airflow, a backfill"
+	@echo "make ads | ads-archive [DATE=...]                  the ads pipeline: up + one load | the archive"
 	@echo "make install | clean                              install everything | remove the virtualenvs"
 
 $(INSTALLED): pyproject.toml extract/*/pyproject.toml load/*/pyproject.toml
@@ -82,6 +83,16 @@ stop: $(INSTALLED)
 padam: db
 	@test -n "$(YEAR)" || { echo "usage: make padam YEAR=2022 [RANDOM_MAIN_CONTROLLER=1]" >&2; exit 2; }
 	scripts/insert_all_data.sh $(YEAR)
+
+# Ads: the local API and S3 server up, then one load (and, with ads-archive, the archive).
+#   make ads [DATE=2024-01-15]    make ads-archive [DATE=...]
+ads: install .env
+	$(BIN)/nw ads up
+	$(BIN)/nw $(DATE_ARG) ads load
+
+ads-archive: install .env
+	$(BIN)/nw ads up
+	$(BIN)/nw $(DATE_ARG) ads archive
 
 # Everything: unit tier, each plugin in its own virtualenv, then the end-to-end tests.
 test: test-unit test-plugins install airflow-install .env

@@ -24,9 +24,9 @@ def variables_in(text: str) -> set[str]:
     return set(re.findall(r"(?<!\$)\$\{?([A-Z][A-Z0-9_]*)", text))  # $$VAR is the container's own
 
 
-def test_compose_has_the_three_services_each_with_a_healthcheck() -> None:
+def test_compose_has_its_services_each_with_a_healthcheck() -> None:
     services = COMPOSE["services"]
-    assert set(services) == {"db", "analytics-db", "server"}
+    assert set(services) == {"db", "analytics-db", "server", "s3", "ads-api"}
     for name, service in services.items():
         check = service.get("healthcheck", {})
         assert check.get("test"), f"{name} has no healthcheck"
@@ -34,6 +34,8 @@ def test_compose_has_the_three_services_each_with_a_healthcheck() -> None:
     assert server["depends_on"] == {
         "db": {"condition": "service_healthy"},
         "analytics-db": {"condition": "service_healthy"},
+        "s3": {"condition": "service_healthy"},
+        "ads-api": {"condition": "service_healthy"},
     }
     assert "./data:/project/data" in server["volumes"]
     assert server["build"] == "."
@@ -52,7 +54,7 @@ def test_every_variable_of_meltano_yml_compose_and_profiles_is_in_env_example() 
     texts = [PROJECT / "meltano.yml", *(PROJECT / "plugins").glob("*.meltano.yml"), PROJECT / "docker-compose.yml"]
     used = set().union(*(variables_in(p.read_text()) for p in texts))
     used |= set(re.findall(r"env_var\('([A-Z0-9_]+)'", (PROJECT / "transform" / "profiles.yml").read_text()))
-    provided_by_tools = {"MELTANO_PROJECT_ROOT", "RUN_DATE", "DBT_TARGET"}
+    provided_by_tools = {"MELTANO_PROJECT_ROOT", "RUN_DATE", "DBT_TARGET", "ADS_RUN_ID"}  # ADS_RUN_ID: nw ads load
     missing = used - ENV_EXAMPLE - provided_by_tools
     assert missing == set()
     assert "RUN_DATE" in ENV_EXAMPLE  # documented, commented out: unset means today
@@ -65,6 +67,15 @@ def test_compose_reads_connection_settings_under_the_pipeline_names() -> None:
             assert f"{prefix}_{suffix}" in server_env
     assert server_env["SOURCE_PG_HOST"] == "db"
     assert server_env["ANALYTICS_PG_HOST"] == "analytics-db"
+
+
+def test_s3_keeps_its_objects_on_a_volume_and_pins_the_server_the_project_runs() -> None:
+    from northwind_elt.ads import s3server
+
+    s3 = COMPOSE["services"]["s3"]
+    assert "s3-data:/data" in s3["volumes"] and "s3-data" in COMPOSE["volumes"]
+    assert f"{s3server.PACKAGE}@{s3server.VERSION}" in s3["command"]
+    assert COMPOSE["services"]["server"]["environment"]["ADS_PG_HOST"] == "analytics-db"
 
 
 def test_image_installs_through_the_same_makefile_targets_and_pins() -> None:

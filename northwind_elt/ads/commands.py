@@ -24,7 +24,7 @@ from contextlib import ExitStack, contextmanager
 
 import psycopg
 
-from northwind_elt import ledger, settings
+from northwind_elt import ledger, runner, settings
 from northwind_elt.ads import config, s3, store
 from northwind_elt.ads.config import PG, RUN_ID_ENV, AdsSettings, BackupKeys
 from northwind_elt.day import DAY_ENV, DayLayout, pinned_day
@@ -289,8 +289,6 @@ def _pending(cfg: AdsSettings, day: dt.date, exclude: str) -> list[str]:
 
 def load(day: dt.date, given_run_id: str | None = None) -> int:
     """The entry point: one API call per run, backed up and verified before anything is inserted."""
-    from northwind_elt import runner
-
     cfg = config.load()
     _need_pg("the load inserts into api_ad_data")
     run_id = config.run_id_from(given_run_id) if given_run_id else config.new_run_id()
@@ -362,6 +360,8 @@ def _after_failure(cfg: AdsSettings, day: dt.date, run_id: str) -> str:
 def _load_failed(day, run_id, started, cause, rerun=None, log=None, cfg=None) -> int:
     cfg = cfg or config.load()
     _drop_incoming(cfg, day, run_id)
+    if "s3://" not in cause and runner.CONNECTION_TROUBLE.search(cause):
+        cause += f"\nCheck {settings.describe_conn(PG)}."
     after = f"Rerun: {rerun}" if rerun else _after_failure(cfg, day, run_id)
     ledger.record(PIPELINE, day, LOAD, "failed", started_at=started, error=f"{cause}\n{after}")
     print(

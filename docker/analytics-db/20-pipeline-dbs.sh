@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# PADAM's two databases (production and warehouse) live on the analytics server: one
-# Postgres service, as on the embedded server, instead of the original test's two
-# servers - the pipeline only needs two databases, and one service is one less volume
-# to back up. Runs on first start; idempotent, so for a volume created before PADAM:
-#   docker compose exec analytics-db bash /docker-entrypoint-initdb.d/20-padam-dbs.sh
+# PADAM's two databases (production and warehouse) and the ads database live on the
+# analytics server: one Postgres service, as on the embedded server, instead of one
+# server each - the pipelines only need databases, and one service is one less volume
+# to back up. Runs on first start; idempotent, so for a volume created before them:
+#   docker compose exec analytics-db bash /docker-entrypoint-initdb.d/20-pipeline-dbs.sh
 set -euo pipefail
-for prefix in PADAM_PROD_PG PADAM_WH_PG; do
+for prefix in PADAM_PROD_PG PADAM_WH_PG ADS_PG; do
     role_var="${prefix}_USER" password_var="${prefix}_PASSWORD" db_var="${prefix}_DATABASE"
     psql -v ON_ERROR_STOP=1 --username "${POSTGRES_USER}" --dbname "${POSTGRES_DB}" \
         -v role="${!role_var}" -v password="${!password_var}" -v db="${!db_var}" <<'SQL'
