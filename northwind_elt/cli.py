@@ -172,7 +172,7 @@ def cmd_ads(args: argparse.Namespace) -> int:
     if action == "archive":
         print(commands.archive(resolve_day(args.date), args.run_id))
     elif action == "status":
-        print("\n".join(commands.status_lines()))
+        print("\n".join(commands.status_lines(with_s3=True)))
     else:
         task = {
             "up": commands.up,
@@ -195,7 +195,7 @@ def _add_ads(sub, common) -> None:
     actions = ads.add_subparsers(dest="ads_command", required=True)
     for name, what in (
         ("load", "one API call -> verified S3 backup -> api_ad_data (a run id with a verified backup: no API call)"),
-        ("archive", "rows shown before (end of the day - ADS_RETENTION_HOURS) -> S3 archive, then deleted"),
+        ("archive", "rows shown before (the day's 00:00 UTC - ADS_RETENTION_HOURS) -> S3 archive, then deleted"),
     ):
         action = actions.add_parser(name, help=what, description=what, parents=[common])
         action.add_argument("--run-id", help="the run's id (Airflow's run_id); default: a new one")

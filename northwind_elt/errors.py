@@ -50,6 +50,20 @@ class PipelineError(RuntimeError):
         return "\n".join(parts)
 
 
+class CommandError(PipelineError):
+    """A command outside the daily steps (PADAM, ads) failed; it names its own next command."""
+
+    def __init__(
+        self, step: str, day: dt.date | str | None, cause: str, fix: str | None = None, rerun: str | None = None
+    ) -> None:
+        self._rerun = rerun
+        super().__init__(step, day, cause, fix)
+
+    @property
+    def rerun(self) -> str | None:
+        return self._rerun
+
+
 class ConfigError(PipelineError):
     """The environment or configuration is wrong; nothing was started."""
 

@@ -96,7 +96,7 @@ class Interrupted(Exception):
         super().__init__(signal.Signals(signum).name)
 
 
-class _Signals:
+class Signals:
     """Turn SIGTERM/SIGINT into a stop request for the running child group."""
 
     def __init__(self, grace_s: float = STOP_GRACE_S) -> None:
@@ -106,7 +106,7 @@ class _Signals:
         # Once a signal came: when whatever still runs of the group gets SIGKILL.
         self.deadline: float | None = None
 
-    def __enter__(self) -> _Signals:
+    def __enter__(self) -> Signals:
         self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
         return self
 
@@ -209,7 +209,7 @@ def _record(pipeline: Pipeline, day: dt.date, step: str, status: str, **kwargs) 
 
 
 def run_meltano_job(
-    job: str, day: dt.date, signals: _Signals, extra_env: dict[str, str] | None = None
+    job: str, day: dt.date, signals: Signals, extra_env: dict[str, str] | None = None
 ) -> tuple[int, list[str], Path]:
     """One `meltano run` of `job` for the day, in its own process group, output streamed and
     kept in a log: (exit status, last lines, log path). The caller checks `signals.received`."""
@@ -248,7 +248,7 @@ def run_meltano_job(
     return proc.returncode, list(tail), log.path
 
 
-def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: _Signals) -> int:
+def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: Signals) -> int:
     """One `meltano run` of the step's job, output streamed and kept in a log."""
     job = pipeline.step(step).job
     started = ledger.now()
@@ -309,7 +309,7 @@ def check_environment(pipeline: Pipeline, steps: tuple[str, ...]) -> None:
 def run(pipeline: Pipeline, steps: tuple[str, ...], day: dt.date) -> int:
     check_environment(pipeline, steps)
     layout = DayLayout.for_day(day)
-    with _Signals() as signals, contextlib.ExitStack() as held:
+    with Signals() as signals, contextlib.ExitStack() as held:
         # One run per step and day: a second one fails at once instead of interleaving.
         for step in sorted(steps):
             held.enter_context(step_lock(layout, f"run-{pipeline.name}-{step}"))

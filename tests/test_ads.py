@@ -13,6 +13,7 @@ import hashlib
 import json
 import subprocess
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,8 +96,9 @@ class Ads:
     def get(self, key: str) -> bytes:
         return self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
 
-    def api_calls(self) -> int:
-        with urllib.request.urlopen(f"{self.env['ADS_API_URL']}/stats", timeout=10) as answer:
+    def api_calls(self, base_url: str | None = None) -> int:
+        """GET /ads calls the API (ours by default) has answered so far."""
+        with urllib.request.urlopen(f"{base_url or self.env['ADS_API_URL']}/stats", timeout=10) as answer:
             return json.load(answer)["ads_requests"]
 
     def rows(self) -> dict[str, tuple]:
@@ -213,40 +215,22 @@ def test_s3_down_during_the_backup_inserts_nothing_and_calls_no_api(ads: Ads, fi
     assert ads.rows() == rows and ads.api_calls() == calls
 
 
-def test_postgres_down_after_the_backup_then_the_rerun_inserts_that_backup_without_the_api(
-    ads: Ads, first_load: dict
-) -> None:
-    day = "2024-01-18"
-    calls = ads.api_calls()
-    out = ads.failed("ads", "load", "--date", day, ADS_PG_PORT=str(free_port()))
-    assert ads.api_calls() == calls + 1
-    (key,) = backup_objects(ads, day)
-    run_id = key.rsplit("/", 1)[1].removesuffix(".jsonl")
-    rerun = f"nw ads load --date {day} --run-id {run_id}"
-    assert f"The backup s3://ad-data/{key}" in out and f"Rerun (inserts that backup, no API call): {rerun}" in out
-    ads.ok(*rerun.split()[1:])
-    assert ads.api_calls() == calls + 1
-    with ads.pipeline.connect("ADS_PG") as conn:
-        assert conn.execute("SELECT lines FROM ads_meta.loads WHERE backup_key = %s", (key,)).fetchone() == (100,)
-    assert ads.rows() == {r["ad_id"]: mapped(r) for r in RECORDS}
-
-
 def test_s3_down_during_the_archive_deletes_nothing(ads: Ads, first_load: dict) -> None:
     rows = ads.rows()
     closed = f"http://127.0.0.1:{free_port()}"
-    out = ads.failed("ads", "archive", "--date", "2024-01-15", ADS_RETENTION_HOURS="12", ADS_S3_ENDPOINT_URL=closed)
+    out = ads.failed("ads", "archive", "--date", "2024-01-16", ADS_RETENTION_HOURS="12", ADS_S3_ENDPOINT_URL=closed)
     assert f"at {closed}: Could not connect" in out and "nothing was deleted" in out
-    assert "Then rerun: nw ads archive --date 2024-01-15" in out
+    assert "Then rerun: nw ads archive --date 2024-01-16" in out
     assert ads.rows() == rows
 
 
 def test_an_archive_with_a_cutoff_in_the_middle_moves_exactly_the_older_rows_and_survives_an_s3_restart(
     ads: Ads, first_load: dict
 ) -> None:
-    cutoff = dt.datetime(2024, 1, 15, 12, tzinfo=dt.UTC)  # end of 2024-01-15 minus 12 hours
+    cutoff = dt.datetime(2024, 1, 15, 12, tzinfo=dt.UTC)  # start of 2024-01-16 minus 12 hours
     old = {r["ad_id"]: r for r in RECORDS if shown_at(r) < cutoff}
     assert 0 < len(old) < len(RECORDS)
-    out = ads.ok("ads", "archive", "--date", "2024-01-15", ADS_RETENTION_HOURS="12")
+    out = ads.ok("ads", "archive", "--date", "2024-01-16", ADS_RETENTION_HOURS="12")
     assert f"{len(old)} rows shown before 2024-01-15T12:00:00Z" in out
     (key,) = [k for k in ads.keys("archive/2024-01-15/") if k.endswith(".jsonl")]
     assert key.startswith("archive/2024-01-15/api_ad_data_20240115T120000Z_")
@@ -262,12 +246,14 @@ def test_an_archive_with_a_cutoff_in_the_middle_moves_exactly_the_older_rows_and
 
     body = ads.get(key)
     assert "nothing shown before 2024-01-15T12:00:00Z" in ads.ok(
-        "ads", "archive", "--date", "2024-01-15", ADS_RETENTION_HOURS="12"
+        "ads", "archive", "--date", "2024-01-16", ADS_RETENTION_HOURS="12"
     )
     assert [k for k in ads.keys("archive/") if k.endswith(".jsonl")] == [key]
 
-    print(ads.ok("ads", "down"))
-    print(ads.ok("ads", "up"))
+    assert "S3 server (s3rver) stopped (process" in ads.ok("ads", "down")
+    with pytest.raises(Exception, match="Could not connect"):
+        ads.get(key)  # really down
+    assert "S3 server (s3rver) started on" in ads.ok("ads", "up")
     assert ads.get(key) == body
 
 
@@ -276,18 +262,26 @@ def test_an_archive_an_earlier_run_wrote_but_never_committed_is_adopted_not_writ
 ) -> None:
     # What a run leaves when Postgres fails after its archive object and manifest are in S3:
     # the rows are still in api_ad_data. Written here as that run would have.
-    cutoff = dt.datetime(2024, 1, 15, 18, tzinfo=dt.UTC)  # end of 2024-01-16 minus 30 hours
+    cutoff = dt.datetime(2024, 1, 15, 18, tzinfo=dt.UTC)  # start of 2024-01-16 minus 6 hours
     present = ads.rows()
     old = sorted((r for r in RECORDS if r["ad_id"] in present and shown_at(r) < cutoff), key=shown_at)
     assert old
     body = b"".join(json.dumps({"ad_id": r["ad_id"]}).encode() + b"\n" for r in old)
     key = "archive/2024-01-15/api_ad_data_20240115T180000Z_crashed-run.jsonl"
     ads.s3.put_object(Bucket=BUCKET, Key=key, Body=body)
-    manifest = {"key": key, "run_id": "crashed-run", "rows": len(old), "sha256": hashlib.sha256(body).hexdigest()}
+    manifest = {
+        "key": key,
+        "run_id": "crashed-run",
+        "day": "2024-01-16",
+        "cutoff": "2024-01-15T18:00:00Z",
+        "rows": len(old),
+        "bytes": len(body),
+        "sha256": hashlib.sha256(body).hexdigest(),
+    }
     ads.s3.put_object(Bucket=BUCKET, Key=key.removesuffix(".jsonl") + ".manifest.json", Body=json.dumps(manifest))
     archives_before = [k for k in ads.keys("archive/") if k.endswith(".jsonl")]
 
-    out = ads.ok("ads", "archive", "--date", "2024-01-16", ADS_RETENTION_HOURS="30")
+    out = ads.ok("ads", "archive", "--date", "2024-01-16", ADS_RETENTION_HOURS="6")
     assert f"an earlier run's archive {key} ({len(old)} rows) was not committed: {len(old)} rows deleted now" in out
     assert "nothing shown before 2024-01-15T18:00:00Z" in out  # its rows are not archived a second time
     assert [k for k in ads.keys("archive/") if k.endswith(".jsonl")] == archives_before
@@ -296,3 +290,44 @@ def test_an_archive_an_earlier_run_wrote_but_never_committed_is_adopted_not_writ
         assert conn.execute("SELECT adopted FROM ads_meta.archives WHERE archive_key = %s", (key,)).fetchone() == (
             True,
         )
+
+
+def test_postgres_down_after_the_backup_then_the_rerun_inserts_that_backup_without_the_api(
+    ads: Ads, first_load: dict, tmp_path: Path
+) -> None:
+    # An API whose ads are not in the table yet: the rerun must insert them, from the backup.
+    fresh = [{**r, "ad_id": str(uuid.uuid5(uuid.NAMESPACE_URL, r["ad_id"]))} for r in json.loads(FIXTURE.read_text())]
+    (tmp_path / "fresh.json").write_text(json.dumps(fresh))
+    server = api.start(free_port(), fixture=tmp_path / "fresh.json")
+    try:
+        day, env = "2024-01-18", {"ADS_API_URL": server.base_url}
+        calls = ads.api_calls(server.base_url)
+        failed = [ads.failed("ads", "load", "--date", day, ADS_PG_PORT=str(free_port()), **env) for _ in range(2)]
+        assert ads.api_calls(server.base_url) == calls + 2
+        keys = backup_objects(ads, day)
+        assert len(keys) == 2 and ads.keys(f"incoming/{day}/") == []
+        (first,) = [k for k in keys if k in failed[0]]
+        run_id = first.rsplit("/", 1)[1].removesuffix(".jsonl")
+        rerun = f"nw ads load --date {day} --run-id {run_id}"
+        assert f"The backup s3://ad-data/{first}" in failed[0]
+        assert f"Rerun (inserts that backup, no API call): {rerun}" in failed[0]
+        assert "Check the ads database postgresql://ads@127.0.0.1:" in failed[0]
+
+        out = ads.ok(*rerun.split()[1:], **env)
+        # The other failed run's verified backup is inserted by this load too (any later load of the day would).
+        (second,) = [k for k in keys if k != first]
+        assert f"{second} is verified but was never inserted: inserting it, no API call" in out
+        assert ads.api_calls(server.base_url) == calls + 2
+        with ads.pipeline.connect("ADS_PG") as conn:
+            inserted = conn.execute("SELECT ad_id FROM api_ad_data WHERE backup_key = %s", (first,)).fetchall()
+            loaded = {k for (k,) in conn.execute("SELECT backup_key FROM ads_meta.loads WHERE day = %s", (day,))}
+        assert sorted(a for (a,) in inserted) == sorted(r["ad_id"] for r in fresh)
+        assert loaded == set(keys)
+    finally:
+        api.stop(server)
+    rows = ads.rows()
+    assert {r["ad_id"]: rows[r["ad_id"]] for r in fresh} == {r["ad_id"]: mapped(r) for r in _decimal(fresh)}
+
+
+def _decimal(records: list[dict]) -> list[dict]:
+    return json.loads(json.dumps(records), parse_float=decimal.Decimal)

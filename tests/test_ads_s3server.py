@@ -1,4 +1,5 @@
-"""The embedded S3 server (s3rver on disk): objects survive a restart, boto3 works against it."""
+"""The embedded S3 server (s3rver on disk), started the way `nw ads up` starts it:
+objects survive a restart, and boto3 works against it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import boto3
 import pytest
 from support import free_port
 
-from northwind_elt.ads import s3server
+from northwind_elt.ads import s3server, services
 from northwind_elt.ads.config import AdsSettings
 from northwind_elt.ads.s3 import Bucket
 
@@ -37,10 +38,20 @@ def installed() -> None:
     s3server.install()  # no-op when s3rver 3.7.1 is already under the prefix
 
 
-def client(handle: s3server.Handle):
+@pytest.fixture
+def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("NW_DATA_DIR", str(tmp_path / "nw-data"))  # where the pid and log files go
+    return tmp_path
+
+
+def service(port: int) -> services.Service:
+    return services.Service("s3", "S3 server (s3rver)", f"http://127.0.0.1:{port}/", port)
+
+
+def client(port: int):
     return boto3.client(
         "s3",
-        endpoint_url=handle.endpoint_url,
+        endpoint_url=f"http://127.0.0.1:{port}",
         region_name=s3server.REGION,
         aws_access_key_id=s3server.ACCESS_KEY,
         aws_secret_access_key=s3server.SECRET_KEY,
@@ -48,36 +59,38 @@ def client(handle: s3server.Handle):
 
 
 @pytest.fixture
-def server(installed: None, tmp_path: Path) -> Iterator[s3server.Handle]:
-    handle = s3server.start(tmp_path / "s3", free_port())
-    yield handle
-    s3server.stop(handle)
+def server(installed: None, data: Path) -> Iterator[int]:
+    port = free_port()
+    services.start(service(port), s3server.command(data / "s3", port))
+    yield port
+    services.stop(service(port))
 
 
-def test_objects_survive_a_restart(installed: None, tmp_path: Path) -> None:
-    data_dir, port = tmp_path / "s3 data", free_port()
+def test_objects_survive_a_restart(installed: None, data: Path) -> None:
+    data_dir, port = data / "s3 data", free_port()
+    data_dir.mkdir()
     body = b'{"ad_id": "0c5c7fd0", "ad_campaign": "__unknown"}\n' * 3
-    handle = s3server.start(data_dir, port)
+    assert "started on" in services.start(service(port), s3server.command(data_dir, port))
     try:
         assert sorted(p.name for p in data_dir.iterdir()) == []  # start creates no bucket
-        bucket = Bucket(dataclasses.replace(SETTINGS, s3_endpoint_url=handle.endpoint_url))
+        bucket = Bucket(dataclasses.replace(SETTINGS, s3_endpoint_url=f"http://127.0.0.1:{port}"))
         assert bucket.ensure() is True
         assert bucket.ensure() is False
-        client(handle).put_object(Bucket=BUCKET, Key=KEY, Body=body)
+        client(port).put_object(Bucket=BUCKET, Key=KEY, Body=body)
     finally:
-        s3server.stop(handle)
-    assert handle.proc.returncode is not None
+        assert "stopped (process" in services.stop(service(port))
+    assert not services.answers(f"http://127.0.0.1:{port}/")  # really down
 
-    again = s3server.start(data_dir, port)
+    services.start(service(port), s3server.command(data_dir, port))
     try:
-        s3 = client(again)
+        s3 = client(port)
         assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == body
         assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == [BUCKET]
     finally:
-        s3server.stop(again)
+        services.stop(service(port))
 
 
-def test_list_with_a_prefix(server: s3server.Handle) -> None:
+def test_list_with_a_prefix(server: int) -> None:
     s3 = client(server)
     s3.create_bucket(Bucket=BUCKET)
     keys = [
@@ -96,7 +109,7 @@ def test_list_with_a_prefix(server: s3server.Handle) -> None:
     assert s3.get_object(Bucket=BUCKET, Key=keys[2])["Body"].read() == keys[2].encode()
 
 
-def test_empty_and_one_megabyte_objects_round_trip(server: s3server.Handle) -> None:
+def test_empty_and_one_megabyte_objects_round_trip(server: int) -> None:
     s3 = client(server)
     s3.create_bucket(Bucket=BUCKET)
     big = os.urandom(1 << 20)
@@ -107,6 +120,12 @@ def test_empty_and_one_megabyte_objects_round_trip(server: s3server.Handle) -> N
         assert hashlib.sha256(got).hexdigest() == hashlib.sha256(body).hexdigest()
 
 
-def test_a_busy_port_is_reported(server: s3server.Handle, tmp_path: Path) -> None:
-    with pytest.raises(s3server.S3ServerError, match=f"did not start on http://127.0.0.1:{server.port}"):
-        s3server.start(tmp_path / "other", server.port)
+def test_a_port_held_by_another_program_is_reported(installed: None, data: Path) -> None:
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(services.ServiceError, match=f"port {port} on 127.0.0.1 is in use by another program"):
+            services.start(service(port), s3server.command(data / "s3", port))

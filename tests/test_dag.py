@@ -134,7 +134,7 @@ def test_ads_dags_run_the_entry_point_for_the_logical_date_with_airflows_run_id(
     load, archive = dag_description["dags"]["ads_api_load"], dag_description["dags"]["ads_archive"]
     assert load["schedule"] == "At 12 minutes past the hour" or "12 * * * *" in load["schedule"], load["schedule"]
     assert "daily" in archive["schedule"].lower() or "0 0 * * *" in archive["schedule"], archive["schedule"]
-    run = "--date {{ ds }} --run-id {{ run_id }}"
+    run = '--date {{ ds }} --run-id "$AIRFLOW_CTX_DAG_RUN_ID"'
     assert load["tasks"]["load"]["bash_command"].endswith(f"ads load {run}")
     assert archive["tasks"]["archive"]["bash_command"].endswith(f"ads archive {run}")
     assert load["tasks"]["load"]["retries"] >= 1 and archive["tasks"]["archive"]["retries"] >= 1

@@ -2,7 +2,7 @@
 
   nw ads up | down | status            the local API and S3 server (and the embedded Postgres)
   nw ads load [--date D] [--run-id R]  API -> S3 backup (verified) -> Postgres, once per run
-  nw ads archive [--date D]            rows shown before (end of D - ADS_RETENTION_HOURS) -> S3, then deleted
+  nw ads archive [--date D]            rows shown before (D 00:00 UTC - ADS_RETENTION_HOURS) -> S3, then deleted
 
 Meltano tasks of the job `ads-load` (they read the day and run id the entry point pinned):
   nw ads begin-load       refuse to overwrite a verified backup; check the settings
@@ -28,7 +28,7 @@ from northwind_elt import ledger, runner, settings
 from northwind_elt.ads import config, s3, store
 from northwind_elt.ads.config import PG, RUN_ID_ENV, AdsSettings, BackupKeys
 from northwind_elt.day import DAY_ENV, DayLayout, pinned_day
-from northwind_elt.errors import ConfigError, PipelineError
+from northwind_elt.errors import CommandError, ConfigError, PipelineError
 from northwind_elt.locks import StopRequested, plugin_lock, step_lock
 
 PIPELINE = "ads"
@@ -36,16 +36,11 @@ LOAD, ARCHIVE = "ads-load", "ads-archive"
 INSERT_JOB = "ads-insert"  # the second half of ads-load: a verified backup -> Postgres
 
 
-class AdsError(PipelineError):
+class AdsError(CommandError):
     """An ads step failed; the message ends with the command to run next (if any)."""
 
     def __init__(self, step: str, day: dt.date | None, cause: str, fix: str | None = None, rerun: str | None = None):
-        self._rerun = rerun
-        super().__init__(f"ads {step}", day, cause, fix)
-
-    @property
-    def rerun(self) -> str | None:
-        return self._rerun
+        super().__init__(f"ads {step}", day, cause, fix, rerun)
 
 
 def load_rerun(day: dt.date, run_id: str | None = None) -> str:
@@ -241,9 +236,9 @@ def verify_backup() -> str:
     try:
         bucket.put_verified(keys.object, body, "application/x-ndjson")
         bucket.put_json(keys.manifest, manifest)  # last: the backup counts from here on
-        bucket.delete(keys.incoming)
     except s3.S3Error as err:
         raise AdsError("load", day, f"{err}; the backup is not verified, nothing was inserted", None, rerun) from None
+    _drop_incoming(cfg, keys)  # the entry point removes it too, should this fail
     return (
         f"ads verify-backup: {cfg.where(keys.object)}: {len(lines)} lines, {len(body)} bytes, sha256 {sha256}; "
         "manifest written"
@@ -277,24 +272,35 @@ def commit() -> str:
     return f"ads commit: {done.summary()}"
 
 
-def _pending(cfg: AdsSettings, day: dt.date, exclude: str) -> list[str]:
-    """Run ids of the day's verified backups that no commit has taken yet."""
-    prefix = BackupKeys(day, "x").prefix
-    manifests = [k for k in s3.Bucket(cfg).keys(prefix) if k.endswith(".manifest.json")]
-    with _db("load", day, "nothing was inserted", load_rerun(day)) as conn:
-        committed = store.committed_keys(conn, day)
-    runs = [k[len(prefix) : -len(".manifest.json")] for k in manifests]
-    return [r for r in runs if r != exclude and BackupKeys(day, r).object not in committed]
+def pending(cfg: AdsSettings, days: list[dt.date]) -> list[BackupKeys]:
+    """The verified backups of these days that no commit has inserted yet, oldest first."""
+    bucket = s3.Bucket(cfg)
+    manifests = {
+        day: [k for k in bucket.keys(BackupKeys(day, "x").prefix) if k.endswith(".manifest.json")] for day in days
+    }
+    with _db("load", None, "nothing was inserted", None) as conn:
+        committed = store.committed_keys(conn, days)
+    found = []
+    for day, keys in manifests.items():
+        for key in keys:
+            backup = BackupKeys(day, key.rsplit("/", 1)[1].removesuffix(".manifest.json"))
+            if backup.object not in committed:
+                found.append(backup)
+    return found
 
 
 def load(day: dt.date, given_run_id: str | None = None) -> int:
-    """The entry point: one API call per run, backed up and verified before anything is inserted."""
+    """The entry point: one API call per run, backed up and verified before anything is inserted.
+
+    Then the verified backups of this day and the day before that were never inserted (a run
+    that failed after its backup, whose retries ran out) are inserted too, without the API.
+    """
     cfg = config.load()
     _need_pg("the load inserts into api_ad_data")
     run_id = config.run_id_from(given_run_id) if given_run_id else config.new_run_id()
     keys = BackupKeys(day, run_id)
     os.environ[DAY_ENV] = day.isoformat()
-    with runner._Signals() as signals, ExitStack() as held:
+    with runner.Signals() as signals, ExitStack() as held:
         held.enter_context(step_lock(DayLayout.for_day(day), f"run-{PIPELINE}-{LOAD}"))
         try:
             held.enter_context(plugin_lock(LOAD, lambda: signals.received is not None))
@@ -307,62 +313,85 @@ def load(day: dt.date, given_run_id: str | None = None) -> int:
                 reuse = s3.Bucket(cfg).exists(keys.manifest)
             except s3.S3Error as err:
                 return _load_failed(day, run_id, started, f"{err}; the API was not called", load_rerun(day, run_id))
-        runs = [(run_id, INSERT_JOB if reuse else LOAD)]
         if reuse:
             print(f"ads load: run {run_id} has a verified backup {cfg.where(keys.object)}: inserting it, no API call")
-        index = 0
-        while index < len(runs):
-            rid, job = runs[index]
-            print(f"==> ads: {job} for {day}, run {rid}", flush=True)
-            code, tail, log = runner.run_meltano_job(job, day, signals, {RUN_ID_ENV: rid})
-            if signals.received is not None:
-                name = signal.Signals(signals.received).name
-                ledger.record(PIPELINE, day, LOAD, "interrupted", started_at=started, error=f"stopped by {name}")
-                _drop_incoming(cfg, day, rid)
-                print(f"\nINTERRUPTED: ads load for {day} ({name}). {_after_failure(cfg, day, rid)}", file=sys.stderr)
-                return 128 + signals.received
-            if code != 0 or not ledger.success_since(PIPELINE, day, LOAD, started):
-                cause = runner.find_cause(tail) or f"meltano run {job} exited {code}"
-                return _load_failed(day, rid, started, cause, None, log, cfg)
-            if index == 0:
-                # Backups of earlier runs of the day that were verified but never inserted.
-                try:
-                    runs += [(r, INSERT_JOB) for r in _pending(cfg, day, exclude=run_id)]
-                except (s3.S3Error, AdsError) as err:
-                    print(f"ads load: could not look for earlier uninserted backups: {err}", file=sys.stderr)
-                if len(runs) > 1:
-                    print(f"ads load: {len(runs) - 1} earlier verified backup(s) of {day} not inserted yet: inserting")
-            index += 1
+        code = _run_one(cfg, keys, INSERT_JOB if reuse else LOAD, signals, started)
+        if code:
+            return code
+        try:
+            earlier = [b for b in pending(cfg, [day - dt.timedelta(days=1), day]) if b != keys]
+        except (s3.S3Error, PipelineError) as err:
+            print(f"ads load: could not look for verified backups not inserted yet: {err}", file=sys.stderr)
+            earlier = []
+        for backup in earlier:
+            print(f"ads load: {backup.object} is verified but was never inserted: inserting it, no API call")
+            if _run_one(cfg, backup, INSERT_JOB, signals, ledger.now(), quiet_failure=True):
+                if signals.received is not None:
+                    return 128 + signals.received
+                print(
+                    f"WARNING: {backup.object} is still not inserted; rerun: {load_rerun(backup.day, backup.run_id)}",
+                    file=sys.stderr,
+                )
     print(f"==> done: ads load for {day} (run {run_id})")
     return 0
 
 
-def _drop_incoming(cfg: AdsSettings, day: dt.date, run_id: str) -> None:
+def _run_one(
+    cfg: AdsSettings, keys: BackupKeys, job: str, signals: runner.Signals, started: dt.datetime, *, quiet_failure=False
+) -> int:
+    """One `meltano run` of ads-load or ads-insert for a run id; 0 once its commit is in the ledger."""
+    print(f"==> ads: {job} for {keys.day}, run {keys.run_id}", flush=True)
+    code, tail, log = runner.run_meltano_job(job, keys.day, signals, {RUN_ID_ENV: keys.run_id})
+    if signals.received is not None:
+        name = signal.Signals(signals.received).name
+        ledger.record(PIPELINE, keys.day, LOAD, "interrupted", started_at=started, error=f"stopped by {name}")
+        _drop_incoming(cfg, keys)
+        after = _after_failure(cfg, keys)
+        print(f"\nINTERRUPTED: ads load for {keys.day} ({name}).\n{after}", file=sys.stderr)
+        return 128 + signals.received
+    if code == 0 and ledger.success_since(PIPELINE, keys.day, LOAD, started):
+        return 0
+    if quiet_failure:
+        return code or 1
+    cause = runner.find_cause(tail) or f"meltano run {job} exited {code}"
+    return _load_failed(keys.day, keys.run_id, started, cause, None, log, cfg)
+
+
+def _drop_incoming(cfg: AdsSettings, keys: BackupKeys) -> None:
     """The response of a run that failed before its verification is no backup: remove it."""
     with contextlib.suppress(s3.S3Error):
-        s3.Bucket(cfg).delete(BackupKeys(day, run_id).incoming)
+        s3.Bucket(cfg).delete(keys.incoming)
 
 
-def _after_failure(cfg: AdsSettings, day: dt.date, run_id: str) -> str:
+def _after_failure(cfg: AdsSettings, keys: BackupKeys) -> str:
     """What a failed run left, and the rerun that completes it without losing or doubling anything."""
     try:
-        verified = s3.Bucket(cfg).exists(BackupKeys(day, run_id).manifest)
-    except s3.S3Error:
-        verified = False
+        verified = s3.Bucket(cfg).exists(keys.manifest)
+    except s3.S3Error as err:
+        return (
+            f"Whether run {keys.run_id} left a verified backup cannot be checked ({err}).\n"
+            f"Once S3 answers, rerun: {load_rerun(keys.day, keys.run_id)} (it inserts that backup if it is "
+            "there, without the API; otherwise it calls the API once)"
+        )
     if verified:
         return (
-            f"The backup {cfg.where(BackupKeys(day, run_id).object)} is verified and not yet inserted.\n"
-            f"Rerun (inserts that backup, no API call): {load_rerun(day, run_id)}"
+            f"The backup {cfg.where(keys.object)} is verified and not yet inserted.\n"
+            f"Rerun (inserts that backup, no API call): {load_rerun(keys.day, keys.run_id)}"
         )
-    return f"Nothing of run {run_id} was inserted.\nRerun (a new API call): {load_rerun(day)}"
+    return f"Nothing of run {keys.run_id} was inserted.\nRerun (a new API call): {load_rerun(keys.day)}"
+
+
+# Postgres's own words for an unreachable server (an API or S3 error says GET http... or s3://).
+_PG_UNREACHABLE = ("connection to server at", "could not connect to server", "password authentication failed")
 
 
 def _load_failed(day, run_id, started, cause, rerun=None, log=None, cfg=None) -> int:
     cfg = cfg or config.load()
-    _drop_incoming(cfg, day, run_id)
-    if "s3://" not in cause and runner.CONNECTION_TROUBLE.search(cause):
+    keys = BackupKeys(day, run_id)
+    _drop_incoming(cfg, keys)
+    if any(words in cause for words in _PG_UNREACHABLE):
         cause += f"\nCheck {settings.describe_conn(PG)}."
-    after = f"Rerun: {rerun}" if rerun else _after_failure(cfg, day, run_id)
+    after = f"Rerun: {rerun}" if rerun else _after_failure(cfg, keys)
     ledger.record(PIPELINE, day, LOAD, "failed", started_at=started, error=f"{cause}\n{after}")
     print(
         f"\nFAILED: ads load for {day}, run {run_id}.\nCause: {ledger.redact(cause)}\n"
@@ -381,54 +410,63 @@ def archive(day: dt.date, given_run_id: str | None = None) -> str:
     cfg = config.load()
     _need_pg("the archive reads and deletes api_ad_data")
     run_id = config.run_id_from(given_run_id) if given_run_id else config.new_run_id()
-    cutoff = config.cutoff_for(day, cfg.retention)  # computed once for the whole run
+    cutoff = config.cutoff_for(day, cfg.retention)  # once, from the day alone
     rerun = f"nw ads archive --date {day.isoformat()}"
     started = ledger.now()
     bucket = s3.Bucket(cfg)
-    prefix = f"archive/{cutoff:%Y-%m-%d}/"
     try:
-        with _db("archive", day, "nothing was archived or deleted", rerun) as conn, conn.transaction():
-            store.lock(conn)
-            adopted = _adopt(conn, bucket, prefix, day, cutoff)
-            rows = store.lock_old_rows(conn, cutoff)
-            if not rows:
-                message = f"ads archive: nothing shown before {_iso(cutoff)} (day {day}, retention {cfg.retention})"
-                key = None
-            else:
-                body = b"".join(store.archive_line(row) for row in rows)
-                key = _free_key(bucket, cutoff, run_id)
-                sha256 = bucket.put_verified(key, body, "application/x-ndjson")
-                ids = [row["ad_id"] for row in rows]
-                bucket.put_json(
-                    config.manifest_of(key),
-                    {
-                        "key": key,
-                        "run_id": run_id,
-                        "day": day.isoformat(),
-                        "cutoff": _iso(cutoff),
-                        "rows": len(rows),
-                        "bytes": len(body),
-                        "sha256": sha256,
-                    },
-                )
-                deleted = store.delete_ids(conn, ids)
-                if deleted != len(ids):
-                    cause = f"deleted {deleted} of {len(ids)} archived rows; rolled back"
-                    raise AdsError("archive", day, cause, None, rerun)
-                store.record_archive(conn, key, run_id, day, cutoff, len(rows), sha256)
-                message = (
-                    f"ads archive: {len(rows)} rows shown before {_iso(cutoff)} -> {cfg.where(key)} "
-                    f"(sha256 {sha256}), deleted from api_ad_data"
-                )
-            if adopted:
-                message += f"\n  {adopted}"
+        with _db("archive", day, "nothing was archived or deleted", rerun) as conn:
+            store.ensure_schema(conn)
+            with conn.transaction():
+                store.lock(conn)  # one writer: a commit waits, and so does another archive
+                adopted, adopted_rows = _adopt(conn, bucket)
+                rows = store.lock_old_rows(conn, cutoff)
+                key, sha256 = _write_archive(bucket, rows, cutoff, run_id, day) if rows else (None, None)
+                if rows:
+                    ids = [row["ad_id"] for row in rows]
+                    deleted = store.delete_ids(conn, ids)
+                    if deleted != len(ids):
+                        raise AdsError("archive", day, f"deleted {deleted} of {len(ids)} archived rows; rolled back")
+                    store.record_archive(conn, key, run_id, day, cutoff, len(rows), sha256)
     except s3.S3Error as err:
         _archive_failed(day, started, f"{err}; nothing was deleted", rerun)
     except AdsError as err:
         _archive_failed(day, started, err.cause, rerun)
+    except (psycopg.Error, ValueError, KeyError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        _archive_failed(day, started, f"{type(err).__name__}: {reason}; rolled back, nothing was deleted", rerun)
+    if key:
+        message = (
+            f"ads archive: {len(rows)} rows shown before {_iso(cutoff)} -> {cfg.where(key)}, deleted from api_ad_data"
+        )
+    else:
+        message = f"ads archive: nothing shown before {_iso(cutoff)} (day {day}, retention {cfg.retention})"
     notes = key or "nothing to archive"
-    ledger.record(PIPELINE, day, ARCHIVE, "success", started_at=started, rows=len(rows), notes=notes)
+    if adopted:
+        message += "\n  " + "\n  ".join(adopted)
+        notes += f"; adopted {len(adopted)} uncommitted archive(s), {adopted_rows} rows deleted"
+    ledger.record(PIPELINE, day, ARCHIVE, "success", started_at=started, rows=len(rows) + adopted_rows, notes=notes)
     return message
+
+
+def _write_archive(
+    bucket: s3.Bucket, rows: list[dict], cutoff: dt.datetime, run_id: str, day: dt.date
+) -> tuple[str, str]:
+    """The rows as one JSON-lines object, read back and checked, then its manifest (last)."""
+    body = b"".join(store.archive_line(row) for row in rows)
+    key = _free_key(bucket, cutoff, run_id)
+    sha256 = bucket.put_verified(key, body, "application/x-ndjson")
+    manifest = {
+        "key": key,
+        "run_id": run_id,
+        "day": day.isoformat(),
+        "cutoff": _iso(cutoff),
+        "rows": len(rows),
+        "bytes": len(body),
+        "sha256": sha256,
+    }
+    bucket.put_json(config.manifest_of(key), manifest)
+    return key, sha256
 
 
 def _archive_failed(day: dt.date, started: dt.datetime, cause: str, rerun: str):
@@ -448,33 +486,47 @@ def _free_key(bucket: s3.Bucket, cutoff: dt.datetime, run_id: str) -> str:
     return key
 
 
-def _adopt(conn, bucket: s3.Bucket, prefix: str, day: dt.date, cutoff: dt.datetime) -> str:
-    """Archives an earlier run verified in S3 but could not commit: delete their rows now, once."""
-    manifests = [k for k in bucket.keys(prefix) if k.endswith(".manifest.json")]
-    known = store.archived_keys(conn, prefix)
-    notes = []
-    for manifest_key in manifests:
+def _adopt(conn, bucket: s3.Bucket) -> tuple[list[str], int]:
+    """Archives that reached S3 (object and manifest) but whose transaction never committed.
+
+    Their rows are still in api_ad_data: delete them now, once, instead of archiving them a
+    second time. Inside the archive's transaction; every manifest under archive/ is checked.
+    """
+    known = store.archived_keys(conn)
+    notes, total = [], 0
+    for manifest_key in bucket.keys("archive/"):
+        if not manifest_key.endswith(".manifest.json") or config.manifest_of_key(manifest_key) in known:
+            continue
         manifest = bucket.get_json(manifest_key) or {}
         key = manifest.get("key")
         if not key or key in known:
             continue
         body = bucket.get(key)
         if body is None or hashlib.sha256(body).hexdigest() != manifest.get("sha256"):
-            notes.append(f"{key} does not match its manifest: left alone")
+            notes.append(f"{key} does not match its manifest {manifest_key}: left alone")
             continue
         ids = [json.loads(line)["ad_id"] for line in body.splitlines() if line]
         deleted = store.delete_ids(conn, ids)
         store.record_archive(
-            conn, key, manifest.get("run_id", "?"), day, cutoff, len(ids), manifest["sha256"], adopted=True
+            conn,
+            key,
+            str(manifest.get("run_id", "?")),
+            dt.date.fromisoformat(manifest["day"]),
+            dt.datetime.fromisoformat(manifest["cutoff"]),
+            len(ids),
+            manifest["sha256"],
+            adopted=True,
         )
+        total += deleted
         notes.append(f"an earlier run's archive {key} ({len(ids)} rows) was not committed: {deleted} rows deleted now")
-    return "\n  ".join(notes)
+    return notes, total
 
 
 # --- status ----------------------------------------------------------------------------
 
 
 def status_lines(with_s3: bool = False) -> list[str]:
+    """The latest attempts (ledger), what api_ad_data holds, and (with_s3) backups not inserted yet."""
     lines = []
     for entry in ledger.recent(PIPELINE, 6):
         what = entry["notes"] or (entry["error"] or "").strip().split("\n", 1)[0]
@@ -484,12 +536,26 @@ def status_lines(with_s3: bool = False) -> list[str]:
     if not lines:
         lines.append("  no run yet: nw ads up && nw ads load")
     try:
-        with _db("status", None, "", None) as conn:
+        with _db("status", None, "no counts", None) as conn:
             c = store.counts(conn)
-        lines.append(
-            f"  api_ad_data: {c['rows']} rows (newest shown_at {c['newest'] or '-'}), {c['loads']} backups inserted, "
-            f"{c['archived_rows']} rows archived in {c['archives']} objects"
-        )
+        if c is None:
+            lines.append("  api_ad_data does not exist yet (nw ads up creates it)")
+        else:
+            lines.append(
+                f"  api_ad_data: {c['rows']} rows (newest shown_at {c['newest'] or '-'}), "
+                f"{c['loads']} backups inserted, {c['archived_rows']} rows archived in {c['archives']} objects"
+            )
     except PipelineError as err:
         lines.append(f"  {err.cause.splitlines()[0]}")
+    if with_s3:
+        today = dt.datetime.now(dt.UTC).date()
+        try:
+            waiting = pending(config.load(), [today - dt.timedelta(days=n) for n in range(7, -1, -1)])
+        except (s3.S3Error, PipelineError) as err:
+            lines.append(f"  cannot list the backups of the last 7 days: {str(err).splitlines()[0]}")
+        else:
+            for backup in waiting:
+                lines.append(f"  verified, not inserted: {backup.object} -> {load_rerun(backup.day, backup.run_id)}")
+            if not waiting:
+                lines.append("  every verified backup of the last 7 days is inserted")
     return lines

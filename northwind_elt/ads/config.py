@@ -142,14 +142,13 @@ class BackupKeys:
         return f"{self.prefix}{self.run_id}.manifest.json"
 
 
-def cutoff_for(day: dt.date, retention: dt.timedelta, now: dt.datetime | None = None) -> dt.datetime:
-    """Rows shown before this instant are old: the end of the logical day (UTC) minus retention.
+def cutoff_for(day: dt.date, retention: dt.timedelta) -> dt.datetime:
+    """Rows shown before this instant are old: the start of the logical day (00:00 UTC) minus retention.
 
-    For a day that has not ended yet (today's run), the clock stands in for its end, so a
-    row younger than the retention is never archived.
+    From the day alone, never the clock: a retry or a rerun of the day gets the same cutoff,
+    and a run for today never archives a row younger than the retention.
     """
-    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
-    return min(end, now or dt.datetime.now(dt.UTC)) - retention
+    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC) - retention
 
 
 def archive_key(cutoff: dt.datetime, run_id: str, attempt: int = 1) -> str:
@@ -159,3 +158,8 @@ def archive_key(cutoff: dt.datetime, run_id: str, attempt: int = 1) -> str:
 
 def manifest_of(key: str) -> str:
     return key.removesuffix(".jsonl") + ".manifest.json"
+
+
+def manifest_of_key(manifest: str) -> str:
+    """The object a manifest key belongs to (inverse of manifest_of)."""
+    return manifest.removesuffix(".manifest.json") + ".jsonl"

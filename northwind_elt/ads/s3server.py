@@ -6,7 +6,7 @@ only copy and must survive a restart of the server (and of the machine). Measure
 directory (`<dir>/<bucket>/<key>._S3rver_object` plus metadata and md5), a restart on the
 same directory serves them again byte-equal, and boto3 works against it unchanged
 (create/head bucket, put/get/head/delete object, ListObjectsV2 with a prefix, 0-byte
-objects, multipart uploads). It starts in about 0.3 s. MIT licence, ~900k downloads a
+objects, multipart uploads). MIT licence, ~900k downloads a
 month, depends only on node (already on the machine; the npm registry is reachable).
 
 Install (the project runs it, see `install()`):
@@ -35,16 +35,10 @@ Real S3 needs none of this: the pipeline takes endpoint, region and keys from it
 
 from __future__ import annotations
 
-import collections
 import json
 import os
 import shutil
 import subprocess
-import threading
-import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
 PACKAGE = "s3rver"
@@ -53,7 +47,6 @@ ACCESS_KEY = "S3RVER"
 SECRET_KEY = "S3RVER"  # noqa: S105 - s3rver's fixed, public test credential
 REGION = "us-east-1"
 PROJECT = Path(__file__).resolve().parents[2]
-START_TIMEOUT_S = 30.0
 
 
 class S3ServerError(RuntimeError):
@@ -97,39 +90,6 @@ def _entry_script(prefix: Path) -> Path:
     return prefix / "node_modules" / PACKAGE / "bin" / "s3rver.js"
 
 
-@dataclass
-class Handle:
-    """A running s3rver: its process, address and how long it took to answer."""
-
-    proc: subprocess.Popen
-    data_dir: Path
-    port: int
-    endpoint_url: str
-    start_seconds: float
-    output: collections.deque = field(default_factory=lambda: collections.deque(maxlen=200))
-
-
-def _drain(proc: subprocess.Popen, output: collections.deque, ready: threading.Event) -> None:
-    """Keep the child's output flowing (a full pipe would block it); note the ready line."""
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        output.append(line.rstrip("\n"))
-        if line.startswith("S3rver listening on "):
-            ready.set()
-    ready.set()  # EOF: the child is gone; start() sees that
-
-
-def answers(endpoint_url: str) -> bool:
-    """True once the server answers HTTP (any status: an unsigned request is refused with 403)."""
-    try:
-        with urllib.request.urlopen(endpoint_url + "/", timeout=5):  # noqa: S310 - our own http://127.0.0.1 URL
-            return True
-    except urllib.error.HTTPError:
-        return True
-    except OSError:
-        return False
-
-
 def command(data_dir: Path, port: int, prefix: Path | None = None) -> list[str]:
     """The command line that serves `data_dir` on 127.0.0.1:port (install() first)."""
     script = _entry_script(Path(prefix) if prefix is not None else default_prefix())
@@ -139,37 +99,3 @@ def command(data_dir: Path, port: int, prefix: Path | None = None) -> list[str]:
     if node is None:
         raise S3ServerError("node is not installed; s3rver needs it")
     return [node, str(script), "--directory", str(data_dir), "--address", "127.0.0.1", "--port", str(port), "--silent"]
-
-
-def start(data_dir: Path, port: int, prefix: Path | None = None) -> Handle:
-    """Run s3rver on 127.0.0.1:port storing under data_dir; return once it answers HTTP.
-
-    Creates data_dir if missing, nothing else (no bucket). Needs `install()` done first.
-    """
-    data_dir = Path(data_dir).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    endpoint_url = f"http://127.0.0.1:{port}"
-    argv = command(data_dir, port, prefix)
-    began = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
-    handle = Handle(proc=proc, data_dir=data_dir, port=port, endpoint_url=endpoint_url, start_seconds=0.0)
-    ready = threading.Event()
-    threading.Thread(target=_drain, args=(proc, handle.output, ready), daemon=True).start()
-    if not ready.wait(START_TIMEOUT_S) or proc.poll() is not None or not answers(endpoint_url):
-        stop(handle)
-        detail = "\n".join(handle.output).strip() or "(no output)"
-        raise S3ServerError(f"s3rver did not start on {endpoint_url} (data {data_dir}): {detail[-2000:]}")
-    handle.start_seconds = time.monotonic() - began
-    return handle
-
-
-def stop(handle: Handle) -> None:
-    """SIGTERM the server and wait for it (SIGKILL after 10 s)."""
-    proc = handle.proc
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

@@ -98,16 +98,27 @@ def connect(conninfo: str) -> psycopg.Connection:
     return conn
 
 
+def _tables_exist(conn: psycopg.Connection) -> bool:
+    found = conn.execute(
+        "SELECT to_regclass('public.api_ad_data') IS NOT NULL AND to_regclass('ads_meta.loads') IS NOT NULL"
+        " AND to_regclass('ads_meta.archives') IS NOT NULL"
+    ).fetchone()[0]
+    conn.commit()
+    return bool(found)
+
+
 def ensure_schema(conn: psycopg.Connection) -> None:
+    """Create the tables once (DDL needs the owner role; later runs only check they exist)."""
+    if _tables_exist(conn):
+        return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", ADVISORY_LOCK)
         conn.execute(SCHEMA)
 
 
 def lock(conn: psycopg.Connection) -> None:
-    """Inside a transaction: wait for any other ads writer, then make sure the tables exist."""
+    """Inside a transaction: wait for any other ads writer (commit or archive)."""
     conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", ADVISORY_LOCK)
-    conn.execute(SCHEMA)
 
 
 @dataclass(frozen=True)
@@ -129,6 +140,7 @@ class Committed:
 
 def commit_backup(conn: psycopg.Connection, key: str, run_id: str, day: dt.date, lines: int, sha256: str) -> Committed:
     """Landed lines of `key` -> api_ad_data, in one transaction; the landing rows are removed."""
+    ensure_schema(conn)
     landing_exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (LANDING,)).fetchone()[0]
     with conn.transaction():
         lock(conn)
@@ -166,9 +178,10 @@ def commit_backup(conn: psycopg.Connection, key: str, run_id: str, day: dt.date,
     return Committed(key, lines, inserted, lines - inserted, first_time=not already)
 
 
-def committed_keys(conn: psycopg.Connection, day: dt.date) -> set[str]:
-    ensure_schema(conn)
-    rows = conn.execute("SELECT backup_key FROM ads_meta.loads WHERE day = %s", (day,)).fetchall()
+def committed_keys(conn: psycopg.Connection, days: list[dt.date]) -> set[str]:
+    if not _tables_exist(conn):
+        return set()
+    rows = conn.execute("SELECT backup_key FROM ads_meta.loads WHERE day = ANY(%s)", (days,)).fetchall()
     conn.commit()
     return {key for (key,) in rows}
 
@@ -224,16 +237,14 @@ def record_archive(
     )
 
 
-def archived_keys(conn: psycopg.Connection, prefix: str) -> set[str]:
-    rows = conn.execute(
-        "SELECT archive_key FROM ads_meta.archives WHERE starts_with(archive_key, %s)", (prefix,)
-    ).fetchall()
-    return {key for (key,) in rows}
+def archived_keys(conn: psycopg.Connection) -> set[str]:
+    return {key for (key,) in conn.execute("SELECT archive_key FROM ads_meta.archives").fetchall()}
 
 
-def counts(conn: psycopg.Connection) -> dict[str, Any]:
-    """For `nw status`: rows held, loads, archived rows, newest shown_at."""
-    ensure_schema(conn)
+def counts(conn: psycopg.Connection) -> dict[str, Any] | None:
+    """For `nw status` (read only, no lock): rows held, loads, archived rows, newest shown_at."""
+    if not _tables_exist(conn):
+        return None
     row = conn.execute(
         "SELECT (SELECT count(*) FROM public.api_ad_data),"
         " (SELECT max(shown_at) FROM public.api_ad_data),"

@@ -25,7 +25,7 @@ import psycopg
 from filelock import FileLock, Timeout
 
 from northwind_elt import settings
-from northwind_elt.errors import ConfigError, PipelineError
+from northwind_elt.errors import CommandError, ConfigError
 from northwind_elt.locks import AlreadyRunning
 from northwind_elt.padam import export as padam_export
 from northwind_elt.padam import generator, warehouse
@@ -37,16 +37,11 @@ PREPARE = "nw padam prepare"
 FULL_REFRESH = "nw padam prepare --full-refresh"
 
 
-class PadamError(PipelineError):
+class PadamError(CommandError):
     """A PADAM step failed; the message ends with the command to run next."""
 
     def __init__(self, step: str, cause: str, fix: str | None = None, rerun: str | None = None) -> None:
-        self._rerun = rerun
-        super().__init__(f"padam {step}", None, cause, fix)
-
-    @property
-    def rerun(self) -> str | None:
-        return self._rerun
+        super().__init__(f"padam {step}", None, cause, fix, rerun)
 
 
 def padam_dir() -> Path:

@@ -27,7 +27,9 @@ from northwind_elt.pipelines import DAG_DEFAULT_ARGS  # noqa: E402
 NW = os.environ.get("NW_BIN") or str(PROJECT_ROOT / ".venv" / "bin" / "nw")
 START_DATE = pendulum.parse(os.environ.get("NW_ADS_DAG_START_DATE", "2024-01-01"), tz="UTC")
 CATCHUP = os.environ.get("NW_DAG_CATCHUP", "false").lower() in ("1", "true", "yes")
-RUN = "--date {{ ds }} --run-id {{ run_id }}"
+# Airflow exports the run id to the task's environment: read it there, not templated into the
+# command line, so no character of a (manual) run id can reach the shell.
+RUN = '--date {{ ds }} --run-id "$AIRFLOW_CTX_DAG_RUN_ID"'
 
 with DAG(
     dag_id="ads_api_load",
