@@ -220,6 +220,9 @@ def run_meltano_job(
         **os.environ,
         DAY_ENV: day.isoformat(),
         settings.DATA_DIR_ENV: str(settings.data_dir()),
+        # Plain text in the log and the terminal: no colour codes from Meltano or dbt.
+        "NO_COLOR": "1",
+        "DBT_USE_COLORS": "false",
         **(extra_env or {}),
     }
     with subprocess.Popen(
@@ -237,7 +240,7 @@ def run_meltano_job(
             signals.stop_group()
         assert proc.stdout is not None
         for raw_line in signals.lines(proc.stdout):
-            line = ledger.redact(raw_line)  # no password reaches the terminal or the log
+            line = ledger.redact(_ANSI.sub("", raw_line))  # no password (nor colour code) in the terminal or log
             sys.stdout.write(line)
             sys.stdout.flush()
             log.write(line)
