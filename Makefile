@@ -104,13 +104,14 @@ test-unit: $(INSTALLED)
 	$(BIN)/pytest $(PYTEST_ARGS) tests/unit $(addsuffix /tests,$(UNIT_PLUGINS))
 
 # Each plugin's tests in a fresh virtualenv holding only that plugin: they stand alone.
+# One target per plugin, two at a time (each is mostly a virtualenv install and start-up).
 test-plugins: $(INSTALLED)
-	@for plugin in $(PLUGINS); do \
-		venv=.venv-plugins/$$(basename $$plugin); \
-		rm -rf $$venv && $(PYTHON) -m venv $$venv && \
-		$(BIN)/uv pip install --quiet --compile-bytecode --python $$venv/bin/python -e "$$plugin[test]" && \
-		(cd $$plugin && $(CURDIR)/$$venv/bin/pytest -q -p no:cacheprovider tests) || exit 1; \
-	done
+	$(MAKE) --no-print-directory -j2 $(addprefix test-plugin/,$(PLUGINS))
+
+test-plugin/%: $(INSTALLED)
+	rm -rf .venv-plugins/$(notdir $*) && $(PYTHON) -m venv .venv-plugins/$(notdir $*)
+	$(BIN)/uv pip install --quiet --compile-bytecode --python .venv-plugins/$(notdir $*)/bin/python -e "$*[test]"
+	cd $* && $(CURDIR)/.venv-plugins/$(notdir $*)/bin/pytest -q -p no:cacheprovider tests
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -140,30 +139,21 @@ def test_ads_dags_run_the_entry_point_for_the_logical_date_with_airflows_run_id(
     assert load["tasks"]["load"]["retries"] >= 1 and archive["tasks"]["archive"]["retries"] >= 1
 
 
-def test_airflow_dags_test_produces_the_days_export_and_reruns_byte_identical(
-    pipeline: Pipeline, airflow_home: Path
-) -> None:
+def test_airflow_dags_test_produces_the_days_export(pipeline: Pipeline, airflow_home: Path) -> None:
+    # One real Airflow run of the DAG (its tasks call nw run with the logical date). That a
+    # rerun gives byte-identical exports is tested in test_pipeline, through the same nw run.
     day = "2024-01-20"
-    digests = []
-    for _ in range(2):
-        for suffix in ("csv", "json"):  # each run must write its own export
-            pipeline.output(day, suffix).unlink(missing_ok=True)
-        result = subprocess.run(
-            [AIRFLOW_BIN / "airflow", "dags", "test", "northwind_daily", day],
-            env=airflow_env(pipeline, airflow_home),
-            capture_output=True,
-            text=True,
-            timeout=1200,
-        )
-        output = result.stdout + result.stderr
-        assert result.returncode == 0, output[-5000:]
-        exported = pipeline.output(day, "csv")
-        assert exported.exists(), output[-3000:]
-        digests.append(
-            (
-                hashlib.sha256(exported.read_bytes()).hexdigest(),
-                hashlib.sha256(pipeline.output(day, "json").read_bytes()).hexdigest(),
-            )
-        )
-    assert digests[0] == digests[1]
+    for suffix in ("csv", "json"):  # the run must write its own export
+        pipeline.output(day, suffix).unlink(missing_ok=True)
+    result = subprocess.run(
+        [AIRFLOW_BIN / "airflow", "dags", "test", "northwind_daily", day],
+        env=airflow_env(pipeline, airflow_home),
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    assert pipeline.output(day, "csv").exists() and pipeline.output(day, "json").exists(), output[-3000:]
     assert sum(1 for _ in pipeline.output(day, "csv").open()) == 2156
+    assert len(json.loads(pipeline.output(day, "json").read_text())) == 2155

@@ -33,9 +33,12 @@ def day_files(pipeline: Pipeline, day: str) -> list[str]:
     return sorted(str(p) for p in found)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+# SIGINT and SIGTERM go through the same handler (runner.Signals): Ctrl-C is tried during an
+# extract, Airflow's and systemd's SIGTERM during a load, so each signal and each kind of
+# step is covered once without running every combination.
+@pytest.mark.parametrize("signum", [signal.SIGINT])
 def test_a_signal_during_extract_stops_every_process_and_records_interrupted(pipeline: Pipeline, signum) -> None:
-    day = "2024-06-01" if signum == signal.SIGTERM else "2024-06-02"
+    day = "2024-06-02"
     with pipeline.table_locked("northwind", "region"):
         proc = pipeline.start("--date", day, "run", "extract-postgres")
         wait_for(lambda: pipeline.waiting_on_a_lock("northwind_reader"), "the extract blocks on the lock", proc)
@@ -52,9 +55,9 @@ def test_a_signal_during_extract_stops_every_process_and_records_interrupted(pip
     assert not (pipeline.data_dir / ".staging" / "extract-postgres" / day).exists()
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM])
 def test_a_signal_during_load_keeps_the_old_day_and_the_rerun_clears_staging(pipeline: Pipeline, signum) -> None:
-    day = "2024-06-03" if signum == signal.SIGTERM else "2024-06-04"
+    day = "2024-06-03"
     staging = f"raw_staging_{day}"
     for job in ("extract-postgres", "extract-csv", "load"):
         pipeline.run_ok(job, day)
