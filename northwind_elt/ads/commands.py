@@ -107,7 +107,10 @@ def up() -> str:
     from northwind_elt import embedded
 
     if target.host in ("127.0.0.1", "localhost") and target.port == embedded.port():
-        embedded.up(settings.project_root() / "data" / "northwind.sql")
+        try:
+            embedded.up(settings.project_root() / "data" / "northwind.sql")
+        except embedded.EmbeddedPostgresError as err:
+            raise AdsError("up", None, f"embedded Postgres: {err}", None, "nw ads up") from None
         lines.append(f"Postgres is up on 127.0.0.1:{embedded.port()}")
     for service, command in _services(cfg):
         try:
