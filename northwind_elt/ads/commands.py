@@ -34,6 +34,7 @@ from northwind_elt.locks import StopRequested, plugin_lock, step_lock
 PIPELINE = "ads"
 LOAD, ARCHIVE = "ads-load", "ads-archive"
 INSERT_JOB = "ads-insert"  # the second half of ads-load: a verified backup -> Postgres
+API_NOT_CALLED = "the API was not called, nothing was written"
 
 
 class AdsError(CommandError):
@@ -163,9 +164,7 @@ def begin_load() -> str:
         verified = bucket.exists(keys.manifest)
         leftover = not verified and bucket.exists(keys.object)  # written, then the run died before its manifest
     except s3.S3Error as err:
-        raise AdsError(
-            "load", day, f"{err}; the API was not called, nothing was written", None, load_rerun(day)
-        ) from None
+        raise AdsError("load", day, f"{err}; {API_NOT_CALLED}", None, load_rerun(day)) from None
     if verified:
         raise AdsError(
             "load",
@@ -399,7 +398,12 @@ def _load_failed(day, run_id, started, cause, rerun=None, log=None, cfg=None) ->
     _drop_incoming(cfg, keys)
     if any(words in cause for words in _PG_UNREACHABLE):
         cause += f"\nCheck {settings.describe_conn(PG)}."
-    after = f"Rerun: {rerun}" if rerun else _after_failure(cfg, keys)
+    if rerun:
+        after = f"Rerun: {rerun}"
+    elif API_NOT_CALLED in cause:  # the first task refused: this run wrote nothing anywhere
+        after = f"Rerun (a new API call): {load_rerun(day)}"
+    else:
+        after = _after_failure(cfg, keys)
     ledger.record(PIPELINE, day, LOAD, "failed", started_at=started, error=f"{cause}\n{after}")
     print(
         f"\nFAILED: ads load for {day}, run {run_id}.\nCause: {ledger.redact(cause)}\n"
