@@ -295,7 +295,9 @@ def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: Signals, verb
     if returncode == 0:
         cause = cause or "the job exited 0 but its commit task recorded no success"
     # A task that refused knows best where to restart (e.g. the load gate: the extract).
-    said = _task_message(tail)
+    # What the user does not see otherwise (the output went to the log): the task's own
+    # message, or, when nothing names a cause, the end of the output.
+    said = task_message(tail) or ([] if cause else [task_text(line) for line in tail[-15:] if line.strip()])
     rerun = next((m.group(1) for line in reversed(tail) if (m := _TASK_RERUN.search(line))), None)
     rerun = rerun or rerun_command(step, day)
     fix = next((m.group(1) for line in reversed(tail) if (m := _TASK_FIX.search(line))), None)
@@ -311,7 +313,7 @@ def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: Signals, verb
         f"\nFAILED: step '{step}' for {day} (meltano run {job} exited {returncode}).\n"
         + (f"Cause: {cause}{_hint(pipeline, step, cause)}\n" if cause else "")
         + (f"Fix: {fix}\n" if fix else "")
-        + ("".join(f"  | {line}\n" for line in said) if said and not verbose else "")
+        + ("".join(f"  | {line}\n" for line in said if line != f"Fix: {fix}") if not verbose else "")
         + f"Full log: {log_path}\n"
         f"Fix the cause, then rerun: {rerun}",
         file=sys.stderr,
@@ -319,7 +321,7 @@ def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: Signals, verb
     return returncode or 1
 
 
-def _task_message(tail: list[str]) -> list[str]:
+def task_message(tail: list[str]) -> list[str]:
     """The last `ERROR:` message a task of the project wrote, with its Fix and rerun lines."""
     texts = [task_text(line) for line in tail]
     starts = [i for i, text in enumerate(texts) if text.startswith("ERROR: ")]
@@ -342,10 +344,11 @@ def check_environment(pipeline: Pipeline, steps: tuple[str, ...]) -> None:
         settings.pg_conn(prefix)  # ports must be numbers
 
 
-def _progress(pipeline: Pipeline, step: str, day: dt.date, seconds: float, code: int) -> tuple[str, ...]:
-    entry = ledger.latest(pipeline.name, day).get(step) or {}
-    rows = entry.get("rows")
-    status = "success" if code == 0 else "interrupted" if code >= 128 else "failed"
+def _progress(pipeline: Pipeline, step: str, day: dt.date, seconds: float, status: str) -> tuple[str, ...]:
+    rows = None
+    if status == "success":
+        with contextlib.suppress(OSError, sqlite3.Error):
+            rows = (ledger.latest(pipeline.name, day).get(step) or {}).get("rows")
     return (pipeline.name, step, day.isoformat(), "" if rows is None else f"{rows:,}", f"{seconds:.1f}", status)
 
 
@@ -379,14 +382,15 @@ def run(pipeline: Pipeline, steps: tuple[str, ...], day: dt.date, verbose: bool 
                     raise Interrupted(signals.received)
                 if verbose:
                     print(f"==> {pipeline.name}: {step} for {day}", flush=True)
-                began, code = time.monotonic(), 1
+                began, status = time.monotonic(), "failed"
                 try:
                     code = run_step(pipeline, step, day, signals, verbose)
-                except Interrupted as stop:
-                    code = 128 + stop.signum
+                    status = "success" if code == 0 else "failed"
+                except Interrupted:
+                    status = "interrupted"
                     raise
                 finally:
-                    done.append(_progress(pipeline, step, day, time.monotonic() - began, code))
+                    done.append(_progress(pipeline, step, day, time.monotonic() - began, status))
                     name, step_name, iso, rows, seconds, status = done[-1]
                     print(f"{name:<10} {step_name:<17} {iso}  {rows:>9}  {seconds:>7}  {status}", flush=True)
                 if code:

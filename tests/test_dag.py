@@ -109,7 +109,7 @@ def test_every_task_runs_its_meltano_job_for_the_logical_date_with_retries(dag_d
     tasks = {t: i for dag in daily.values() for t, i in dag["tasks"].items()}
     assert set(tasks) == set(JOBS)
     for task, info in tasks.items():
-        assert info["bash_command"].endswith(f"--date {{{{ ds }}}} run {JOBS[task]}"), info["bash_command"]
+        assert info["bash_command"].endswith(f"--date {{{{ ds }}}} run --verbose {JOBS[task]}"), info["bash_command"]
         assert info["retries"] >= 1 and info["exponential_backoff"] is True
 
 

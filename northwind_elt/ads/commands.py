@@ -317,7 +317,7 @@ def load(day: dt.date, given_run_id: str | None = None) -> int:
                 return _load_failed(day, run_id, started, f"{err}; the API was not called", load_rerun(day, run_id))
         if reuse:
             print(f"ads load: run {run_id} has a verified backup {cfg.where(keys.object)}: inserting it, no API call")
-        code = _run_one(cfg, keys, INSERT_JOB if reuse else LOAD, signals, started)
+        code, _ = _run_one(cfg, keys, INSERT_JOB if reuse else LOAD, signals, started)
         if code:
             return code
         try:
@@ -327,11 +327,13 @@ def load(day: dt.date, given_run_id: str | None = None) -> int:
             earlier = []
         for backup in earlier:
             print(f"ads load: {backup.object} is verified but was never inserted: inserting it, no API call")
-            if _run_one(cfg, backup, INSERT_JOB, signals, ledger.now(), quiet_failure=True):
+            code, why = _run_one(cfg, backup, INSERT_JOB, signals, ledger.now(), quiet_failure=True)
+            if code:
                 if signals.received is not None:
                     return 128 + signals.received
                 print(
-                    f"WARNING: {backup.object} is still not inserted; rerun: {load_rerun(backup.day, backup.run_id)}",
+                    f"WARNING: {backup.object} is still not inserted ({why}); "
+                    f"rerun: {load_rerun(backup.day, backup.run_id)}",
                     file=sys.stderr,
                 )
     print(f"==> done: ads load for {day} (run {run_id})")
@@ -340,8 +342,9 @@ def load(day: dt.date, given_run_id: str | None = None) -> int:
 
 def _run_one(
     cfg: AdsSettings, keys: BackupKeys, job: str, signals: runner.Signals, started: dt.datetime, *, quiet_failure=False
-) -> int:
-    """One `meltano run` of ads-load or ads-insert for a run id; 0 once its commit is in the ledger."""
+) -> tuple[int, str]:
+    """One `meltano run` of ads-load or ads-insert for a run id: (0, "") once its commit is in the
+    ledger, else the exit status and the cause."""
     print(f"==> ads: {job} for {keys.day}, run {keys.run_id}", flush=True)
     code, tail, log = runner.run_meltano_job(job, keys.day, signals, {RUN_ID_ENV: keys.run_id}, echo=_worth_showing)
     if signals.received is not None:
@@ -350,13 +353,13 @@ def _run_one(
         _drop_incoming(cfg, keys)
         after = _after_failure(cfg, keys)
         print(f"\nINTERRUPTED: ads load for {keys.day} ({name}).\n{after}", file=sys.stderr)
-        return 128 + signals.received
+        return 128 + signals.received, f"stopped by {name}"
     if code == 0 and ledger.success_since(PIPELINE, keys.day, LOAD, started):
-        return 0
-    if quiet_failure:
-        return code or 1
+        return 0, ""
     cause = runner.find_cause(tail) or f"meltano run {job} exited {code}"
-    return _load_failed(keys.day, keys.run_id, started, cause, None, log, cfg)
+    if quiet_failure:
+        return code or 1, f"{cause}; log {log}"
+    return _load_failed(keys.day, keys.run_id, started, cause, None, log, cfg, runner.task_message(tail)), cause
 
 
 def _worth_showing(line: str) -> bool:
@@ -392,7 +395,7 @@ def _after_failure(cfg: AdsSettings, keys: BackupKeys) -> str:
 _PG_UNREACHABLE = ("connection to server at", "could not connect to server", "password authentication failed")
 
 
-def _load_failed(day, run_id, started, cause, rerun=None, log=None, cfg=None) -> int:
+def _load_failed(day, run_id, started, cause, rerun=None, log=None, cfg=None, said=()) -> int:
     cfg = cfg or config.load()
     keys = BackupKeys(day, run_id)
     _drop_incoming(cfg, keys)
@@ -407,6 +410,7 @@ def _load_failed(day, run_id, started, cause, rerun=None, log=None, cfg=None) ->
     ledger.record(PIPELINE, day, LOAD, "failed", started_at=started, error=f"{cause}\n{after}")
     print(
         f"\nFAILED: ads load for {day}, run {run_id}.\nCause: {ledger.redact(cause)}\n"
+        + "".join(f"  | {line}\n" for line in said if line not in cause)
         + (f"Full log: {log}\n" if log else "")
         + after,
         file=sys.stderr,

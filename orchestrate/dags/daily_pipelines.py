@@ -47,7 +47,8 @@ def pipeline_dag(pipeline) -> DAG:
         tasks = {
             step.name: BashOperator(
                 task_id=step.task_id,
-                bash_command=f"{NW} --date {{{{ ds }}}} run {step.job}",
+                # --verbose: Meltano's and dbt's output in the task's log, where operators look.
+                bash_command=f"{NW} --date {{{{ ds }}}} run --verbose {step.job}",
                 cwd=str(PROJECT_ROOT),
                 doc_md=f"`meltano run {step.job}` for the run's logical date, through `nw run`.",
             )
