@@ -40,7 +40,7 @@ _CAUSE_PATTERNS = (
     # explicit (?=\S) stops the spaces from backtracking into the lookahead.
     re.compile(r"\[error\s*\] meltano\s+(?=\S)((?!Block run completed|Run invocation could not be completed).+)"),
 )
-CONNECTION_TROUBLE = re.compile(r"connection|connect|password authentication|timeout expired|Name or service", re.I)
+_CONNECTION_TROUBLE = re.compile(r"connection|connect|password authentication|timeout expired|Name or service", re.I)
 _TASK_FIX = re.compile(r"\bFix: (.+)")
 _TASK_RERUN = re.compile(r"Then rerun: (nw run --date \S+ --from \S+)")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -199,7 +199,7 @@ def _hint(pipeline: Pipeline, step: str, cause: str | None) -> str:
         return ""
     if "No space left on device" in cause:
         return f"\nFree space on the disk holding {settings.data_dir()}."
-    if CONNECTION_TROUBLE.search(cause) and "Check the" not in cause and "check the" not in cause:
+    if _CONNECTION_TROUBLE.search(cause) and "Check the" not in cause and "check the" not in cause:
         for prefix in pipeline.step(step).connections:
             return f"\nCheck {settings.describe_conn(prefix)}."
     return ""

@@ -31,28 +31,33 @@ CATCHUP = os.environ.get("NW_DAG_CATCHUP", "false").lower() in ("1", "true", "ye
 # command line, so no character of a (manual) run id can reach the shell.
 RUN = '--date {{ ds }} --run-id "$AIRFLOW_CTX_DAG_RUN_ID"'
 
-with DAG(
-    dag_id="ads_api_load",
-    description="ads API -> s3://ad-data/backup/<day>/<run id>.jsonl (verified) -> api_ad_data",
-    schedule="12 * * * *",  # hourly at minute 12, like the original
-    start_date=START_DATE,
-    catchup=CATCHUP,
-    max_active_runs=1,
-    default_args=DAG_DEFAULT_ARGS,
-    tags=["ads", "meltano"],
-    doc_md=__doc__,
-) as ads_api_load:
-    BashOperator(task_id="load", bash_command=f"{NW} ads load {RUN}", cwd=str(PROJECT_ROOT))
 
-with DAG(
-    dag_id="ads_archive",
-    description="api_ad_data rows older than ADS_RETENTION_HOURS -> s3://ad-data/archive/, then deleted",
-    schedule="@daily",
-    start_date=START_DATE,
-    catchup=CATCHUP,
-    max_active_runs=1,
-    default_args=DAG_DEFAULT_ARGS,
-    tags=["ads", "meltano"],
-    doc_md=__doc__,
-) as ads_archive:
-    BashOperator(task_id="archive", bash_command=f"{NW} ads archive {RUN}", cwd=str(PROJECT_ROOT))
+def ads_dag(dag_id: str, description: str, schedule: str, command: str) -> DAG:
+    """One DAG whose single task runs `nw ads <command>` for the run's day and run id."""
+    with DAG(
+        dag_id=dag_id,
+        description=description,
+        schedule=schedule,
+        start_date=START_DATE,
+        catchup=CATCHUP,
+        max_active_runs=1,
+        default_args=DAG_DEFAULT_ARGS,
+        tags=["ads", "meltano"],
+        doc_md=__doc__,
+    ) as dag:
+        BashOperator(task_id=command, bash_command=f"{NW} ads {command} {RUN}", cwd=str(PROJECT_ROOT))
+    return dag
+
+
+ads_api_load = ads_dag(
+    "ads_api_load",
+    "ads API -> s3://ad-data/backup/<day>/<run id>.jsonl (verified) -> api_ad_data",
+    "12 * * * *",  # hourly at minute 12, like the original
+    "load",
+)
+ads_archive = ads_dag(
+    "ads_archive",
+    "api_ad_data rows older than ADS_RETENTION_HOURS -> s3://ad-data/archive/, then deleted",
+    "@daily",
+    "archive",
+)
