@@ -3,7 +3,7 @@
 Entry points (they resolve the day once: --date, else $RUN_DATE, else today UTC):
   nw run [JOB] [--from STEP] [--date D] [--verbose]   run a job's steps for day D (a line per step;
                                           Meltano's and dbt's output in data/logs/D/)
-  nw status [--date D]                    the day's steps and what to rerun
+  nw status [--date D] [--error STEP]     every pipeline's recent days, or a day's steps and what to rerun
   nw db up|start|stop|status|set-passwords   the embedded Postgres server
   nw padam insert-month|prepare|export|reconcile   the PADAM monthly pipeline (see nw padam -h)
   nw ads up|down|load|archive|status      the ads API -> S3 -> Postgres pipeline (see nw ads -h)
@@ -17,14 +17,16 @@ Meltano tasks (they refuse to start without a pinned day, $RUN_DATE):
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import functools
 import os
 import sys
 import traceback
+from collections.abc import Callable
 
 from northwind_elt import ledger, settings
-from northwind_elt.day import DAY_ENV, DayLayout, InvalidDay, parse_day, resolve_day
-from northwind_elt.errors import ConfigError, PipelineError, rerun_command
+from northwind_elt.day import DAY_ENV, InvalidDay, parse_day, resolve_day
+from northwind_elt.errors import ConfigError, PipelineError
 from northwind_elt.locks import AlreadyRunning
 from northwind_elt.pipelines import DEFAULT, PIPELINES, all_jobs, pipeline_of_job, pipeline_of_step
 
@@ -85,47 +87,29 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    day = resolve_day(args.date)
-    layout = DayLayout.for_day(day)
-    for pipeline in PIPELINES.values():
-        entries = ledger.latest(pipeline.name, day)
-        print(f"Pipeline {pipeline.name}, day {layout.iso}")
-        print(f"{'step':<17}{'status':<12}{'rows':>8}{'seconds':>9}  {'finished (UTC)':<27}error")
-        first_not_done = None
-        for step in pipeline.step_names:
-            entry = entries.get(step)
-            status = entry["status"] if entry else "not run"
-            if status != "success" and first_not_done is None:
-                first_not_done = step
-            rows = "" if not entry or entry["rows"] is None else entry["rows"]
-            seconds = "" if not entry or entry["duration_s"] is None else f"{entry['duration_s']:.1f}"
-            finished = entry["finished_at"] if entry else ""
-            error = (entry["error"] or "").strip().splitlines()[0][:100] if entry and entry["error"] else ""
-            print(f"{step:<17}{status:<12}{rows!s:>8}{seconds:>9}  {finished:<27}{error}")
-        for step in pipeline.step_names:
-            entry = entries.get(step)
-            if entry and entry["status"] != "success" and entry["error"]:
-                print(f"  {step}: {entry['error'].strip().splitlines()[0]}")
-            if entry and entry.get("notes"):
-                print(f"  {step}: {entry['notes']}")
-        outputs = ", ".join(str(layout.data_dir / o.format(day=layout.iso)) for o in pipeline.outputs)
-        if first_not_done is None:
-            print(f"All steps done. Outputs: {outputs}")
-        else:
-            print(f"Rerun from the first step not done: {rerun_command(first_not_done, day)}")
+    from northwind_elt import status
+
+    if args.error:
+        text, code = status.step_error(resolve_day(args.date), args.error)
+        print(text)
+        return code
+    if args.date is None:
+        status.overview(args.days)
+    else:
+        print("\n".join(status.day_detail(resolve_day(args.date))))
     _padam_status()
-    _ads_status()
+    _ads_status(recent=0 if args.date is None else 6)  # the overview's table has the attempts
     return 0
 
 
-def _ads_status() -> None:
+def _ads_status(recent: int) -> None:
     """The ads pipeline runs hourly and daily: its latest attempts, whatever their day."""
     if not os.environ.get("ADS_PG_PASSWORD"):
         return
     from northwind_elt.ads import commands
 
     print("Pipeline ads (hourly: nw ads load; daily: nw ads archive)")
-    for line in commands.status_lines():
+    for line in commands.status_lines(recent=recent):
         print(line)
 
 
@@ -144,19 +128,43 @@ def _padam_status() -> None:
     print(report if "\n" in report else "  no month generated yet: nw padam insert-month YEAR MONTH")
 
 
+def _month(args: argparse.Namespace) -> dt.date | None:
+    """A PADAM month's ledger day: its first day (None when the month is invalid: the command says so)."""
+    try:
+        return dt.date(int(args.year), int(args.month), 1)
+    except ValueError:
+        return None
+
+
+def _in_ledger(step: str, day: dt.date | None, action: Callable[[], str]) -> str:
+    """Run a PADAM command and record it in the ledger, so `nw status` shows PADAM's months too."""
+    started = ledger.now()
+    try:
+        said = action()
+    except PipelineError as err:
+        if day is not None:
+            ledger.record("padam", day, step, "failed", started_at=started, error=err.message)
+        raise
+    if day is not None:
+        ledger.record("padam", day, step, "success", started_at=started, notes=said.strip().splitlines()[-1])
+    return said
+
+
 def cmd_padam(args: argparse.Namespace) -> int:
     from northwind_elt.padam import commands
 
     if args.padam_command == "insert-month":
-        print(commands.insert_month(args.year, args.month))
+        print(_in_ledger("padam-insert-month", _month(args), lambda: commands.insert_month(args.year, args.month)))
     elif args.padam_command == "prepare":
-        print(commands.prepare(full_refresh=args.full_refresh, verbose=args.verbose))
+        # Incremental over every month: recorded on the day it ran.
+        prepare = functools.partial(commands.prepare, full_refresh=args.full_refresh, verbose=args.verbose)
+        print(_in_ledger("padam-prepare", resolve_day(None), prepare))
     elif args.padam_command == "up":
         print(commands.up())
     elif args.padam_command == "merge":
         print(commands.merge())
     elif args.padam_command == "export":
-        print(commands.export(args.year, args.month))
+        print(_in_ledger("padam-export", _month(args), lambda: commands.export(args.year, args.month)))
     else:
         report, code = commands.reconcile()
         print(report)
@@ -268,7 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--verbose", action="store_true", help="stream Meltano's and dbt's output (always in the step's log)"
     )
     run.set_defaults(func=cmd_run)
-    add("status").set_defaults(func=cmd_status)
+    status = add("status", description="Without --date: every pipeline's recent days. With it: that day's steps.")
+    status.add_argument("--days", type=int, default=7, help="how many recent days per pipeline (default 7)")
+    status.add_argument("--error", metavar="STEP", help="the whole recorded error of STEP's latest attempt of the day")
+    status.set_defaults(func=cmd_status)
     for name, action in (("begin", protocol.begin), ("commit", protocol.commit)):
         task = add(name)
         task.add_argument("step", choices=steps)

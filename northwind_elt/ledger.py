@@ -31,7 +31,9 @@ CREATE TABLE IF NOT EXISTS step_runs (
     duration_s REAL,
     rows INTEGER,
     error TEXT,
-    notes TEXT
+    notes TEXT,
+    wall_s REAL,
+    log TEXT
 );
 CREATE INDEX IF NOT EXISTS step_runs_day_step ON step_runs (pipeline, day, step, id);
 """
@@ -61,8 +63,9 @@ def _connect() -> sqlite3.Connection:
 def _migrate(conn: sqlite3.Connection) -> None:
     """Bring a ledger written by an earlier version forward, keeping its history."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(step_runs)")}
-    if "notes" not in columns:
-        conn.execute("ALTER TABLE step_runs ADD COLUMN notes TEXT")
+    for column, kind in (("notes", "TEXT"), ("wall_s", "REAL"), ("log", "TEXT")):
+        if column not in columns:
+            conn.execute(f"ALTER TABLE step_runs ADD COLUMN {column} {kind}")
     # The first ledger (one pipeline, statuses success/failed) was the table `runs`.
     legacy = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'").fetchone()
     if legacy and not conn.execute("SELECT 1 FROM step_runs LIMIT 1").fetchone():
@@ -89,14 +92,15 @@ def record(
     rows: int | None = None,
     error: str | None = None,
     notes: str | None = None,
+    log: Path | None = None,
 ) -> None:
     finished = now()
     duration = (finished - started_at).total_seconds() if started_at else None
     with closing(_connect()) as conn, conn:
         conn.execute(
             "INSERT INTO step_runs"
-            " (pipeline, day, step, status, started_at, finished_at, duration_s, rows, error, notes)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " (pipeline, day, step, status, started_at, finished_at, duration_s, rows, error, notes, log)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 pipeline,
                 day.isoformat(),
@@ -108,7 +112,19 @@ def record(
                 rows,
                 redact(error)[-4000:] if error else None,
                 redact(notes)[-4000:] if notes else None,
+                str(log) if log else None,
             ),
+        )
+
+
+def set_wall_seconds(pipeline: str, day: dt.date, step: str, since: dt.datetime, seconds: float) -> None:
+    """The step's wall time as `nw run` saw it (Meltano's start-up included) on its latest
+    success since `since`: the commit task that records the success cannot see the start-up."""
+    with closing(_connect()) as conn, conn:
+        conn.execute(
+            "UPDATE step_runs SET wall_s = ? WHERE id = (SELECT max(id) FROM step_runs"
+            " WHERE pipeline = ? AND day = ? AND step = ? AND status = 'success' AND finished_at >= ?)",
+            (round(seconds, 2), pipeline, day.isoformat(), step, since.isoformat(timespec="seconds")),
         )
 
 
@@ -137,6 +153,26 @@ def latest(pipeline: str, day: dt.date) -> dict[str, dict[str, Any]]:
 def success_since(pipeline: str, day: dt.date, step: str, since: dt.datetime) -> bool:
     entry = latest(pipeline, day).get(step)
     return bool(entry and entry["status"] == "success" and entry["finished_at"] >= since.isoformat(timespec="seconds"))
+
+
+def latest_by_day(days: int) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
+    """{pipeline: {day: {step: latest attempt}}} for each pipeline's `days` most recent days.
+
+    Each attempt carries `attempts`, how many times the step ran that day.
+    """
+    rows = _read(
+        "WITH ranked AS (SELECT pipeline, day, DENSE_RANK() OVER (PARTITION BY pipeline ORDER BY day DESC) AS n"
+        "   FROM (SELECT DISTINCT pipeline, day FROM step_runs)),"
+        " last AS (SELECT max(id) AS id, count(*) AS attempts FROM step_runs GROUP BY pipeline, day, step)"
+        " SELECT s.*, last.attempts FROM step_runs s JOIN last ON last.id = s.id"
+        " JOIN ranked r ON r.pipeline = s.pipeline AND r.day = s.day WHERE r.n <= ?"
+        " ORDER BY s.pipeline, s.day DESC, s.id",
+        (days,),
+    )
+    overview: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
+    for row in rows:
+        overview.setdefault(row["pipeline"], {}).setdefault(row["day"], {})[row["step"]] = row
+    return overview
 
 
 def recent(pipeline: str, limit: int) -> list[dict[str, Any]]:

@@ -72,10 +72,20 @@ def step_lock(layout: DayLayout, name: str) -> Iterator[None]:
         raise AlreadyRunning(
             f"{name} for {layout.iso} is already running (lock {path}); wait for it to finish, then rerun if it failed"
         ) from None
+    # The flock cannot be inspected without taking it (and so failing the holder's rival):
+    # a lease beside it names this process for `nw status`, and dies with it.
+    lease = f"{name}-{layout.iso}"
     try:
+        take_lease(lease, f"{name} for {layout.iso}", owner=os.getpid())
         yield
     finally:
+        release_lease(lease, owner=os.getpid())
         lock.release()
+
+
+def running(pipeline: str, step: str, iso_day: str) -> Holder | None:
+    """The live process running the step for the day: `nw run`'s or its Meltano job's."""
+    return lease_held(f"run-{pipeline}-{step}-{iso_day}") or lease_held(f"{pipeline}-{step}-{iso_day}")
 
 
 @contextmanager

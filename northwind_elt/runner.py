@@ -275,7 +275,7 @@ def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: Signals, verb
     returncode, tail, log_path = run_meltano_job(job, day, signals, echo=verbose)
     if signals.received is not None:
         name = signal.Signals(signals.received).name
-        _record(pipeline, day, step, "interrupted", started_at=started, error=f"stopped by {name}")
+        _record(pipeline, day, step, "interrupted", started_at=started, error=f"stopped by {name}", log=log_path)
         print(
             f"\nINTERRUPTED: step '{step}' for {day} ({name}): its processes are stopped; "
             "nothing half-written is visible.\n"
@@ -284,6 +284,8 @@ def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: Signals, verb
         )
         raise Interrupted(signals.received)
     if returncode == 0 and ledger.success_since(pipeline.name, day, step, started):
+        with contextlib.suppress(OSError, sqlite3.Error):
+            ledger.set_wall_seconds(pipeline.name, day, step, started, (ledger.now() - started).total_seconds())
         return 0
     cause = find_cause(tail)
     if pipeline.step(step).kind == "transform":
@@ -308,6 +310,7 @@ def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: Signals, verb
         "failed",
         started_at=started,
         error=(f"{cause}\n---\n" if cause else "") + "".join(tail)[-3000:],
+        log=log_path,
     )
     print(
         f"\nFAILED: step '{step}' for {day} (meltano run {job} exited {returncode}).\n"

@@ -11,6 +11,7 @@ import datetime as dt
 import decimal
 import hashlib
 import json
+import re
 import subprocess
 import urllib.request
 import uuid
@@ -152,7 +153,10 @@ def test_api_ad_data_holds_one_mapped_row_per_record(ads: Ads, first_load: dict)
         assert conn.execute("SELECT count(*) FROM api_ad_data WHERE backup_key = %s", (key,)).fetchone() == (100,)
         assert conn.execute("SELECT count(*) FROM api_ad_data WHERE inserted_at IS NULL").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM ads_landing.ads_backup").fetchone() == (0,)
-    assert "Pipeline ads" in ads.ok("status") and "100 new rows" in ads.ok("status")
+    assert "100 new rows" in ads.ok("ads", "status")
+    overview = ads.ok("status")
+    assert re.search(r"^\s*2024-01-15\s+success", overview, re.M), overview  # the day's ads-load
+    assert "api_ad_data: 100 rows" in overview, overview
 
 
 def test_a_rerun_adds_nothing_and_a_run_id_with_a_verified_backup_makes_no_api_call(ads: Ads, first_load: dict) -> None:

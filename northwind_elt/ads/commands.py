@@ -541,15 +541,15 @@ def _adopt(conn, bucket: s3.Bucket) -> tuple[list[str], int]:
 # --- status ----------------------------------------------------------------------------
 
 
-def status_lines(with_s3: bool = False) -> list[str]:
-    """The latest attempts (ledger), what api_ad_data holds, and (with_s3) backups not inserted yet."""
+def status_lines(with_s3: bool = False, recent: int = 6) -> list[str]:
+    """The `recent` latest attempts (ledger), what api_ad_data holds, and (with_s3) backups not inserted yet."""
     lines = []
-    for entry in ledger.recent(PIPELINE, 6):
+    for entry in ledger.recent(PIPELINE, recent) if recent else []:
         what = entry["notes"] or (entry["error"] or "").strip().split("\n", 1)[0]
         rows = "" if entry["rows"] is None else entry["rows"]
         when, step, status = entry["finished_at"], entry["step"], entry["status"]
         lines.append(f"  {when}  {step:<12}{entry['day']}  {status:<12}{rows!s:>5}  {what}")
-    if not lines:
+    if recent and not lines:
         lines.append("  no run yet: nw ads up && nw ads load")
     try:
         with _db("status", None, "no counts", None) as conn:
