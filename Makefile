@@ -1,6 +1,6 @@
 # northwind-elt. `make run` and `make test` are all the set-up a fresh clone needs.
 #   make run [DATE=YYYY-MM-DD] [JOB=<job>|FROM=<step>]   run the day (default: today, UTC)
-#   make status [DATE=...]   make stop   make test   make lint   make airflow
+#   make status [DATE=...]   make stop   make test   make lint   make airflow   make docs   make help
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -29,15 +29,16 @@ UNIT_PLUGINS := extract/tap-typed-csv load/target-parquet-files extract/tap-parq
 PLUGINS := $(UNIT_PLUGINS) extract/tap-postgres-arrow load/target-postgres-arrow \
 	extract/tap-ads-api load/target-s3-raw extract/tap-s3-raw
 
-.PHONY: help install airflow-install run status stop db padam ads ads-archive test test-unit test-plugins lint format airflow airflow-backfill clean
+.PHONY: help install airflow-install run status stop db padam ads ads-archive test test-unit test-plugins lint format airflow airflow-backfill docs clean
 
 help:
 	@echo "make run [DATE=YYYY-MM-DD] [JOB=<job>|FROM=<step>]  run a day of a pipeline (default: Northwind, today UTC)"
-	@echo "make status [DATE=...]                            what ran, rows, seconds, errors, what to rerun"
+	@echo "make status [DATE=...]                            every pipeline's recent days (or one day): what to rerun"
 	@echo "make padam YEAR=2022 [RANDOM_MAIN_CONTROLLER=1]   PADAM: a year, month by month"
 	@echo "make db | make stop                               start | stop the embedded Postgres"
 	@echo "make test | test-unit | test-plugins | lint       the suite, its fast tier, each plugin alone, ruff"
-	@echo "make airflow | airflow-backfill FROM_DATE= TO_DATE=  a local Airflow, a backfill"
+	@echo "make airflow | airflow-backfill FROM_DATE= TO_DATE=  a local Airflow on AIRFLOW_PORT, a backfill of a range"
+	@echo "make docs                                         dbt docs (lineage, freshness, exposures) on DBT_DOCS_PORT"
 	@echo "make ads | ads-archive [DATE=...]                  the ads pipeline: up + one load | the archive"
 	@echo "make install | clean                              install everything | remove the virtualenvs"
 
@@ -121,20 +122,21 @@ format: $(INSTALLED)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# A local Airflow (scheduler, API server and UI on http://localhost:8080) against the
-# embedded Postgres. The admin password is printed at start-up.
-AIRFLOW_ENV := PATH=$(CURDIR)/$(AIRFLOW_VENV)/bin:$(PATH) AIRFLOW_HOME=$(CURDIR)/.airflow \
-	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/orchestrate/dags \
-	AIRFLOW__CORE__LOAD_EXAMPLES=False NW_PROJECT_ROOT=$(CURDIR)
-
+# A local Airflow on AIRFLOW_PORT from .env (UI and task API alike): `nw airflow up` starts
+# the API server, waits until it answers, then the scheduler, dag processor and triggerer.
+# Its metadata (SQLite), task logs and admin password stay in .airflow/.
 airflow: db airflow-install
-	$(AIRFLOW_ENV) $(AIRFLOW_VENV)/bin/airflow standalone
+	$(BIN)/nw airflow up
 
-# make airflow-backfill FROM_DATE=2024-01-10 TO_DATE=2024-01-11 (with `make airflow` running)
-airflow-backfill: airflow-install
-	$(AIRFLOW_ENV) $(AIRFLOW_VENV)/bin/airflow dags unpause northwind_daily
-	$(AIRFLOW_ENV) $(AIRFLOW_VENV)/bin/airflow backfill create --dag-id northwind_daily \
-		--from-date $(FROM_DATE) --to-date $(TO_DATE) --reprocess-behavior completed
+# make airflow-backfill FROM_DATE=2024-01-10 TO_DATE=2024-01-11 [DAG=people_daily] (with
+# `make airflow` running): runs of exactly those days, waited for; nothing else is started.
+airflow-backfill: $(INSTALLED) airflow-install .env
+	@test -n "$(FROM_DATE)" -a -n "$(TO_DATE)" || { echo "usage: make airflow-backfill FROM_DATE=YYYY-MM-DD TO_DATE=YYYY-MM-DD [DAG=northwind_daily]" >&2; exit 2; }
+	$(BIN)/nw airflow backfill --from $(FROM_DATE) --to $(TO_DATE) $(if $(DAG),--dag $(DAG)) --wait
+
+# dbt's docs site (lineage, tests, source freshness, exposures) on DBT_DOCS_PORT from .env.
+docs: db
+	$(BIN)/nw docs
 
 clean:
 	rm -rf $(VENV) $(AIRFLOW_VENV) .venv-plugins .meltano .airflow transform/target transform/logs

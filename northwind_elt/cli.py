@@ -5,6 +5,8 @@ Entry points (they resolve the day once: --date, else $RUN_DATE, else today UTC)
                                           Meltano's and dbt's output in data/logs/D/)
   nw status [--date D] [--error STEP]     every pipeline's recent days, or a day's steps and what to rerun
   nw db up|start|stop|status|set-passwords   the embedded Postgres server
+  nw airflow up | backfill --from D --to D [--wait]   a local Airflow on AIRFLOW_PORT, a backfill
+  nw docs [--port P] [--no-serve]         dbt's docs site: lineage, tests, freshness, exposures
   nw padam insert-month|prepare|export|reconcile   the PADAM monthly pipeline (see nw padam -h)
   nw ads up|down|load|archive|status      the ads API -> S3 -> Postgres pipeline (see nw ads -h)
 
@@ -172,6 +174,24 @@ def cmd_padam(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_docs(args: argparse.Namespace) -> int:
+    from northwind_elt.docs import docs
+
+    return docs(args.host, args.port, serve=not args.no_serve)
+
+
+def cmd_airflow(args: argparse.Namespace) -> int:
+    from northwind_elt import airflow_local
+
+    if args.airflow_command == "up":
+        return airflow_local.up()
+    if args.airflow_command == "backfill":
+        return airflow_local.backfill(args.dag, parse_day(args.first), parse_day(args.last), args.wait)
+    day = parse_day(args.day)
+    print(airflow_local.record_failure(args.pipeline, args.step, day, args.since, args.reason, args.where))
+    return 0
+
+
 def cmd_ads(args: argparse.Namespace) -> int:
     from northwind_elt.ads import commands
 
@@ -280,6 +300,26 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--days", type=int, default=7, help="how many recent days per pipeline (default 7)")
     status.add_argument("--error", metavar="STEP", help="the whole recorded error of STEP's latest attempt of the day")
     status.set_defaults(func=cmd_status)
+    docs = add("docs", description="Generate dbt's docs site (freshness, lineage, exposures) and serve it.")
+    docs.add_argument("--host", help="interface to serve on (default: $DBT_DOCS_HOST, else 127.0.0.1)")
+    docs.add_argument("--port", type=int, help="port to serve on (default: $DBT_DOCS_PORT, else 8081)")
+    docs.add_argument("--no-serve", action="store_true", help="generate only")
+    docs.set_defaults(func=cmd_docs)
+    airflow = sub.add_parser("airflow", description="A local Airflow on AIRFLOW_PORT (from .env), and backfills.")
+    actions = airflow.add_subparsers(dest="airflow_command", required=True)
+    actions.add_parser("up", help="start Airflow: API server first, the rest once it answers; Ctrl-C stops it")
+    back = actions.add_parser("backfill", help="run a daily DAG for the days FROM..TO only")
+    back.add_argument("--from", dest="first", required=True, metavar="YYYY-MM-DD")
+    back.add_argument("--to", dest="last", required=True, metavar="YYYY-MM-DD")
+    back.add_argument("--dag", default=DEFAULT.dag_id, choices=[p.dag_id for p in PIPELINES.values()])
+    back.add_argument("--wait", action="store_true", help="wait for the runs; exit 1 if one failed")
+    failure = actions.add_parser("record-failure", help="(the DAGs' failure callback) record an Airflow failure")
+    for name in ("pipeline", "step", "day"):
+        failure.add_argument(name)
+    failure.add_argument("--since", help="the attempt's start (ISO); an entry of nw run after it wins")
+    failure.add_argument("--reason", default="the task failed")
+    failure.add_argument("--where", default="")
+    airflow.set_defaults(func=cmd_airflow)
     for name, action in (("begin", protocol.begin), ("commit", protocol.commit)):
         task = add(name)
         task.add_argument("step", choices=steps)

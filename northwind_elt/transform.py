@@ -13,7 +13,8 @@ from northwind_elt import settings
 from northwind_elt.errors import PipelineError
 from northwind_elt.files import read_json
 
-PASSED = ("success", "pass", "skipped")
+# "no-op": nodes dbt lists but does not build (exposures).
+PASSED = ("success", "pass", "skipped", "no-op")
 
 
 def target_dir(target_path: str) -> Path:

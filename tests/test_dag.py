@@ -1,13 +1,17 @@
-"""The Airflow DAG: its shape, its templated day, and a real `airflow dags test` run."""
+"""The Airflow DAGs: their shape, their templated day, and a real Airflow on AIRFLOW_PORT running a backfill."""
 
 from __future__ import annotations
 
 import json
+import re
+import signal
+import socket
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
-from support import PROJECT, Pipeline
+from support import PROJECT, Pipeline, free_port, wait_for
 
 AIRFLOW_BIN = PROJECT / ".venv-airflow" / "bin"
 DAGS = PROJECT / "orchestrate" / "dags"
@@ -139,21 +143,52 @@ def test_ads_dags_run_the_entry_point_for_the_logical_date_with_airflows_run_id(
     assert load["tasks"]["load"]["retries"] >= 1 and archive["tasks"]["archive"]["retries"] >= 1
 
 
-def test_airflow_dags_test_produces_the_days_export(pipeline: Pipeline, airflow_home: Path) -> None:
-    # One real Airflow run of the DAG (its tasks call nw run with the logical date). That a
-    # rerun gives byte-identical exports is tested in test_pipeline, through the same nw run.
+def port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def test_airflow_on_port_8091_backfills_exactly_the_range_asked_for(pipeline: Pipeline, tmp_path: Path) -> None:
+    # A real Airflow (API server, scheduler, dag processor, triggerer) started by `nw airflow
+    # up` on AIRFLOW_PORT; a backfill of one day runs that day's DAG run, and nothing else.
+    port = 8091 if port_free(8091) else free_port()
+    env = {"AIRFLOW_PORT": str(port), "AIRFLOW_HOME": str(tmp_path / "airflow")}
     day = "2024-01-20"
     for suffix in ("csv", "json"):  # the run must write its own export
         pipeline.output(day, suffix).unlink(missing_ok=True)
-    result = subprocess.run(
-        [AIRFLOW_BIN / "airflow", "dags", "test", "northwind_daily", day],
-        env=airflow_env(pipeline, airflow_home),
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-5000:]
-    assert pipeline.output(day, "csv").exists() and pipeline.output(day, "json").exists(), output[-3000:]
+    up = pipeline.start("airflow", "up", extra_env=env)
+    try:
+        wait_for(lambda: answers(f"http://127.0.0.1:{port}/execution/health"), "Airflow's task API", proc=up)
+        backfill = pipeline.nw("airflow", "backfill", "--from", day, "--to", day, "--wait", extra_env=env, timeout=1500)
+        output = backfill.stdout + backfill.stderr
+        assert backfill.returncode == 0, output[-5000:]
+        assert f"northwind_daily {day}: success" in output, output
+        runs = subprocess.run(
+            [AIRFLOW_BIN / "airflow", "dags", "list-runs", "northwind_daily", "-o", "json"],
+            env={**airflow_env(pipeline, tmp_path / "airflow"), **env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        listed = json.loads(next(line for line in runs.stdout.splitlines() if line.startswith("[")))
+        assert [r["logical_date"][:10] for r in listed] == [day], listed  # no run for today
+    finally:
+        up.send_signal(signal.SIGINT)
+        stopped = up.communicate(timeout=120)[0]
+    assert up.returncode == 0 and "Airflow stopped" in stopped, stopped[-3000:]
     assert sum(1 for _ in pipeline.output(day, "csv").open()) == 2156
     assert len(json.loads(pipeline.output(day, "json").read_text())) == 2155
+    status = pipeline.status(day)
+    assert all(re.search(rf"^{step}\s+success", status, re.M) for step in JOBS.values() if "people" not in step)
