@@ -199,18 +199,24 @@ def _runs(dag_id: str) -> list[dict]:
     return json.loads(lines[-1]) if lines else []
 
 
-def _unpause(dag_id: str) -> None:
-    """Unpause, once the dag processor has parsed the DAG (right after `up` it may not have)."""
+def _create_backfill(dag_id: str, first: dt.date, last: dt.date) -> None:
+    """Unpause the DAG and create the backfill, once the dag processor has parsed the DAG
+    (right after `up` it may not have: Airflow then says it cannot find it)."""
     deadline = time.monotonic() + START_LIMIT_S
+    create = ("backfill", "create", "--dag-id", dag_id, "--from-date", first.isoformat(), "--to-date", last.isoformat())
     while True:
+        # Paused DAGs run nothing, backfills included. Unpausing creates no scheduled run
+        # while AIRFLOW_SCHEDULED_RUNS is off (the default): only the range runs.
         result = _airflow("dags", "unpause", dag_id, check=False)
+        if result.returncode == 0:
+            result = _airflow(*create, "--reprocess-behavior", "completed", check=False)
         if result.returncode == 0:
             return
         said = (result.stderr + result.stdout).strip()
-        if "not found" not in said.lower() or time.monotonic() > deadline:
+        if ("not find dag" not in said.lower() and "not found" not in said.lower()) or time.monotonic() > deadline:
             raise ConfigError(
-                f"airflow dags unpause {dag_id} failed: {said.splitlines()[-1] if said else result.returncode}",
-                f"check the DAG imports (airflow dags list-import-errors) and the dag processor's log in {home()}",
+                f"airflow backfill for {dag_id} failed: {said.splitlines()[-1] if said else result.returncode}",
+                f"fix that, then rerun (check the DAGs: airflow dags list-import-errors; logs in {home()})",
             )
         print(f"waiting for the dag processor to parse {dag_id}", flush=True)
         time.sleep(2)
@@ -226,15 +232,9 @@ def backfill(dag_id: str, first: dt.date, last: dt.date, wait: bool) -> int:
         raise ConfigError(f"the range {first}..{last} is empty", "give --from before or on --to")
     if not answers():
         raise ConfigError(f"no Airflow answers on {api_url()} (AIRFLOW_PORT)", "start it first: make airflow")
-    # Paused DAGs run nothing, backfills included. Unpausing creates no scheduled run while
-    # AIRFLOW_SCHEDULED_RUNS is off (the default): only the range runs.
-    _unpause(dag_id)
+    _create_backfill(dag_id, first, last)
     if environment()["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] == "True":
         print(f"note: AIRFLOW_SCHEDULED_RUNS is on: {dag_id} also runs on its schedule now that it is unpaused")
-    _airflow(
-        "backfill", "create", "--dag-id", dag_id, "--from-date", first.isoformat(), "--to-date", last.isoformat(),
-        "--reprocess-behavior", "completed",
-    )  # fmt: skip
     days = {(first + dt.timedelta(days=n)).isoformat() for n in range((last - first).days + 1)}
     print(f"backfill of {dag_id} created for {first}..{last} ({len(days)} days); UI: {api_url()}/dags/{dag_id}")
     if not wait:
@@ -244,6 +244,10 @@ def backfill(dag_id: str, first: dt.date, last: dt.date, wait: bool) -> int:
         states = {r["logical_date"][:10]: r["state"] for r in runs}
         if len(states) == len(days) and all(s in ("success", "failed") for s in states.values()):
             break
+        if not answers():
+            raise ConfigError(
+                f"Airflow stopped answering on {api_url()} while the backfill ran", "start it again: make airflow"
+            )
         time.sleep(2)
     for day in sorted(states):
         print(f"  {dag_id} {day}: {states[day]}")
