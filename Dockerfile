@@ -36,5 +36,6 @@ COPY data/northwind.sql data/order_details.csv data/
 COPY data/people-places/ data/people-places/
 
 EXPOSE 8080
-# Scheduler, DAG processor, triggerer and the API server / UI in one process tree.
-CMD ["airflow", "standalone"]
+# Scheduler, DAG processor, triggerer and the API server / UI in one process tree: the API
+# server first, the others once it answers (northwind_elt/airflow_local.py).
+CMD ["nw", "airflow", "up"]

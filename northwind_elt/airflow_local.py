@@ -68,7 +68,6 @@ def environment() -> dict[str, str]:
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__API__HOST": host(),
         "AIRFLOW__API__PORT": str(port()),
-        "AIRFLOW__API__BASE_URL": api_url(),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_url()}/execution/",
         # Off by default: a local Airflow runs what is triggered or backfilled, not each
         # day on its own (AIRFLOW_SCHEDULED_RUNS=true turns the schedules on).

@@ -179,7 +179,7 @@ def day_detail(day: dt.date) -> list[str]:
             lines.append(f"{step:<17}{status:<12}{rows!s:>8}{seconds:>9}  {entry['finished_at'] if entry else ''}")
         for step in pipeline.step_names:
             entry = state.entries.get(step)
-            if entry and entry["status"] in FAILED and entry["error"]:
+            if entry and entry["status"] in FAILED and entry["error"] and step not in state.running:
                 lines.append(f"  {step}: {entry['error'].strip().splitlines()[0]}")
                 lines.append(f"    whole error: nw status --date {layout.iso} --error {step}")
             if entry and entry.get("notes"):

