@@ -247,7 +247,7 @@ def backfill(dag_id: str, first: dt.date, last: dt.date, wait: bool) -> int:
             raise ConfigError(
                 f"Airflow stopped answering on {api_url()} while the backfill ran", "start it again: make airflow"
             )
-        time.sleep(2)
+        time.sleep(10)  # each `airflow` command costs seconds of CPU the runs need
     for day in sorted(states):
         print(f"  {dag_id} {day}: {states[day]}")
     failed = sorted(d for d, s in states.items() if s == "failed")

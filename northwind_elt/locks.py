@@ -122,7 +122,9 @@ class Holder:
 
     def alive(self) -> bool:
         try:
-            return abs(psutil.Process(self.pid).create_time() - self.started) < 0.01
+            process = psutil.Process(self.pid)
+            # A killed process its parent has not reaped yet is a zombie: it runs nothing.
+            return abs(process.create_time() - self.started) < 0.01 and process.status() != psutil.STATUS_ZOMBIE
         except psutil.Error:
             return False
 

@@ -65,6 +65,9 @@ class DayState:
     def steps(self) -> tuple[str, ...]:
         return steps_of(self.pipeline, self.entries)
 
+    def first_not_done(self) -> str:
+        return next(s for s in self.steps if (self.entries.get(s) or {}).get("status") != "success")
+
     def stale(self) -> tuple[str, str] | None:
         """(upstream, downstream): the first step that succeeded after a step reading its output."""
         definition = PIPELINES.get(self.pipeline)
@@ -88,7 +91,10 @@ class DayState:
         for step in self.steps:
             entry = self.entries.get(step)
             if entry and entry["status"] in FAILED:
-                return f"{entry['status']} at {step}", rerun_of(self.pipeline, step, self.day)
+                # A daily pipeline reruns from its first step not done (a load refused for want of
+                # an extract reruns from that extract); the others rerun the failed command.
+                first = self.first_not_done() if self.pipeline in PIPELINES else step
+                return f"{entry['status']} at {step}", rerun_of(self.pipeline, first, self.day)
         if stale := self.stale():
             upstream, downstream = stale
             return (

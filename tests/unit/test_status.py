@@ -6,8 +6,10 @@ import datetime as dt
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from northwind_elt import ledger, status
@@ -123,3 +125,24 @@ def test_a_ledger_written_before_the_wall_and_log_columns_is_migrated(data_dir: 
     ledger.set_wall_seconds("northwind", DAY, "transform", started, 7.25)
     entries = ledger.latest("northwind", DAY)
     assert entries["load"]["duration_s"] == 1.5 and entries["transform"]["wall_s"] == 7.25
+
+
+def test_a_failed_load_after_a_missing_extract_reruns_from_the_extract(data_dir: Path) -> None:
+    record_all(steps=("extract-postgres",))
+    ledger.record("northwind", DAY, "load", "failed", error="load refused: extract-csv did not complete")
+    assert verdict() == ("failed at load", "nw run --date 2024-01-15 --from extract-csv")
+
+
+def test_a_killed_process_not_yet_reaped_holds_no_lease(data_dir: Path) -> None:
+    from northwind_elt.locks import take_lease
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    take_lease("run-northwind-load-2024-01-15", "load for 2024-01-15", owner=proc.pid)
+    assert status.DayState.read("northwind", "2024-01-15", {}).running
+    proc.kill()
+    # Not waited for: a zombie until reaped. psutil sees it as such once the kernel has.
+    killed = psutil.Process(proc.pid)
+    while killed.status() != psutil.STATUS_ZOMBIE:
+        time.sleep(0.01)
+    assert not status.DayState.read("northwind", "2024-01-15", {}).running
+    proc.wait()
