@@ -16,15 +16,12 @@ import datetime as dt
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from northwind_elt import settings
+from northwind_elt import net, settings
 from northwind_elt.errors import ConfigError
 from northwind_elt.pipelines import PIPELINES
 
@@ -83,21 +80,7 @@ def _require_installed() -> None:
 
 
 def answers(path: str = "/execution/health") -> bool:
-    try:
-        with urllib.request.urlopen(f"{api_url()}{path}", timeout=2) as response:  # noqa: S310 (http, built here)
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _port_free() -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host(), port()))
-        except OSError:
-            return False
-    return True
+    return net.answers(f"{api_url()}{path}", timeout=2, any_status=False)
 
 
 def _airflow(*args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
@@ -124,7 +107,7 @@ def up() -> int:
     if answers():
         print(f"Airflow already answers on {api_url()}: nothing to start")
         return 0
-    if not _port_free():
+    if net.port_taken(port(), host()):
         raise ConfigError(
             f"port {port()} on {host()} is taken by another program",
             "free it, or set AIRFLOW_PORT in .env to a free port (the UI and the task API both follow it)",

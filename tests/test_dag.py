@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import re
 import signal
-import socket
 import subprocess
-import urllib.request
 from pathlib import Path
 
 import pytest
 from support import PROJECT, Pipeline, free_port, wait_for
+
+from northwind_elt.net import answers, port_taken
 
 AIRFLOW_BIN = PROJECT / ".venv-airflow" / "bin"
 DAGS = PROJECT / "orchestrate" / "dags"
@@ -143,27 +143,10 @@ def test_ads_dags_run_the_entry_point_for_the_logical_date_with_airflows_run_id(
     assert load["tasks"]["load"]["retries"] >= 1 and archive["tasks"]["archive"]["retries"] >= 1
 
 
-def port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 def test_airflow_on_port_8091_backfills_exactly_the_range_asked_for(pipeline: Pipeline, tmp_path: Path) -> None:
     # A real Airflow (API server, scheduler, dag processor, triggerer) started by `nw airflow
     # up` on AIRFLOW_PORT; a backfill of one day runs that day's DAG run, and nothing else.
-    port = 8091 if port_free(8091) else free_port()
+    port = free_port() if port_taken(8091) else 8091
     env = {"AIRFLOW_PORT": str(port), "AIRFLOW_HOME": str(tmp_path / "airflow")}
     day = "2024-01-20"
     for suffix in ("csv", "json"):  # the run must write its own export

@@ -9,18 +9,16 @@ with the end of its log.
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
 from northwind_elt import settings
+from northwind_elt.net import answers, port_taken
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
@@ -50,28 +48,6 @@ class Service:
         return self.folder / f"{self.name}.log"
 
 
-def answers(url: str) -> bool:
-    """True when something answers HTTP at the URL (any status)."""
-    try:
-        with urllib.request.urlopen(url, timeout=5):  # noqa: S310 - our own local http URL
-            return True
-    except urllib.error.HTTPError:
-        return True
-    except OSError:
-        return False
-
-
-def _port_taken(port: int) -> bool:
-    with socket.socket() as sock:
-        # As the servers bind: a port whose last connections linger in TIME_WAIT is free.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
 def running_pid(service: Service) -> int | None:
     """The pid of the server this project started, if it still runs."""
     try:
@@ -93,7 +69,7 @@ def start(service: Service, argv: list[str]) -> str:
     pid = running_pid(service)
     if pid is not None and answers(service.url):
         return f"{service.what} is running on {service.url} (process {pid})"
-    if _port_taken(service.port):
+    if port_taken(service.port):
         if answers(service.url):
             return f"{service.what}: {service.url} already answers (not started by this project; used as is)"
         raise ServiceError(
