@@ -51,7 +51,9 @@ $(INSTALLED): pyproject.toml extract/*/pyproject.toml load/*/pyproject.toml
 
 # Meltano installs every plugin, pinned in plugins/*.meltano.yml, into its own virtualenv.
 $(PLUGINS_INSTALLED): $(INSTALLED) meltano.yml plugins/*.meltano.yml pyproject.toml extract/*/pyproject.toml load/*/pyproject.toml
-	$(BIN)/meltano install
+	@mkdir -p .meltano && echo "==> meltano install: every plugin in its own virtualenv (log: .meltano/install.log)"
+	@$(BIN)/meltano install > .meltano/install.log 2>&1 || { tail -n 30 .meltano/install.log; \
+		echo "FAILED: meltano install (whole log: .meltano/install.log). Fix the cause, then rerun: make install"; exit 1; }
 	touch $@
 
 # Airflow has its own virtualenv: its dependencies must not constrain Meltano's.

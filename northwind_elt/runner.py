@@ -312,11 +312,17 @@ def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: Signals, verb
         error=(f"{cause}\n---\n" if cause else "") + "".join(tail)[-3000:],
         log=log_path,
     )
+    hint = _hint(pipeline, step, cause)
+    # Quote only what the Cause, Fix and rerun lines do not already say.
+    repeated = {f"ERROR: {cause}", f"Fix: {fix}"}
+    said = [line for line in said if line not in repeated and not line.startswith("Then rerun: ")]
+    if fix and fix.rstrip(".").lower() in hint.lower():
+        fix = None  # the hint already says it
     print(
         f"\nFAILED: step '{step}' for {day} (meltano run {job} exited {returncode}).\n"
-        + (f"Cause: {cause}{_hint(pipeline, step, cause)}\n" if cause else "")
+        + (f"Cause: {cause}{hint}\n" if cause else "")
         + (f"Fix: {fix}\n" if fix else "")
-        + ("".join(f"  | {line}\n" for line in said if line != f"Fix: {fix}") if not verbose else "")
+        + ("".join(f"  | {line}\n" for line in said) if not verbose else "")
         + f"Full log: {log_path}\n"
         f"Fix the cause, then rerun: {rerun}",
         file=sys.stderr,

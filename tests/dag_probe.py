@@ -22,6 +22,7 @@ print(
                             "bash_command": task.bash_command,
                             "retries": task.retries,
                             "exponential_backoff": task.retry_exponential_backoff,
+                            "records_failures": bool(task.on_failure_callback and task.on_retry_callback),
                         }
                         for task in dag.tasks
                     },

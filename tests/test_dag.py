@@ -115,6 +115,7 @@ def test_every_task_runs_its_meltano_job_for_the_logical_date_with_retries(dag_d
     for task, info in tasks.items():
         assert info["bash_command"].endswith(f"--date {{{{ ds }}}} run --verbose {JOBS[task]}"), info["bash_command"]
         assert info["retries"] >= 1 and info["exponential_backoff"] is True
+        assert info["records_failures"], f"{task}: an Airflow failure would not reach the ledger"
 
 
 def test_padam_dag_runs_generate_prepare_export_for_the_logical_month(dag_description: dict) -> None:
@@ -130,7 +131,7 @@ def test_padam_dag_runs_generate_prepare_export_for_the_logical_month(dag_descri
     assert tasks["generate"]["bash_command"].endswith(f"padam insert-month {month}")
     assert tasks["prepare"]["bash_command"].endswith("padam prepare")
     assert tasks["export"]["bash_command"].endswith(f"padam export {month}")
-    assert all(i["retries"] >= 1 for i in tasks.values())
+    assert all(i["retries"] >= 1 and i["records_failures"] for i in tasks.values())
 
 
 def test_ads_dags_run_the_entry_point_for_the_logical_date_with_airflows_run_id(dag_description: dict) -> None:

@@ -171,7 +171,7 @@ def test_load_refuses_a_day_whose_extracts_did_not_both_complete(pipeline: Pipel
     output = refused.stdout + refused.stderr
     assert "load refused for 2024-02-01" in output
     assert "extract-csv did not complete" in output
-    assert "Then rerun: nw run --date 2024-02-01 --from extract-csv" in output
+    assert "then rerun: nw run --date 2024-02-01 --from extract-csv" in output
     with pipeline.analytics() as conn:
         loaded = (
             conn.execute("SELECT count(*) FROM raw._loaded_days WHERE day = %s", [day]).fetchone()[0]

@@ -11,7 +11,6 @@ triggers that task alone.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -23,6 +22,7 @@ PROJECT_ROOT = Path(os.environ.get("NW_PROJECT_ROOT") or Path(__file__).resolve(
 # The pipeline definitions are standard-library Python: read them from the checkout
 # without installing the project into Airflow's virtualenv.
 sys.path.insert(0, str(PROJECT_ROOT))
+from northwind_elt.airflow_callbacks import failure_callbacks  # noqa: E402
 from northwind_elt.pipelines import DAG_DEFAULT_ARGS, PIPELINES  # noqa: E402
 
 NW = os.environ.get("NW_BIN") or str(PROJECT_ROOT / ".venv" / "bin" / "nw")
@@ -30,20 +30,6 @@ START_DATE = pendulum.parse(os.environ.get("NW_DAG_START_DATE", "2024-01-01"), t
 # With catchup on, unpausing the DAG creates one run for every day since START_DATE.
 # Off by default, so unpausing runs only the current day; past days are backfilled.
 CATCHUP = os.environ.get("NW_DAG_CATCHUP", "false").lower() in ("1", "true", "yes")
-
-
-def record_airflow_failure(context) -> None:
-    """A failed try that `nw run` could not record (killed, timed out, never started because
-    Airflow's task API did not answer) goes into the pipeline's ledger, so `nw status` shows it.
-    Runs in the task's process, or in the dag processor when the task never ran."""
-    ti = context["ti"]
-    pipeline = next(p for p in PIPELINES.values() if p.dag_id == ti.dag_id)
-    step = next(s.name for s in pipeline.steps if s.task_id == ti.task_id)
-    where = f"DAG {ti.dag_id}, run {context.get('run_id')}, task {ti.task_id}, try {ti.try_number}"
-    reason = str(context.get("exception") or "the task failed")[:2000]
-    since = ["--since", ti.start_date.isoformat()] if getattr(ti, "start_date", None) else []
-    command = [NW, "airflow", "record-failure", pipeline.name, step, context["ds"], "--reason", reason]
-    subprocess.run([*command, "--where", where, *since], cwd=str(PROJECT_ROOT), timeout=120, check=False)
 
 
 def pipeline_dag(pipeline) -> DAG:
@@ -57,8 +43,7 @@ def pipeline_dag(pipeline) -> DAG:
         max_active_runs=1,
         default_args={
             **DAG_DEFAULT_ARGS,
-            "on_failure_callback": record_airflow_failure,
-            "on_retry_callback": record_airflow_failure,
+            **failure_callbacks(pipeline.name, {step.task_id: step.name for step in pipeline.steps}),
         },
         tags=[pipeline.name, "meltano"],
         doc_md=__doc__,

@@ -19,11 +19,13 @@ from airflow.sdk import DAG
 
 PROJECT_ROOT = Path(os.environ.get("NW_PROJECT_ROOT") or Path(__file__).resolve().parents[2])
 sys.path.insert(0, str(PROJECT_ROOT))  # the standard-library definitions, read from the checkout
+from northwind_elt.airflow_callbacks import failure_callbacks  # noqa: E402
 from northwind_elt.pipelines import DAG_DEFAULT_ARGS  # noqa: E402
 
 NW = os.environ.get("NW_BIN") or str(PROJECT_ROOT / ".venv" / "bin" / "nw")
 START_DATE = pendulum.parse(os.environ.get("NW_PADAM_DAG_START_DATE", "2022-01-01"), tz="UTC")
 CATCHUP = os.environ.get("NW_DAG_CATCHUP", "false").lower() in ("1", "true", "yes")
+PADAM_STEPS = {"generate": "padam-insert-month", "prepare": "padam-prepare", "export": "padam-export"}
 MONTH = "{{ logical_date.year }} {{ logical_date.month }}"
 
 with DAG(
@@ -33,7 +35,9 @@ with DAG(
     start_date=START_DATE,
     catchup=CATCHUP,
     max_active_runs=1,
-    default_args=DAG_DEFAULT_ARGS,
+    # An Airflow failure is recorded under the month's first day (`{{ ds }}`), like generate and export;
+    # `nw padam prepare` records its own runs under the day it ran (it covers every month).
+    default_args={**DAG_DEFAULT_ARGS, **failure_callbacks("padam", PADAM_STEPS)},
     tags=["padam", "meltano"],
     doc_md=__doc__,
 ) as padam_monthly:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from northwind_elt import airflow_local, ledger
+from northwind_elt import airflow_callbacks, airflow_local, ledger
 from northwind_elt.errors import ConfigError
 
 DAY = dt.date(2024, 1, 10)
@@ -50,3 +52,19 @@ def test_a_success_before_the_try_does_not_hide_its_failure(data_dir: Path) -> N
     ledger.record("northwind", DAY, "load", "success", rows=3)
     airflow_local.record_failure("northwind", "load", DAY, None, "killed", "DAG northwind_daily")
     assert ledger.latest("northwind", DAY)["load"]["status"] == "failed"
+
+
+def test_the_dags_failure_callback_records_a_try_that_never_ran_under_the_runs_day(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The callback as Airflow calls it, running the real `nw airflow record-failure`.
+    monkeypatch.setattr(airflow_callbacks, "NW", str(Path(sys.executable).with_name("nw")))
+    callback = airflow_callbacks.failure_callbacks("padam", {"generate": "padam-insert-month"})["on_failure_callback"]
+    ti = SimpleNamespace(task_id="generate", dag_id="padam_monthly", try_number=3, start_date=None)
+    context = {"ti": ti, "ds": "2022-03-01", "run_id": "manual__1", "exception": RuntimeError("Task API refused")}
+    callback(context)
+    entry = ledger.latest("padam", dt.date(2022, 3, 1))["padam-insert-month"]
+    assert entry["status"] == "failed"
+    assert entry["error"].startswith("Airflow: Task API refused") and "task generate, try 3" in entry["error"]
+    callback({**context, "ti": SimpleNamespace(**{**vars(ti), "task_id": "a_task_of_no_step"})})
+    assert len(ledger.recent("padam", 10)) == 1
