@@ -1,12 +1,21 @@
 """Swap a loaded day into `raw` in one transaction, and clear what a failed load left.
 
-target-postgres-arrow ingests the day's rows, tagged with `_day` and `_load_id`, into the
-day's own staging schema `raw_staging_<day>` (emptied by begin). The commit checks that
-every table received exactly the rows the tap announced, then, in one transaction,
-replaces day D in every `raw` table with them, each column cast to the type its
-partition file records (the source's own Postgres type), removes D from raw tables this
-load lacks (the day is exactly this load), and drops the staging schema. Readers see the
-old day or the new one, never a mix. Rows are written once to staging and once to raw.
+begin creates the day's staging schema `raw_staging_<day>` with one table per partition
+file, each column already of the type `raw` gives it (the source's own Postgres type,
+recorded in the file) wherever ADBC's binary COPY can write that type directly
+(varchar(n), numeric(p,s), timestamp(p)... take the text, numeric and timestamp it sends).
+target-postgres-arrow ingests the day's rows there. The commit checks that every table
+received exactly the rows the tap announced, then, in one transaction, for each table:
+
+- converts the few columns staged as something else (uuid, jsonb, inet... arrive as text),
+- adds `_day` and `_load_id` as constant columns (a metadata change, no row is rewritten),
+- detaches and drops day D's old partition of the `raw` table (partitioned by `_day`),
+- moves the staged table into the day's schema `raw_day_<day>` and attaches it as day D.
+
+No row is copied: the staged table becomes the day. Readers see the old day or the new
+one, never a mix. A `raw` table that is not partitioned (created before this version)
+keeps working: its day is replaced by DELETE and INSERT ... SELECT in the same transaction.
+Tables an earlier load of D had and this one lacks lose their day D.
 """
 
 from __future__ import annotations
@@ -25,6 +34,9 @@ from northwind_elt import settings
 from northwind_elt.errors import PipelineError
 
 RAW_SCHEMA = "raw"
+_TYPMOD = re.compile(r"\(\d+(,\s*-?\d+)?\)")
+# Types ADBC's binary COPY of an Arrow string can fill: they share text's wire format.
+_TEXT_FAMILY = {"text", "character varying", "character"}
 # The Postgres type of a column, as format_type() prints it: checked before it is
 # spliced into SQL, since it is read from a file.
 _PG_TYPE = re.compile(r'"?[A-Za-z_][A-Za-z0-9_ ]*"?(\(\d+(,\s*-?\d+)?\))?( with(out)? time zone)?(\[\])*')
@@ -35,13 +47,42 @@ def staging_schema(day: dt.date) -> str:
     return f"raw_staging_{day.isoformat()}"
 
 
-def _columns(conn: psycopg.Connection, schema: str, table: str) -> list[str]:
+def day_schema(day: dt.date) -> str:
+    """Where the partitions of day D of the raw tables live."""
+    return f"raw_day_{day.isoformat()}"
+
+
+def _columns(conn: psycopg.Connection, schema: str, table: str) -> dict[str, str]:
+    """A table's columns, in order, with their types as format_type() prints them; {} if it does not exist."""
     rows = conn.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s"
-        " ORDER BY ordinal_position",
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a"
+        " JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
         [schema, table],
     ).fetchall()
-    return [r[0] for r in rows]
+    return dict(rows)
+
+
+def _relkind(conn: psycopg.Connection, schema: str, table: str) -> str | None:
+    """'p' for a partitioned table, 'r' for a plain one, None if there is none."""
+    row = conn.execute(
+        "SELECT c.relkind FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = %s",
+        [schema, table],
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _partition_of_day(conn: psycopg.Connection, table: str, day: dt.date) -> sql.Composable | None:
+    """Day D's partition of raw.<table>, if one is attached."""
+    row = conn.execute(
+        "SELECT n.nspname, c.relname FROM pg_catalog.pg_inherits i"
+        " JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        " JOIN pg_catalog.pg_class p ON p.oid = i.inhparent JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace"
+        " WHERE pn.nspname = %s AND p.relname = %s AND pg_get_expr(c.relpartbound, c.oid) = %s",
+        [RAW_SCHEMA, table, f"FOR VALUES IN ('{day.isoformat()}')"],
+    ).fetchone()
+    return sql.Identifier(*row) if row else None
 
 
 def _day_tables(conn: psycopg.Connection, schema: str) -> list[str]:
@@ -88,7 +129,7 @@ def arrow_to_pg(kind: pa.DataType) -> str:
 
 
 def column_types(path: Path, step: str, day: dt.date, table: str) -> dict[str, str]:
-    """Each column of a partition file with the Postgres type it is loaded as."""
+    """Each column of a partition file with the Postgres type `raw` gives it (the source's own, if recorded)."""
     types = {}
     for field in pq.read_schema(path):
         declared = (field.metadata or {}).get(b"pg_type")
@@ -96,20 +137,151 @@ def column_types(path: Path, step: str, day: dt.date, table: str) -> dict[str, s
         if not _PG_TYPE.fullmatch(pg_type):
             raise PipelineError(step, day, f"{path}: column {field.name!r} declares an unusable type {pg_type!r}")
         types[field.name] = pg_type
-    return types | {"_day": "date", "_load_id": "text"}
+    return types
 
 
-def prepare_staging(target: settings.PgConn, step: str, day: dt.date) -> None:
-    """An empty staging schema for the day: whatever a failed attempt left is gone."""
-    schema = sql.Identifier(staging_schema(day))
+def staged_type(final: str, arrow_type: pa.DataType) -> str:
+    """The staging column's type: `final` where ADBC's binary COPY of the Arrow type fills it as is
+    (same type, or one that differs by a typmod, or text into varchar/char), else the type ADBC
+    would create, converted to `final` at commit."""
+    sent = arrow_to_pg(arrow_type)
+    if final == sent:
+        return final
+    if final.endswith("[]") or sent.endswith("[]"):
+        return sent  # an array's binary form names its element type: it must match exactly
+    base, sent_base = _TYPMOD.sub("", final), _TYPMOD.sub("", sent)
+    if base == sent_base or (sent_base == "text" and base in _TEXT_FAMILY):
+        return final
+    return sent
+
+
+def prepare_staging(target: settings.PgConn, step: str, day: dt.date, files: dict[str, Path]) -> None:
+    """An empty staging schema for the day (whatever a failed attempt left is gone), with a table
+    per partition file whose columns have raw's types where the bulk copy can fill them."""
+    schema = staging_schema(day)
     with psycopg.connect(target.conninfo()) as conn:
         _lock_day(conn, day)
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        for table, path in sorted(files.items()):
+            final = column_types(path, step, day, table)
+            arrow = pq.read_schema(path)
+            columns = [
+                sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(staged_type(kind, arrow.field(name).type)))
+                for name, kind in final.items()
+            ]
+            conn.execute(
+                sql.SQL("CREATE TABLE {} ({})").format(sql.Identifier(schema, table), sql.SQL(", ").join(columns))
+            )
 
 
-def swap_day(target: settings.PgConn, step: str, day: dt.date, intent: dict) -> int:
-    """Replace day D in raw with this load, every table in one transaction, then drop staging."""
+def _raw_columns(
+    conn: psycopg.Connection, step: str, day: dt.date, table: str, wanted: dict[str, str]
+) -> dict[str, str]:
+    """raw.<table>, created partitioned by day if missing, with every column of the day's file.
+
+    A column the file has and raw lacks is added (a column added at the source flows through);
+    one whose type differs is refused: converting it could change values."""
+    raw = sql.Identifier(RAW_SCHEMA, table)
+    if _relkind(conn, RAW_SCHEMA, table) is None:
+        columns = [sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in wanted.items()]
+        columns += [sql.SQL("_day date NOT NULL"), sql.SQL("_load_id text NOT NULL")]
+        conn.execute(sql.SQL("CREATE TABLE {} ({}) PARTITION BY LIST (_day)").format(raw, sql.SQL(", ").join(columns)))
+    have = _columns(conn, RAW_SCHEMA, table)
+    for column, kind in wanted.items():
+        if column not in have:
+            conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(raw, sql.Identifier(column), sql.SQL(kind)))
+        elif have[column] != kind:
+            raise PipelineError(
+                step,
+                day,
+                f"column {column!r} of {RAW_SCHEMA}.{table} is {have[column]} but the day's file has {kind}: "
+                "the source changed the column's type",
+                fix=f"convert the column if every loaded day fits (ALTER TABLE {RAW_SCHEMA}.{table} ALTER COLUMN "
+                f"{column} TYPE {kind}), or drop {RAW_SCHEMA}.{table} and reload its days",
+            )
+    return _columns(conn, RAW_SCHEMA, table)
+
+
+def _attach_day(
+    conn: psycopg.Connection, day: dt.date, table: str, load_id: str, staged: dict[str, str], raw: dict[str, str]
+) -> None:
+    """Make the staged table day D's partition of raw.<table>, replacing the old one; no row is copied."""
+    staged_table = sql.Identifier(staging_schema(day), table)
+    changes = [
+        sql.SQL("ALTER COLUMN {0} TYPE {1} USING {0}::{1}").format(sql.Identifier(c), sql.SQL(raw[c]))
+        for c, kind in staged.items()
+        if kind != raw[c]
+    ]
+    # Columns raw has and this day lacks (dropped at the source) are null on this day.
+    changes += [
+        sql.SQL("ADD COLUMN {} {}").format(sql.Identifier(c), sql.SQL(kind))
+        for c, kind in raw.items()
+        if c not in staged and c not in ("_day", "_load_id")
+    ]
+    # Constant columns with a default are a catalog change: no row is rewritten.
+    changes += [
+        sql.SQL("ADD COLUMN _day date NOT NULL DEFAULT {}").format(sql.Literal(day)),
+        sql.SQL("ADD COLUMN _load_id text NOT NULL DEFAULT {}").format(sql.Literal(load_id)),
+    ]
+    conn.execute(sql.SQL("ALTER TABLE {} {}").format(staged_table, sql.SQL(", ").join(changes)))
+    conn.execute(
+        sql.SQL("ALTER TABLE {} ALTER COLUMN _day DROP DEFAULT, ALTER COLUMN _load_id DROP DEFAULT").format(
+            staged_table
+        )
+    )
+    _drop_day_partition(conn, day, table)
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(day_schema(day))))
+    # Not attached to raw (so not day D's): nothing of ours that anyone reads.
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(day_schema(day), table)))
+    conn.execute(sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(staged_table, sql.Identifier(day_schema(day))))
+    conn.execute(
+        sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})").format(
+            sql.Identifier(RAW_SCHEMA, table), sql.Identifier(day_schema(day), table), sql.Literal(day)
+        )
+    )
+
+
+def _drop_day_partition(conn: psycopg.Connection, day: dt.date, table: str) -> None:
+    old = _partition_of_day(conn, table, day)
+    if old is not None:
+        conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(sql.Identifier(RAW_SCHEMA, table), old))
+        conn.execute(sql.SQL("DROP TABLE {}").format(old))
+
+
+def _copy_day(
+    conn: psycopg.Connection, day: dt.date, table: str, load_id: str, staged: dict[str, str], raw: dict[str, str]
+) -> None:
+    """A raw table that is not partitioned: replace day D's rows by a copy of the staged ones."""
+    target = sql.Identifier(RAW_SCHEMA, table)
+    columns = [c for c in staged if c in raw]
+    conn.execute(sql.SQL("DELETE FROM {} WHERE _day = %s").format(target), [day])
+    conn.execute(
+        sql.SQL("INSERT INTO {} ({}, _day, _load_id) SELECT {}, %s, %s FROM {}").format(
+            target,
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.SQL(", ").join(sql.SQL("{}::{}").format(sql.Identifier(c), sql.SQL(raw[c])) for c in columns),
+            sql.Identifier(staging_schema(day), table),
+        ),
+        [day, load_id],
+    )
+
+
+def swap_day(target: settings.PgConn, step: str, day: dt.date, intent: dict, attempts: int = 3) -> int:
+    """Replace day D in raw with this load, every table in one transaction, then drop staging.
+
+    Replacing a day detaches its old partition, which locks the raw table against readers: a
+    query reading two raw tables can deadlock with it. Postgres then rolls one of them back;
+    if it is this swap, nothing changed, and it is tried again."""
+    for _ in range(attempts - 1):
+        try:
+            return _swap_day_once(target, step, day, intent)
+        except psycopg.errors.DeadlockDetected:
+            continue
+    return _swap_day_once(target, step, day, intent)
+
+
+def _swap_day_once(target: settings.PgConn, step: str, day: dt.date, intent: dict) -> int:
     load_id = intent["load_id"]
     files = {stream["name"]: Path(stream["files"][0]["path"]) for stream in intent["streams"]}
     staging_name = staging_schema(day)
@@ -117,47 +289,32 @@ def swap_day(target: settings.PgConn, step: str, day: dt.date, intent: dict) -> 
         _lock_day(conn, day)
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(RAW_SCHEMA)))
         for table, expected in sorted(intent["tables"].items()):
-            staged = sql.Identifier(staging_name, table)
-            raw = sql.Identifier(RAW_SCHEMA, table)
-            staged_cols = _columns(conn, staging_name, table)
-            if not staged_cols:
+            staged = _columns(conn, staging_name, table)
+            if not staged:
                 raise PipelineError(step, day, f"table {staging_name}.{table} is missing; the target did not load it")
             got = conn.execute(
-                sql.SQL("SELECT count(*) FROM {} WHERE _load_id = %s").format(staged), [load_id]
+                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(staging_name, table))
             ).fetchone()[0]
             if got != expected:
                 raise PipelineError(step, day, f"{staging_name}.{table} received {got} rows, expected {expected}")
-            types = column_types(files[table], step, day, table)
-            columns = [c for c in types if c in staged_cols]
-            conn.execute(
-                sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
-                    raw,
-                    sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(types[c])) for c in columns),
-                )
-            )
-            raw_cols = set(_columns(conn, RAW_SCHEMA, table))
-            for column in columns:
-                if column not in raw_cols:  # a column added at the source flows through
-                    conn.execute(
-                        sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
-                            raw, sql.Identifier(column), sql.SQL(types[column])
-                        )
-                    )
-            conn.execute(sql.SQL("DELETE FROM {} WHERE _day = %s").format(raw), [day])
-            conn.execute(
-                sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} WHERE _load_id = %s").format(
-                    raw,
-                    sql.SQL(", ").join(map(sql.Identifier, columns)),
-                    sql.SQL(", ").join(sql.SQL("{}::{}").format(sql.Identifier(c), sql.SQL(types[c])) for c in columns),
-                    staged,
-                ),
-                [load_id],
-            )
+            wanted = column_types(files[table], step, day, table)
+            if extra := [c for c in staged if c not in wanted]:
+                raise PipelineError(step, day, f"{staging_name}.{table} has columns the day's file lacks: {extra}")
+            raw = _raw_columns(conn, step, day, table, wanted)
+            if _relkind(conn, RAW_SCHEMA, table) == "p":
+                _attach_day(conn, day, table, load_id, staged, raw)
+            else:
+                _copy_day(conn, day, table, load_id, staged, raw)
         # The day is exactly this load: a table an earlier load of D had, and this one has
         # not, loses its D rows in the same transaction.
         for table in _day_tables(conn, RAW_SCHEMA):
             if table not in intent["tables"]:
-                conn.execute(sql.SQL("DELETE FROM {} WHERE _day = %s").format(sql.Identifier(RAW_SCHEMA, table)), [day])
+                if _relkind(conn, RAW_SCHEMA, table) == "p":
+                    _drop_day_partition(conn, day, table)
+                else:
+                    conn.execute(
+                        sql.SQL("DELETE FROM {} WHERE _day = %s").format(sql.Identifier(RAW_SCHEMA, table)), [day]
+                    )
         conn.execute(
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {}._loaded_days (day date PRIMARY KEY, load_id text NOT NULL,"

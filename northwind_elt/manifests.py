@@ -7,7 +7,8 @@
 - step          `_manifests/{day}/{step}.json`: written last by an extract commit; the
   step's output for the day is complete, and lists exactly its tables.
 - load intent   `.staging/load/{day}/intent.json`: written by load's begin task; it is also
-  tap-parquet-manifest's manifest (streams, files with rows and sha256, constant columns).
+  tap-parquet-manifest's manifest (streams, files with rows and sha256); `_day` and `_load_id`
+  are added to the rows by the commit, as constant columns of the attached partition.
 """
 
 from __future__ import annotations
@@ -113,10 +114,6 @@ def write_intent(
             "streams": [
                 {"name": table, "files": [{"path": str(path), "rows": m["rows"], "sha256": m["sha256"]}]}
                 for table, path, m in partitions
-            ],
-            "constant_columns": [
-                {"name": "_day", "type": "date", "value": layout.iso},
-                {"name": "_load_id", "type": "string", "value": load_id},
             ],
             "tables": {table: m["rows"] for table, _, m in partitions},
         },

@@ -136,7 +136,8 @@ def begin(pipeline: Pipeline, step_name: str) -> str:
 
         ctx.clean_staging()
         partitions = verified_partitions(pipeline, ctx.layout, ctx.name)
-        _with_database(ctx, warehouse, lambda: prepare_staging(settings.pg_conn(warehouse), ctx.name, ctx.day))
+        files = {p.table: p.file for p in partitions}
+        _with_database(ctx, warehouse, lambda: prepare_staging(settings.pg_conn(warehouse), ctx.name, ctx.day, files))
         write_intent(
             ctx.layout, ctx.name, record["run_id"], started, [(p.table, p.file, p.manifest) for p in partitions]
         )

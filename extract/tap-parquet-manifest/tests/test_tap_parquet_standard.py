@@ -313,3 +313,27 @@ def test_meltano_yml_declares_every_setting():
     assert declared == {"manifest_file", "constant_columns", "verify", "batch_config"}
     assert declared - {"batch_config"} <= set(TapParquet.config_jsonschema["properties"])
     assert extractor["pip_url"] == "-e ."
+
+
+def test_without_constants_each_verified_file_is_handed_over_as_a_link(fixture_copy, tmp_path, capsys):
+    manifest = json.loads(fixture_copy.read_text())
+    manifest["constant_columns"] = []
+    fixture_copy.write_text(json.dumps(manifest))
+    root = tmp_path / "batches"
+    config = {
+        "manifest_file": str(fixture_copy),
+        "batch_config": {"encoding": {"format": "parquet"}, "storage": {"root": root.as_uri()}},
+    }
+    files = batch_files(run(config, capsys))
+    for name, inputs in INPUTS.items():
+        originals = [fixture_copy.parent / "data" / relative for relative, _ in inputs]
+        assert [path.stat().st_ino for path in files[name]] == [path.stat().st_ino for path in originals]
+        for path, (_, table) in zip(files[name], inputs, strict=True):
+            assert pq.read_table(path).equals(table)
+    # A target that deletes its batch files leaves the manifest's files in place.
+    for paths in files.values():
+        for path in paths:
+            path.unlink()
+    assert all(
+        (fixture_copy.parent / "data" / relative).is_file() for inputs in INPUTS.values() for relative, _ in inputs
+    )

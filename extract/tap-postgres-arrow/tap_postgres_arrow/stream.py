@@ -74,6 +74,12 @@ class PostgresArrowStream(PostgresStream):
     parquet_compression = "zstd"
 
     @property
+    def file_rows(self) -> int:
+        """Rows per Parquet file: `batch_config.batch_size` if the config sets it, else ``rows_per_file``."""
+        configured = (self.config.get("batch_config") or {}).get("batch_size")
+        return int(configured) if configured else self.rows_per_file
+
+    @property
     def table_label(self) -> str:
         entry = self._singer_catalog_entry
         return f"{entry.metadata.root.schema_name}.{entry.table}"
@@ -155,6 +161,7 @@ class PostgresArrowStream(PostgresStream):
         import adbc_driver_postgresql.dbapi as adbc
 
         sql, plans, rk_index = self.build_arrow_query(context)
+        file_rows = self.file_rows
         out_dir = _local_dir(batch_config.storage.root)
         out_dir.mkdir(parents=True, exist_ok=True)
         stem = f"{batch_config.storage.prefix or ''}{urllib.parse.quote(self.name, safe='')}-{uuid.uuid4().hex}"
@@ -173,13 +180,13 @@ class PostgresArrowStream(PostgresStream):
                     out = converter.convert(batch)
                     offset = 0
                     while offset < out.num_rows:
-                        take = min(self.rows_per_file - files.rows, out.num_rows - offset)
+                        take = min(file_rows - files.rows, out.num_rows - offset)
                         piece = out.slice(offset, take)
                         files.write(piece)
                         offset += take
                         if rk_index is not None:
                             files.note_last(piece.column(rk_index))
-                        if files.rows >= self.rows_per_file:
+                        if files.rows >= file_rows:
                             yield encoding, [self._finish(files, rk_index, context)]
                 if files.writer is not None or files.count == 0:  # rest, or the empty table's one file
                     yield encoding, [self._finish(files, rk_index, context)]

@@ -67,7 +67,8 @@ class CsvStream(Stream):
         rows_per_file = int(raw.get("batch_size") or ROWS_PER_BATCH_FILE)
         storage = batch_config.storage
         root = UPath(storage.root, **(storage.params or {})).resolve()  # as the SDK's StorageTarget does
-        compression = batch_config.encoding.compression or "snappy"
+        # zstd, the codec target-parquet-files writes, so it can take the file as is.
+        compression = batch_config.encoding.compression or "zstd"
         sync_id = f"{self.tap_name}--{self.name}-{uuid4()}"
         written: list[UPath] = []
         writer: pq.ParquetWriter | None = None

@@ -59,6 +59,8 @@ class ParquetSink(BatchSink):
         self.final_path = output_path(self.output_dir, self.table_name, stream=stream_name)
         self.temp_path = self.final_path.with_name(f".{self.final_path.name}.{os.getpid()}-{id(self)}.tmp")
         self._writer: pq.ParquetWriter | None = None
+        # Rows of the batch file taken as the output file as is (None: no file taken).
+        self._adopted: int | None = None
 
     @property
     def table_name(self) -> str:
@@ -85,29 +87,76 @@ class ParquetSink(BatchSink):
             self._writer.write_table(table)
 
     def process_batch(self, context: dict) -> None:
+        self._reopen_adopted()
         self._append(records_to_table(context["records"], self.arrow_schema))
 
     def process_batch_files(self, encoding: BaseBatchFileEncoding, files: Sequence[str]) -> None:
         if encoding.format != BatchFileFormat.PARQUET:
             super().process_batch_files(encoding, files)
             return
-        # Bulk path: a tap's Parquet batch files become row groups without per-row Python.
+        # Bulk path: a tap's Parquet batch files become row groups without per-row Python;
+        # the stream's first file, if it already is what this target would write, becomes the
+        # output file itself (renamed, not rewritten).
         for url in files:
             path = local_path(url)
             if path is None:  # remote storage: the SDK's generic reader handles it
                 super().process_batch_files(encoding, [url])
                 continue
+            if self._writer is None and self._adopted is None and self._takes_as_is(path):
+                rows = pq.read_metadata(path).num_rows
+                self.output_dir.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.replace(path, self.temp_path)
+                except OSError:  # another file system: rewrite it below
+                    pass
+                else:
+                    self._adopted = rows
+                    self.record_counter_metric.increment(rows)
+                    continue
+            self._reopen_adopted()
             table = adopt(pq.read_table(path), self.arrow_schema)
             self._append(table)
             self.record_counter_metric.increment(table.num_rows)
             path.unlink()  # the tap's batch file is a hand-off, not an output
 
+    def _takes_as_is(self, path: Path) -> bool:
+        """Whether a batch file is, unchanged, the file this sink would write: same schema after
+        `adopt`, and every column chunk compressed with this target's codec."""
+        try:
+            metadata = pq.read_metadata(path)
+            schema = pq.read_schema(path)
+        except (OSError, pa.ArrowException):
+            return False
+        if metadata.num_row_groups == 0 or adopt(schema.empty_table(), self.arrow_schema).schema != schema:
+            return False
+        codec = self.compression.upper()
+        return all(
+            metadata.row_group(g).column(c).compression.upper() == codec
+            for g in range(metadata.num_row_groups)
+            for c in range(metadata.num_columns)
+        )
+
+    def _reopen_adopted(self) -> None:
+        """A second batch for a stream whose first file was taken as is: rewrite it as row groups
+        of a new file, so the next rows can be appended."""
+        if self._adopted is None:
+            return
+        adopted = self.temp_path.with_name(self.temp_path.name + ".first")
+        os.replace(self.temp_path, adopted)
+        self._adopted = None
+        with pq.ParquetFile(adopted) as first:
+            for group in range(first.num_row_groups):
+                self._append(first.read_row_group(group))
+        adopted.unlink()
+
     def clean_up(self) -> None:
         """Close the file (an empty table still gets one, carrying its schema) and rename it."""
-        self._append(self._writer.schema.empty_table() if self._writer else self.arrow_schema.empty_table())
-        assert self._writer is not None
-        self._writer.close()
-        self._writer = None
+        if self._adopted is None:
+            self._append(self._writer.schema.empty_table() if self._writer else self.arrow_schema.empty_table())
+            assert self._writer is not None
+            self._writer.close()
+            self._writer = None
+        self._adopted = None
         if self.final_path in self._written:
             # The stream's schema changed mid-run: the SDK retired the earlier sink, whose
             # file is already final. One file per table, so merge under the widest schema.
@@ -124,4 +173,5 @@ class ParquetSink(BatchSink):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        self._adopted = None
         self.temp_path.unlink(missing_ok=True)

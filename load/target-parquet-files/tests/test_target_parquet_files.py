@@ -308,3 +308,39 @@ def test_typed_batch_files_are_written_as_they_are(out: Path, tmp_path: Path) ->
     assert written.column("amount").to_pylist() == ["123456789012345678901234567890.000000000001", None, "1"]
     # Declared columns the batch lacks come as nulls of the declared type.
     assert written.column("name").null_count == 3
+
+
+ID_ONLY = {"id": {"type": ["integer"]}}
+
+
+def test_a_batch_file_already_in_the_targets_form_becomes_the_output_file(out: Path, tmp_path: Path) -> None:
+    source = tmp_path / "b.parquet"
+    pq.write_table(pa.table({"id": pa.array([1, 2], pa.int64())}), source, compression="zstd")
+    inode = source.stat().st_ino
+    run({"output_dir": str(out)}, schema_message("things", ID_ONLY), batch("things", source.as_uri()))
+    output = out / file_name("things")
+    assert output.stat().st_ino == inode, "renamed, not rewritten"
+    assert pq.read_table(output).column("id").to_pylist() == [1, 2]
+    assert not source.exists() and not leftovers(out)
+
+
+@pytest.mark.parametrize("then", ["batch", "records"])
+def test_rows_after_a_file_taken_as_is_are_appended_to_it(out: Path, tmp_path: Path, then: str) -> None:
+    first = tmp_path / "first.parquet"
+    pq.write_table(pa.table({"id": pa.array([1, 2], pa.int64())}), first, compression="zstd")
+    more = [batch("things", write_batch_file(tmp_path / "second.parquet", {"id": [3]}).as_uri())]
+    if then == "records":
+        more = [record("things", id=3), record("things", id=4)]
+    run({"output_dir": str(out)}, schema_message("things", ID_ONLY), batch("things", first.as_uri()), *more)
+    expected = [1, 2, 3] if then == "batch" else [1, 2, 3, 4]
+    assert pq.read_table(out / file_name("things")).column("id").to_pylist() == expected
+    assert not leftovers(out) and not [p for p in out.iterdir() if p.name.endswith(".first")]
+
+
+def test_a_batch_file_with_another_codec_is_rewritten_with_the_configured_one(out: Path, tmp_path: Path) -> None:
+    source = tmp_path / "b.parquet"
+    pq.write_table(pa.table({"id": pa.array([5], pa.int64())}), source, compression="snappy")
+    run({"output_dir": str(out)}, schema_message("things", ID_ONLY), batch("things", source.as_uri()))
+    metadata = pq.read_metadata(out / file_name("things"))
+    assert metadata.row_group(0).column(0).compression == "ZSTD"
+    assert pq.read_table(out / file_name("things")).column("id").to_pylist() == [5]

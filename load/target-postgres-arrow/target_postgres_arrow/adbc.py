@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote, urlencode
 
 import pyarrow as pa
 from sqlalchemy.engine import URL, make_url
+
+_TYPMOD = re.compile(r"\(\d+(,\s*-?\d+)?\)")
 
 
 class UnsupportedArrowTypeError(TypeError):
@@ -75,15 +78,20 @@ def postgres_type(arrow_type: pa.DataType) -> str:
 
 
 def compatible(table_type: str, file_type: str) -> bool:
-    """Whether a column of `table_type` accepts binary COPY data of the mapped `file_type`."""
+    """Whether a column of `table_type` accepts binary COPY data of the mapped `file_type`.
+
+    A type with a typmod takes its base type's data (numeric(p,s), timestamp(p), varchar(n): the
+    typmod applies on input), and varchar/char take text (same wire format). Arrays must match
+    exactly: their binary form names the element type.
+    """
     if table_type == file_type:
         return True
-    base = table_type.split("(", 1)[0]
-    if file_type == "numeric":
-        return base == "numeric"  # numeric(p,s) applies its typmod on input
-    if file_type == "text":
-        return base in {"character varying", "character"}  # same wire format as text
-    return False
+    if table_type.endswith("[]") or file_type.endswith("[]"):
+        return False
+    base = _TYPMOD.sub("", table_type)
+    if base == file_type:
+        return True
+    return file_type == "text" and base in {"character varying", "character"}
 
 
 def quote_ident(name: str) -> str:
