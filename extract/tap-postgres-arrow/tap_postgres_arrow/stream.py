@@ -23,6 +23,7 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers._batch import BatchConfig
     from singer_sdk.helpers.types import Context
 
+BATCH_BYTES = 4 << 20
 # Session settings that make every ::text rendering and literal deterministic.
 SESSION_SETTINGS = {
     "TimeZone": "UTC",
@@ -158,6 +159,7 @@ class PostgresArrowStream(PostgresStream):
         batch_config: BatchConfig,
         context: Context | None,
     ) -> Iterator[tuple[BaseBatchFileEncoding, list[str]]]:
+        import adbc_driver_postgresql as adbc_postgresql
         import adbc_driver_postgresql.dbapi as adbc
 
         sql, plans, rk_index = self.build_arrow_query(context)
@@ -171,6 +173,10 @@ class PostgresArrowStream(PostgresStream):
         with adbc.connect(adbc_uri(self._tap.connection_parameters)) as conn, conn.cursor() as cur:  # type: ignore[attr-defined]
             for name, value in SESSION_SETTINGS.items():
                 cur.execute(f"SET {name} = {quote_literal(value)}")
+            # Smaller result batches than the driver's 16 MB: memory stays flat as tables grow.
+            cur.adbc_statement.set_options(
+                **{adbc_postgresql.StatementOptions.BATCH_SIZE_HINT_BYTES.value: str(BATCH_BYTES)}
+            )
             cur.execute(sql)
             reader = cur.fetch_record_batch()
             converter = BatchConverter(plans, reader.schema, self.table_label)

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-BLOCK_SIZE = 16 << 20  # bytes pyarrow parses at a time: memory is a few blocks, whatever the file size
+BLOCK_SIZE = 1 << 20  # bytes pyarrow parses at a time: memory is a few blocks, whatever the file size
 TRUE_VALUES = ["true", "True", "TRUE", "1"]
 FALSE_VALUES = ["false", "False", "FALSE", "0"]
 TYPE_NAMES = ("string", "integer", "number", "decimal(P,S)", "date", "timestamp", "boolean")
