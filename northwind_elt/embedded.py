@@ -14,7 +14,6 @@ import hashlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import warnings
@@ -25,6 +24,7 @@ import psycopg
 from psycopg import sql
 
 from northwind_elt import settings
+from northwind_elt.net import port_taken
 
 SERVICE_USER = "embedded_postgres"
 SUPERUSER = "postgres"
@@ -156,16 +156,15 @@ def _port_holder(number: int) -> str:
 
 
 def _check_port_free() -> None:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port()))
-        except OSError:
-            raise EmbeddedPostgresError(
-                f"port {port()} on 127.0.0.1 is already in use by another program{_port_holder(port())}, "
-                "so the embedded Postgres cannot listen there.\n"
-                "Set PG_PORT (and SOURCE_PG_PORT, ANALYTICS_PG_PORT, PEOPLE_PG_PORT) in .env to a free port,"
-                " or stop that program."
-            ) from None
+    # Bound as Postgres binds (SO_REUSEADDR): connections of a just-stopped server lingering in
+    # TIME_WAIT do not make the port taken.
+    if port_taken(port()):
+        raise EmbeddedPostgresError(
+            f"port {port()} on 127.0.0.1 is already in use by another program{_port_holder(port())}, "
+            "so the embedded Postgres cannot listen there.\n"
+            "Set PG_PORT (and SOURCE_PG_PORT, ANALYTICS_PG_PORT, PEOPLE_PG_PORT) in .env to a free port,"
+            " or stop that program."
+        )
 
 
 def start() -> None:

@@ -78,3 +78,20 @@ def test_a_read_only_data_directory_is_named_with_its_variable(tmp_path: Path, m
         assert "NW_DATA_DIR" in message
     finally:
         subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_port_whose_last_connection_lingers_in_time_wait_is_free(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What a just-stopped server leaves behind: `nw db stop` then `nw db up` must work.
+    from northwind_elt import embedded
+
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Postgres listens
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = listener.accept()
+        accepted.close()  # the server side closes first: its end of the connection enters TIME_WAIT
+        client.close()
+    monkeypatch.setenv("PG_PORT", str(port))
+    embedded._check_port_free()
