@@ -36,7 +36,11 @@ from northwind_elt.errors import PipelineError
 RAW_SCHEMA = "raw"
 _TYPMOD = re.compile(r"\(\d+(,\s*-?\d+)?\)")
 # Types ADBC's binary COPY of an Arrow string can fill: they share text's wire format.
-_TEXT_FAMILY = {"text", "character varying", "character"}
+_TEXT_FAMILY = {"text", "character varying", "character", "bpchar"}
+# A type as format_type() prints it: base, typmod numbers, zone ("timestamp(3) with time zone").
+_TYPE_PARTS = re.compile(r"(?P<base>[^(]+?)(?:\((?P<a>\d+)(?:,\s*(?P<b>-?\d+))?\))?(?P<zone> with(?:out)? time zone)?")
+_INTEGERS = ["smallint", "integer", "bigint"]
+_CONSTANT_COLUMNS = ("_day", "_load_id")
 # The Postgres type of a column, as format_type() prints it: checked before it is
 # spliced into SQL, since it is read from a file.
 _PG_TYPE = re.compile(r'"?[A-Za-z_][A-Za-z0-9_ ]*"?(\(\d+(,\s*-?\d+)?\))?( with(out)? time zone)?(\[\])*')
@@ -136,8 +140,41 @@ def column_types(path: Path, step: str, day: dt.date, table: str) -> dict[str, s
         pg_type = declared.decode() if declared else arrow_to_pg(field.type)
         if not _PG_TYPE.fullmatch(pg_type):
             raise PipelineError(step, day, f"{path}: column {field.name!r} declares an unusable type {pg_type!r}")
+        if field.name in _CONSTANT_COLUMNS:
+            raise PipelineError(
+                step, day, f"{path}: table {table!r} has a column {field.name!r}, which the load adds to every row"
+            )
         types[field.name] = pg_type
     return types
+
+
+def holds(raw: str, file: str) -> bool:
+    """Whether a raw column of type `raw` takes every value of type `file` unchanged (equal, or wider)."""
+    if raw == file:
+        return True
+    if raw.endswith("[]") or file.endswith("[]"):
+        return False
+    r, f = _TYPE_PARTS.fullmatch(raw), _TYPE_PARTS.fullmatch(file)
+    if r is None or f is None:
+        return False
+    if r["base"] in _INTEGERS and f["base"] in _INTEGERS:
+        return _INTEGERS.index(r["base"]) >= _INTEGERS.index(f["base"])
+    if r["base"] == "text":
+        return f["base"] == "character varying"  # not char(n): text would drop its padding
+    if r["base"] != f["base"] or r["zone"] != f["zone"]:
+        return False
+    if r["base"] == "numeric":
+        if r["a"] is None:
+            return True
+        if f["a"] is None:
+            return False
+        r_scale, f_scale = int(r["b"] or 0), int(f["b"] or 0)
+        return r_scale >= f_scale and int(r["a"]) - r_scale >= int(f["a"]) - f_scale
+    if r["base"] == "character varying":
+        return r["a"] is None or (f["a"] is not None and int(r["a"]) >= int(f["a"]))
+    if r["base"] in ("timestamp", "time"):  # fractional digits, 6 when unstated
+        return int(r["a"] or 6) >= int(f["a"] or 6)
+    return False
 
 
 def staged_type(final: str, arrow_type: pa.DataType) -> str:
@@ -180,8 +217,10 @@ def _raw_columns(
 ) -> dict[str, str]:
     """raw.<table>, created partitioned by day if missing, with every column of the day's file.
 
-    A column the file has and raw lacks is added (a column added at the source flows through);
-    one whose type differs is refused: converting it could change values."""
+    A column the file has and raw lacks is added (a column added at the source flows through).
+    A column raw has with a wider type (numeric(12,4) for numeric(10,2), bigint for integer...)
+    takes the day's values unchanged; any other difference is refused: converting could change
+    values."""
     raw = sql.Identifier(RAW_SCHEMA, table)
     if _relkind(conn, RAW_SCHEMA, table) is None:
         columns = [sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in wanted.items()]
@@ -191,22 +230,25 @@ def _raw_columns(
     for column, kind in wanted.items():
         if column not in have:
             conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(raw, sql.Identifier(column), sql.SQL(kind)))
-        elif have[column] != kind:
+        elif not holds(have[column], kind):
+            where = raw.as_string(conn)
             raise PipelineError(
                 step,
                 day,
-                f"column {column!r} of {RAW_SCHEMA}.{table} is {have[column]} but the day's file has {kind}: "
+                f"column {column!r} of {where} is {have[column]} but the day's file has {kind}: "
                 "the source changed the column's type",
-                fix=f"convert the column if every loaded day fits (ALTER TABLE {RAW_SCHEMA}.{table} ALTER COLUMN "
-                f"{column} TYPE {kind}), or drop {RAW_SCHEMA}.{table} and reload its days",
+                fix=f"widen the column so that it holds both (ALTER TABLE {where} ALTER COLUMN "
+                f"{sql.Identifier(column).as_string(conn)} TYPE <a type holding {have[column]} and {kind}>), "
+                f"or drop {where} and reload its days",
             )
     return _columns(conn, RAW_SCHEMA, table)
 
 
-def _attach_day(
+def _prepare_partition(
     conn: psycopg.Connection, day: dt.date, table: str, load_id: str, staged: dict[str, str], raw: dict[str, str]
 ) -> None:
-    """Make the staged table day D's partition of raw.<table>, replacing the old one; no row is copied."""
+    """Give the staged table exactly raw's columns, the day's constant columns and the CHECK that
+    lets ATTACH skip its scan. No lock on raw is taken: this runs before any partition moves."""
     staged_table = sql.Identifier(staging_schema(day), table)
     changes = [
         sql.SQL("ALTER COLUMN {0} TYPE {1} USING {0}::{1}").format(sql.Identifier(c), sql.SQL(raw[c]))
@@ -217,12 +259,13 @@ def _attach_day(
     changes += [
         sql.SQL("ADD COLUMN {} {}").format(sql.Identifier(c), sql.SQL(kind))
         for c, kind in raw.items()
-        if c not in staged and c not in ("_day", "_load_id")
+        if c not in staged and c not in _CONSTANT_COLUMNS
     ]
     # Constant columns with a default are a catalog change: no row is rewritten.
     changes += [
         sql.SQL("ADD COLUMN _day date NOT NULL DEFAULT {}").format(sql.Literal(day)),
         sql.SQL("ADD COLUMN _load_id text NOT NULL DEFAULT {}").format(sql.Literal(load_id)),
+        sql.SQL("ADD CONSTRAINT _day_of_partition CHECK (_day = {})").format(sql.Literal(day)),
     ]
     conn.execute(sql.SQL("ALTER TABLE {} {}").format(staged_table, sql.SQL(", ").join(changes)))
     conn.execute(
@@ -230,14 +273,23 @@ def _attach_day(
             staged_table
         )
     )
+
+
+def _attach_day(conn: psycopg.Connection, day: dt.date, table: str) -> None:
+    """Make the prepared staged table day D's partition of raw.<table>, replacing the old one."""
     _drop_day_partition(conn, day, table)
+    partition = sql.Identifier(day_schema(day), table)
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(day_schema(day))))
     # Not attached to raw (so not day D's): nothing of ours that anyone reads.
-    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(day_schema(day), table)))
-    conn.execute(sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(staged_table, sql.Identifier(day_schema(day))))
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(partition))
+    conn.execute(
+        sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
+            sql.Identifier(staging_schema(day), table), sql.Identifier(day_schema(day))
+        )
+    )
     conn.execute(
         sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})").format(
-            sql.Identifier(RAW_SCHEMA, table), sql.Identifier(day_schema(day), table), sql.Literal(day)
+            sql.Identifier(RAW_SCHEMA, table), partition, sql.Literal(day)
         )
     )
 
@@ -270,15 +322,23 @@ def _copy_day(
 def swap_day(target: settings.PgConn, step: str, day: dt.date, intent: dict, attempts: int = 3) -> int:
     """Replace day D in raw with this load, every table in one transaction, then drop staging.
 
-    Replacing a day detaches its old partition, which locks the raw table against readers: a
-    query reading two raw tables can deadlock with it. Postgres then rolls one of them back;
-    if it is this swap, nothing changed, and it is tried again."""
+    Replacing a day detaches its old partition, which locks the raw table against readers until
+    the transaction ends: a query reading two raw tables can deadlock with it. Postgres then
+    rolls one of them back; if it is this swap, nothing changed, and it is tried again."""
     for _ in range(attempts - 1):
         try:
             return _swap_day_once(target, step, day, intent)
         except psycopg.errors.DeadlockDetected:
             continue
-    return _swap_day_once(target, step, day, intent)
+    try:
+        return _swap_day_once(target, step, day, intent)
+    except psycopg.errors.DeadlockDetected:
+        raise PipelineError(
+            step,
+            day,
+            f"swapping the day into {RAW_SCHEMA} deadlocked {attempts} times with queries reading it; nothing changed",
+            fix=f"rerun when the queries reading {RAW_SCHEMA} (e.g. dbt runs of other days) are done",
+        ) from None
 
 
 def _swap_day_once(target: settings.PgConn, step: str, day: dt.date, intent: dict) -> int:
@@ -286,8 +346,12 @@ def _swap_day_once(target: settings.PgConn, step: str, day: dt.date, intent: dic
     files = {stream["name"]: Path(stream["files"][0]["path"]) for stream in intent["streams"]}
     staging_name = staging_schema(day)
     with psycopg.connect(target.conninfo()) as conn:
+        # Partition bounds are matched as text (see _partition_of_day).
+        conn.execute("SET LOCAL DateStyle = 'ISO, YMD'")
         _lock_day(conn, day)
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(RAW_SCHEMA)))
+        # 1. Check every staged table and make it raw's shape. Readers of raw are not blocked.
+        loaded: dict[str, tuple[dict[str, str], dict[str, str], bool]] = {}
         for table, expected in sorted(intent["tables"].items()):
             staged = _columns(conn, staging_name, table)
             if not staged:
@@ -301,20 +365,24 @@ def _swap_day_once(target: settings.PgConn, step: str, day: dt.date, intent: dic
             if extra := [c for c in staged if c not in wanted]:
                 raise PipelineError(step, day, f"{staging_name}.{table} has columns the day's file lacks: {extra}")
             raw = _raw_columns(conn, step, day, table, wanted)
-            if _relkind(conn, RAW_SCHEMA, table) == "p":
-                _attach_day(conn, day, table, load_id, staged, raw)
-            else:
-                _copy_day(conn, day, table, load_id, staged, raw)
-        # The day is exactly this load: a table an earlier load of D had, and this one has
-        # not, loses its D rows in the same transaction.
-        for table in _day_tables(conn, RAW_SCHEMA):
-            if table not in intent["tables"]:
-                if _relkind(conn, RAW_SCHEMA, table) == "p":
-                    _drop_day_partition(conn, day, table)
+            partitioned = _relkind(conn, RAW_SCHEMA, table) == "p"
+            if partitioned:
+                _prepare_partition(conn, day, table, load_id, staged, raw)
+            loaded[table] = (staged, raw, partitioned)
+        # 2. Swap: every raw table that holds days, in name order (the order other loads lock
+        # them in). The day is exactly this load: a table an earlier load of D had, and this one
+        # has not, loses its D rows.
+        for table in sorted(set(loaded) | set(_day_tables(conn, RAW_SCHEMA))):
+            if table in loaded:
+                staged, raw, partitioned = loaded[table]
+                if partitioned:
+                    _attach_day(conn, day, table)
                 else:
-                    conn.execute(
-                        sql.SQL("DELETE FROM {} WHERE _day = %s").format(sql.Identifier(RAW_SCHEMA, table)), [day]
-                    )
+                    _copy_day(conn, day, table, load_id, staged, raw)
+            elif _relkind(conn, RAW_SCHEMA, table) == "p":
+                _drop_day_partition(conn, day, table)
+            else:
+                conn.execute(sql.SQL("DELETE FROM {} WHERE _day = %s").format(sql.Identifier(RAW_SCHEMA, table)), [day])
         conn.execute(
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {}._loaded_days (day date PRIMARY KEY, load_id text NOT NULL,"

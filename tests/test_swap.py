@@ -185,7 +185,46 @@ def test_a_column_whose_type_changed_at_the_source_is_refused_and_raw_is_untouch
     wider = {"id": (pa.int64(), "bigint"), "amount": (pa.decimal128(12, 4), "numeric(12,4)")}
     changed = [(1, Decimal("1.5001"))]
     with pytest.raises(
-        PipelineError, match=r"'amount' of raw.amounts is numeric\(10,2\) but the day's file has numeric\(12,4\)"
+        PipelineError,
+        match=r"""'amount' of "raw"."amounts" is numeric\(10,2\) but the day's file has numeric\(12,4\)""",
     ):
         load(warehouse, DAY1, "T2", {"amounts": (partition_file(tmp_path / "t2.parquet", wider, changed), changed)})
     assert query(warehouse, "SELECT amount, _load_id FROM raw.amounts") == [(Decimal("1.50"), "T1")]
+
+
+def test_a_wider_raw_column_takes_a_day_of_the_narrower_type_and_widening_raw_lets_both_load(
+    warehouse: settings.PgConn, tmp_path: Path
+) -> None:
+    narrow = {"id": (pa.int64(), "bigint"), "amount": (pa.decimal128(10, 2), "numeric(10,2)")}
+    wide = {"id": (pa.int64(), "bigint"), "amount": (pa.decimal128(12, 4), "numeric(12,4)")}
+    old_rows, new_rows = [(1, Decimal("12345678.25"))], [(2, Decimal("12345678.1234"))]
+    load(warehouse, DAY1, "W1", {"widened": (partition_file(tmp_path / "w1.parquet", narrow, old_rows), old_rows)})
+    with psycopg.connect(warehouse.conninfo(), autocommit=True) as conn:  # the documented fix
+        conn.execute("ALTER TABLE raw.widened ALTER COLUMN amount TYPE numeric(12,4)")
+    load(warehouse, DAY2, "W2", {"widened": (partition_file(tmp_path / "w2.parquet", wide, new_rows), new_rows)})
+    load(warehouse, DAY1, "W3", {"widened": (partition_file(tmp_path / "w3.parquet", narrow, old_rows), old_rows)})
+    assert query(warehouse, "SELECT _day, _load_id, id, amount FROM raw.widened ORDER BY _day") == [
+        (DAY1, "W3", 1, Decimal("12345678.2500")),
+        (DAY2, "W2", 2, Decimal("12345678.1234")),
+    ]
+
+
+def test_a_column_dropped_at_the_source_is_null_on_later_days_and_an_empty_table_is_a_day(
+    warehouse: settings.PgConn, tmp_path: Path
+) -> None:
+    both = {"id": (pa.int64(), "bigint"), "city": (pa.string(), "text")}
+    only_id = {"id": (pa.int64(), "bigint")}
+    load(
+        warehouse,
+        DAY1,
+        "D1",
+        {"dropped": (partition_file(tmp_path / "d1.parquet", both, [(1, "Lyon")]), [(1, "Lyon")])},
+    )
+    load(warehouse, DAY2, "D2", {"dropped": (partition_file(tmp_path / "d2.parquet", only_id, [(2,)]), [(2,)])})
+    assert query(warehouse, "SELECT _day, id, city FROM raw.dropped ORDER BY _day") == [
+        (DAY1, 1, "Lyon"),
+        (DAY2, 2, None),
+    ]
+    load(warehouse, DAY2, "D3", {"dropped": (partition_file(tmp_path / "d3.parquet", only_id, []), [])})
+    assert query(warehouse, "SELECT _day, id FROM raw.dropped ORDER BY _day") == [(DAY1, 1)]
+    assert query(warehouse, "SELECT count(*) FROM raw._loaded_days WHERE day = %s AND load_id = 'D3'", DAY2) == [(1,)]

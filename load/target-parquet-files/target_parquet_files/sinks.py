@@ -163,7 +163,11 @@ class ParquetSink(BatchSink):
             merged = pa.concat_tables(
                 [pq.read_table(self.final_path), pq.read_table(self.temp_path)], promote_options="permissive"
             )
-            pq.write_table(merged, self.temp_path, compression=self.compression)
+            # A new file, then a rename: the temporary file may be a tap's file taken as is,
+            # possibly a hard link to a file that must not change.
+            merging = self.temp_path.with_name(self.temp_path.name + ".merged")
+            pq.write_table(merged, merging, compression=self.compression)
+            os.replace(merging, self.temp_path)
         os.replace(self.temp_path, self.final_path)
         self._written.add(self.final_path)
         super().clean_up()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -344,3 +345,24 @@ def test_a_batch_file_with_another_codec_is_rewritten_with_the_configured_one(ou
     metadata = pq.read_metadata(out / file_name("things"))
     assert metadata.row_group(0).column(0).compression == "ZSTD"
     assert pq.read_table(out / file_name("things")).column("id").to_pylist() == [5]
+
+
+def test_merging_after_a_schema_change_never_writes_into_a_file_taken_as_is(out: Path, tmp_path: Path) -> None:
+    # The second part arrives as a hard link to a file that must not change (tap-parquet-manifest's hand-off).
+    original = tmp_path / "published.parquet"
+    pq.write_table(pa.table({"id": pa.array([2], pa.int64()), "extra": ["x"]}), original, compression="zstd")
+    before = original.read_bytes()
+    link = tmp_path / "batches" / "things-1.parquet"
+    link.parent.mkdir()
+    os.link(original, link)
+    wide = {"id": {"type": ["integer"]}, "extra": {"type": ["string", "null"]}}
+    run(
+        {"output_dir": str(out)},
+        schema_message("things", ID_ONLY),
+        record("things", id=1),
+        schema_message("things", wide),
+        batch("things", link.as_uri()),
+    )
+    assert sorted(pq.read_table(out / file_name("things")).column("id").to_pylist()) == [1, 2]
+    assert original.read_bytes() == before
+    assert not leftovers(out)

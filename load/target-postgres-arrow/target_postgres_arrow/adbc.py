@@ -91,7 +91,7 @@ def compatible(table_type: str, file_type: str) -> bool:
     base = _TYPMOD.sub("", table_type)
     if base == file_type:
         return True
-    return file_type == "text" and base in {"character varying", "character"}
+    return file_type == "text" and base in {"character varying", "character", "bpchar"}
 
 
 def quote_ident(name: str) -> str:

@@ -168,9 +168,10 @@ def test_type_conflict_names_stream_column_and_types(tmp_path: Path, db: psycopg
 
 def test_a_table_with_typmods_takes_its_base_types(tmp_path: Path, db: psycopg.Connection) -> None:
     # A table created beforehand with the source's own types: the typmod applies on input.
+    db.execute(f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}"')
     db.execute(
         f'CREATE TABLE "{SCHEMA}".typmods (price numeric(10,2), name varchar(5), code char(3),'
-        " at timestamp(3) without time zone, tod time(0) without time zone)"
+        " at timestamp(3) without time zone, tod time(0) without time zone, flag bpchar)"
     )
     table = pa.table(
         {
@@ -179,16 +180,18 @@ def test_a_table_with_typmods_takes_its_base_types(tmp_path: Path, db: psycopg.C
             "code": ["ab"],
             "at": pa.array([dt.datetime(2024, 1, 2, 3, 4, 5, 678000)], pa.timestamp("us")),
             "tod": pa.array([dt.time(23, 59, 59)], pa.time64("us")),
+            "flag": ["Y"],
         }
     )
     run(schema_message("typmods"), batch_message("typmods", write(tmp_path / "t.parquet", table)))
-    assert db.execute(f'SELECT price, name, code, at, tod FROM "{SCHEMA}".typmods').fetchall() == [
-        (Decimal("12.50"), "Lyon", "ab ", dt.datetime(2024, 1, 2, 3, 4, 5, 678000), dt.time(23, 59, 59))
+    assert db.execute(f'SELECT price, name, code, at, tod, flag FROM "{SCHEMA}".typmods').fetchall() == [
+        (Decimal("12.50"), "Lyon", "ab ", dt.datetime(2024, 1, 2, 3, 4, 5, 678000), dt.time(23, 59, 59), "Y")
     ]
 
 
 def test_an_array_of_another_element_type_is_refused(tmp_path: Path, db: psycopg.Connection) -> None:
     # Binary COPY of an array names its element type: text[] data cannot fill varchar(5)[].
+    db.execute(f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}"')
     db.execute(f'CREATE TABLE "{SCHEMA}".arrays (tags varchar(5)[])')
     url = write(tmp_path / "a.parquet", pa.table({"tags": pa.array([["x"]], pa.list_(pa.string()))}))
     with pytest.raises(BatchLoadError, match=r"column 'tags'.*'character varying\(5\)\[\]'.*'text\[\]'"):
