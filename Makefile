@@ -98,7 +98,9 @@ ads-archive: install .env
 	$(BIN)/nw $(DATE_ARG) ads archive
 
 # Everything: unit tier, each plugin in its own virtualenv, then the end-to-end tests.
-test: test-unit test-plugins install airflow-install .env
+# What the end-to-end tests need, two at a time (much of it is waiting on installs), then them.
+test: $(INSTALLED)
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-unit test-plugins install airflow-install .env
 	$(BIN)/pytest $(PYTEST_ARGS) tests --ignore=tests/unit
 
 # In-process tests (day, manifests, gate, publish, locks, messages) and the plugins' own
