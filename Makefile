@@ -29,14 +29,14 @@ UNIT_PLUGINS := extract/tap-typed-csv load/target-parquet-files extract/tap-parq
 PLUGINS := $(UNIT_PLUGINS) extract/tap-postgres-arrow load/target-postgres-arrow \
 	extract/tap-ads-api load/target-s3-raw extract/tap-s3-raw
 
-.PHONY: help install airflow-install run status stop db padam ads ads-archive test test-unit test-plugins lint format airflow airflow-backfill docs clean
+.PHONY: help install airflow-install run status stop db padam ads ads-archive test test-e2e test-unit test-plugins lint format airflow airflow-backfill docs clean
 
 help:
 	@echo "make run [DATE=YYYY-MM-DD] [JOB=<job>|FROM=<step>]  run a day of a pipeline (default: Northwind, today UTC)"
 	@echo "make status [DATE=...]                            every pipeline's recent days (or one day): what to rerun"
 	@echo "make padam YEAR=2022 [RANDOM_MAIN_CONTROLLER=1]   PADAM: a year, month by month"
 	@echo "make db | make stop                               start | stop the embedded Postgres"
-	@echo "make test | test-unit | test-plugins | lint       the suite, its fast tier, each plugin alone, ruff"
+	@echo "make test | test-unit | test-plugins | test-e2e | lint  the suite, its fast tier, each plugin alone, end to end, ruff"
 	@echo "make airflow | airflow-backfill FROM_DATE= TO_DATE=  a local Airflow on AIRFLOW_PORT, a backfill of a range"
 	@echo "make docs                                         dbt docs (lineage, freshness, exposures) on DBT_DOCS_PORT"
 	@echo "make ads | ads-archive [DATE=...]                  the ads pipeline: up + one load | the archive"
@@ -98,9 +98,12 @@ ads-archive: install .env
 	$(BIN)/nw $(DATE_ARG) ads archive
 
 # Everything: unit tier, each plugin in its own virtualenv, then the end-to-end tests.
-# What the end-to-end tests need, two at a time (much of it is waiting on installs), then them.
+# Everything, two at a time (output synchronised by line): the end-to-end tests (mostly one
+# process at a time) run while the unit tier and the plugins' own tests use the other core.
 test: $(INSTALLED)
-	$(MAKE) --no-print-directory -j2 --output-sync=target test-unit test-plugins install airflow-install .env
+	$(MAKE) --no-print-directory -j2 --output-sync=line test-e2e test-unit test-plugins
+
+test-e2e: install airflow-install .env
 	$(BIN)/pytest $(PYTEST_ARGS) tests --ignore=tests/unit
 
 # In-process tests (day, manifests, gate, publish, locks, messages) and the plugins' own
@@ -111,7 +114,7 @@ test-unit: $(INSTALLED)
 # Each plugin's tests in a fresh virtualenv holding only that plugin: they stand alone.
 # One target per plugin, two at a time (each is mostly a virtualenv install and start-up).
 test-plugins: $(INSTALLED)
-	$(MAKE) --no-print-directory -j2 $(addprefix test-plugin/,$(PLUGINS))
+	$(MAKE) --no-print-directory $(if $(findstring j,$(MAKEFLAGS)),,-j2) $(addprefix test-plugin/,$(PLUGINS))
 
 test-plugin/%: $(INSTALLED)
 	rm -rf .venv-plugins/$(notdir $*) && $(PYTHON) -m venv .venv-plugins/$(notdir $*)

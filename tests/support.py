@@ -24,6 +24,8 @@ BIN = PROJECT / ".venv" / "bin"
 NW = str(BIN / "nw")
 MELTANO = str(BIN / "meltano")
 SOURCE_CSV = PROJECT / "data" / "order_details.csv"
+# The Northwind steps up to raw, for tests that check raw only (no dbt, no export).
+LOAD_STEPS = ("extract-postgres", "extract-csv", "load")
 SOURCE_DUMP = PROJECT / "data" / "northwind.sql"
 ORDER_DETAILS_COLUMNS = {
     "order_id": "integer",
