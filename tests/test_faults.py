@@ -180,10 +180,6 @@ def extracted_day(pipeline: Pipeline) -> str:
     return day
 
 
-def _truncate(path: Path) -> None:
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-
-
 def _corrupt(path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -192,7 +188,8 @@ def _corrupt(path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("damage", "message"),
-    [(_truncate, "checksum mismatch"), (_corrupt, "checksum mismatch"), ("rows", "row count mismatch")],
+    # A truncated file fails the same sha256 comparison as this corrupted one.
+    [(_corrupt, "checksum mismatch"), ("rows", "row count mismatch")],
 )
 def test_load_refuses_a_damaged_partition_and_names_the_file(
     pipeline: Pipeline, extracted_day: str, damage, message: str
