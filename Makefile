@@ -105,7 +105,7 @@ test: $(INSTALLED)
 	$(MAKE) --no-print-directory test-e2e
 
 test-e2e: install airflow-install .env
-	$(BIN)/pytest $(PYTEST_ARGS) tests --ignore=tests/unit
+	$(BIN)/pytest $(PYTEST_ARGS) tests/e2e
 
 # In-process tests (day, manifests, gate, publish, locks, messages) and the plugins' own
 # tests: under a minute, no Meltano run.

@@ -352,7 +352,7 @@ def _ident(name: str):
 def create_databases(names: list[str], reader: str, owner: str) -> None:
     from psycopg import sql
 
-    from northwind_elt import embedded
+    from northwind_elt.local import postgres as embedded
 
     with embedded.admin_connect() as conn:
         for name in names:
@@ -367,7 +367,7 @@ def create_databases(names: list[str], reader: str, owner: str) -> None:
 def drop_databases(names: list[str]) -> None:
     from psycopg import sql
 
-    from northwind_elt import embedded
+    from northwind_elt.local import postgres as embedded
 
     with embedded.admin_connect() as conn:
         for name in names:
@@ -378,7 +378,7 @@ def build_source(copies: int, reader: str) -> tuple[int, int]:
     """orders (from northwind) and order_lines (order_details.csv) x copies, keys offset by k*100000."""
     from psycopg import sql
 
-    from northwind_elt import embedded
+    from northwind_elt.local import postgres as embedded
 
     with embedded.admin_connect("northwind") as conn:
         columns = conn.execute(
@@ -428,7 +428,7 @@ def build_source(copies: int, reader: str) -> tuple[int, int]:
 
 
 def write_csv(path: Path, copies: int) -> int:
-    from northwind_elt import embedded
+    from northwind_elt.local import postgres as embedded
 
     query = (
         "COPY (SELECT order_id, product_id, unit_price, quantity, discount FROM order_lines"
@@ -442,7 +442,7 @@ def write_csv(path: Path, copies: int) -> int:
 
 
 def northwind_rows() -> int:
-    from northwind_elt import embedded
+    from northwind_elt.local import postgres as embedded
 
     with embedded.admin_connect("northwind") as conn:
         tables = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
@@ -450,7 +450,7 @@ def northwind_rows() -> int:
 
 
 def drop_schema(database: str, schema: str) -> None:
-    from northwind_elt import embedded
+    from northwind_elt.local import postgres as embedded
 
     with embedded.admin_connect(database) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
@@ -762,7 +762,7 @@ def main() -> None:
     from dotenv import load_dotenv
 
     load_dotenv(PROJECT / ".env", override=False)
-    from northwind_elt import embedded
+    from northwind_elt.local import postgres as embedded
 
     if not embedded.is_running():
         sys.exit("the embedded Postgres is not running: .venv/bin/nw db up")

@@ -22,8 +22,9 @@ PROJECT_ROOT = Path(os.environ.get("NW_PROJECT_ROOT") or Path(__file__).resolve(
 # The pipeline definitions are standard-library Python: read them from the checkout
 # without installing the project into Airflow's virtualenv.
 sys.path.insert(0, str(PROJECT_ROOT))
-from northwind_elt.airflow_callbacks import failure_callbacks  # noqa: E402
-from northwind_elt.pipelines import DAG_DEFAULT_ARGS, PIPELINES  # noqa: E402
+from northwind_elt.entry.airflow_callbacks import failure_callbacks  # noqa: E402
+from northwind_elt.pipelines import PIPELINES  # noqa: E402
+from northwind_elt.protocol.definition import DAG_DEFAULT_ARGS  # noqa: E402
 
 NW = os.environ.get("NW_BIN") or str(PROJECT_ROOT / ".venv" / "bin" / "nw")
 START_DATE = pendulum.parse(os.environ.get("NW_DAG_START_DATE", "2024-01-01"), tz="UTC")

@@ -19,7 +19,7 @@ from airflow.sdk import DAG
 
 PROJECT_ROOT = Path(os.environ.get("NW_PROJECT_ROOT") or Path(__file__).resolve().parents[2])
 sys.path.insert(0, str(PROJECT_ROOT))  # the standard-library definitions, read from the checkout
-from northwind_elt.airflow_callbacks import failure_callbacks  # noqa: E402
+from northwind_elt.entry.airflow_callbacks import failure_callbacks  # noqa: E402
 from northwind_elt.pipelines import DAG_DEFAULT_ARGS  # noqa: E402
 
 NW = os.environ.get("NW_BIN") or str(PROJECT_ROOT / ".venv" / "bin" / "nw")

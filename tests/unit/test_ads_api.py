@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 from support import free_port
 
-from northwind_elt.ads import api
+from northwind_elt.local import ads_api as api
 
 ADS_DATA = Path(__file__).resolve().parents[2] / "data" / "ads-api"  # a copy of shared/data/ads-api
 SCHEMA = json.loads((ADS_DATA / "record.schema.json").read_text())
@@ -154,7 +154,7 @@ def test_main_prints_the_ready_line_and_stops_on_sigterm(port: int) -> None:
     import sys
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "northwind_elt.ads.api", "--port", str(port), "--fixture", str(FIXTURE)],
+        [sys.executable, "-m", "northwind_elt.local.ads_api", "--port", str(port), "--fixture", str(FIXTURE)],
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path(api.__file__).resolve().parents[2],

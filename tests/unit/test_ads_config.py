@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from northwind_elt.ads import config
-from northwind_elt.errors import ConfigError
+from northwind_elt.core.errors import ConfigError
+from northwind_elt.pipelines.ads import config
 
 UTC = dt.UTC
 

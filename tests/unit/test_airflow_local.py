@@ -9,8 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from northwind_elt import airflow_callbacks, airflow_local, ledger
-from northwind_elt.errors import ConfigError
+from northwind_elt.core import ledger
+from northwind_elt.core.errors import ConfigError
+from northwind_elt.entry import airflow_callbacks, airflow_local
 
 DAY = dt.date(2024, 1, 10)
 

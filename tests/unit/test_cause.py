@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from northwind_elt.runner import find_cause
+from northwind_elt.protocol.meltano import find_cause
 
 BLOCK_FAILED = (
     "2026-11-24T05:00:00Z [error    ] meltano      Block run completed"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from northwind_elt.day import (
+from northwind_elt.core.day import (
     DayLayout,
     InvalidDay,
     UnsafeName,
@@ -17,7 +17,7 @@ from northwind_elt.day import (
     pinned_day,
     resolve_day,
 )
-from northwind_elt.errors import ConfigError
+from northwind_elt.core.errors import ConfigError
 
 
 @pytest.mark.parametrize(

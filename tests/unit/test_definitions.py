@@ -5,7 +5,8 @@ from __future__ import annotations
 import yaml
 from support import PROJECT
 
-from northwind_elt.pipelines import EXPORT, PIPELINES
+from northwind_elt.pipelines import PIPELINES
+from northwind_elt.protocol.definition import EXPORT
 
 MELTANO = yaml.safe_load((PROJECT / "meltano.yml").read_text())
 JOBS = {job["name"]: job["tasks"] for job in MELTANO["jobs"]}

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from support import NW
 
-from northwind_elt import settings
-from northwind_elt.day import DayLayout
-from northwind_elt.errors import ConfigError
-from northwind_elt.locks import step_lock
+from northwind_elt.core import settings
+from northwind_elt.core.day import DayLayout
+from northwind_elt.core.errors import ConfigError
+from northwind_elt.core.locks import step_lock
 
 
 def test_a_missing_variable_is_named_with_the_file_to_set_it_in(tmp_path: Path) -> None:
@@ -48,7 +48,7 @@ def test_a_port_that_is_not_a_number_is_named(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_a_taken_port_names_the_port_the_variable_and_the_holder(monkeypatch: pytest.MonkeyPatch) -> None:
-    from northwind_elt import embedded
+    from northwind_elt.local import postgres as embedded
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -82,7 +82,7 @@ def test_a_read_only_data_directory_is_named_with_its_variable(tmp_path: Path, m
 
 def test_a_port_whose_last_connection_lingers_in_time_wait_is_free(monkeypatch: pytest.MonkeyPatch) -> None:
     # What a just-stopped server leaves behind: `nw db stop` then `nw db up` must work.
-    from northwind_elt import embedded
+    from northwind_elt.local import postgres as embedded
 
     with socket.socket() as listener:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Postgres listens

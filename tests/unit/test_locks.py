@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from northwind_elt.locks import AlreadyRunning, lease_held, release_lease, take_lease
+from northwind_elt.core.locks import AlreadyRunning, lease_held, release_lease, take_lease
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from northwind_elt.padam.generator import (
+from northwind_elt.pipelines.padam.generator import (
     DEFAULT_CONTROLLER,
     MAX_CONTROLLER,
     InvalidInput,

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from northwind_elt.errors import ConfigError
-from northwind_elt.padam import commands
-from northwind_elt.padam.export import write_file
-from northwind_elt.padam.warehouse import MonthDiff, differences
+from northwind_elt.core.errors import ConfigError
+from northwind_elt.pipelines.padam import commands
+from northwind_elt.pipelines.padam.outputs import write_file
+from northwind_elt.pipelines.padam.warehouse import MonthDiff, differences
 
 
 def test_differences_name_every_month_that_differs_or_exists_on_one_side_only() -> None:

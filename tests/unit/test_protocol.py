@@ -10,11 +10,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from northwind_elt import ledger, protocol
-from northwind_elt.day import DayLayout, path_component
-from northwind_elt.errors import PipelineError
-from northwind_elt.gate import verified_partitions
-from northwind_elt.pipelines import EXTRACT, LOAD, Pipeline, Step
+from northwind_elt.core import ledger
+from northwind_elt.core.day import DayLayout, path_component
+from northwind_elt.core.errors import PipelineError
+from northwind_elt.protocol import steps as protocol
+from northwind_elt.protocol.definition import EXTRACT, LOAD, Pipeline, Step
+from northwind_elt.protocol.gate import verified_partitions
 
 DAY = dt.date(2024, 1, 15)
 FILES = Pipeline(
@@ -146,7 +147,7 @@ def test_the_gate_refuses_a_partition_that_is_not_the_published_one(extracted: D
     # Replace a partition and its own manifest consistently: only the step manifest knows.
     file = extracted.partition_file("a", "one")
     pq.write_table(pa.table({"id": pa.array([7], pa.int64())}), file)
-    from northwind_elt.manifests import describe_parquet, write_partition
+    from northwind_elt.core.manifests import describe_parquet, write_partition
 
     write_partition(extracted, "a", "one", "extract-a", describe_parquet(file))
     with pytest.raises(PipelineError, match="does not match what extract-a published"):

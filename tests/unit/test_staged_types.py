@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from northwind_elt.load import holds, staged_type
+from northwind_elt.protocol.swap import holds, staged_type
 
 
 @pytest.mark.parametrize(

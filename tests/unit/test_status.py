@@ -12,10 +12,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from northwind_elt import ledger, status
-from northwind_elt.cli import main
-from northwind_elt.day import DayLayout
-from northwind_elt.locks import step_lock
+from northwind_elt.core import ledger
+from northwind_elt.core.day import DayLayout
+from northwind_elt.core.locks import step_lock
+from northwind_elt.entry import status
+from northwind_elt.entry.cli import main
 
 DAY = dt.date(2024, 1, 15)
 NORTHWIND_STEPS = ("extract-postgres", "extract-csv", "load", "transform", "export")
@@ -69,7 +70,7 @@ def test_a_step_whose_run_lock_is_held_is_running_and_not_after(data_dir: Path) 
 def test_a_dead_process_lease_is_not_running(data_dir: Path) -> None:
     # A `meltano run` that died holding the begin lease of the day's load.
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    from northwind_elt.locks import take_lease
+    from northwind_elt.core.locks import take_lease
 
     take_lease("northwind-load-2024-01-15", "load for 2024-01-15", owner=proc.pid)
     assert status.DayState.read("northwind", "2024-01-15", {}).running
@@ -134,7 +135,7 @@ def test_a_failed_load_after_a_missing_extract_reruns_from_the_extract(data_dir:
 
 
 def test_a_killed_process_not_yet_reaped_holds_no_lease(data_dir: Path) -> None:
-    from northwind_elt.locks import take_lease
+    from northwind_elt.core.locks import take_lease
 
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     take_lease("run-northwind-load-2024-01-15", "load for 2024-01-15", owner=proc.pid)

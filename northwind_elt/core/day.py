@@ -1,0 +1,157 @@
+"""The day contract: the one place that turns a day into paths, manifests and dbt vars.
+
+The day is resolved once, by the entry point (`nw run`, an Airflow task, a schedule),
+and pinned in `RUN_DATE` for every task it starts. A task never computes "today": it
+refuses to start without a pinned day. The value ends up in file paths, so it is
+validated strictly before anything is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+from northwind_elt.core import settings
+from northwind_elt.core.errors import ConfigError
+
+DAY_ENV = "RUN_DATE"
+MAX_FUTURE_ENV = "RUN_DATE_MAX_FUTURE_DAYS"
+_DAY_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+MAX_NAME_BYTES = 200
+
+
+class InvalidDay(ValueError):
+    """The day given is not a real YYYY-MM-DD day in the allowed range."""
+
+
+class UnsafeName(ValueError):
+    """A name that would become a path cannot be represented safely."""
+
+
+def today_utc() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def parse_day(text: str, *, max_future_days: int | None = None, today: dt.date | None = None) -> dt.date:
+    """Parse a day strictly: exactly YYYY-MM-DD, a real calendar day, not too far ahead."""
+    hint = "Give the day as YYYY-MM-DD, e.g. nw run --date 2024-01-15 (or make run DATE=2024-01-15)."
+    if not _DAY_PATTERN.fullmatch(text):
+        raise InvalidDay(f"invalid day {text!r}: not in YYYY-MM-DD form. {hint}")
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        raise InvalidDay(f"invalid day {text!r}: no such calendar day. {hint}") from None
+    if max_future_days is None:
+        raw = os.environ.get(MAX_FUTURE_ENV, "1")
+        try:
+            max_future_days = int(raw)
+        except ValueError:
+            raise InvalidDay(f"{MAX_FUTURE_ENV}={raw!r} is not a whole number of days; fix it in .env") from None
+    limit = (today or today_utc()) + dt.timedelta(days=max_future_days)
+    if day > limit:
+        raise InvalidDay(
+            f"invalid day {text!r}: more than {max_future_days} day(s) after today (UTC). "
+            f"Set {MAX_FUTURE_ENV} to allow it."
+        )
+    return day
+
+
+def resolve_day(given: str | None) -> dt.date:
+    """For entry points only: the day given, else RUN_DATE, else today (UTC), once."""
+    if given is None:
+        given = os.environ.get(DAY_ENV)
+    return today_utc() if given is None else parse_day(given)
+
+
+def pinned_day(step: str) -> dt.date:
+    """For tasks: the day the entry point pinned. A task never decides what today is."""
+    raw = os.environ.get(DAY_ENV)
+    if raw is None:
+        raise ConfigError(
+            f"{step} started without a day: {DAY_ENV} is not set, and a task never decides what today is",
+            f"run it through the entry point (`nw run --date YYYY-MM-DD {step}`, or `nw run {step}` for today), "
+            f"or set the day yourself: {DAY_ENV}=YYYY-MM-DD meltano run {step}",
+            step,
+        )
+    return parse_day(raw)
+
+
+def path_component(name: str) -> str:
+    """A table or stream name as one safe path component (reversible, never '..' or '/')."""
+    if not name:
+        raise UnsafeName("an empty table name cannot be stored")
+    encoded = quote(name, safe="")
+    if encoded.startswith("."):
+        encoded = "%2E" + encoded[1:]
+    if len(encoded.encode()) > MAX_NAME_BYTES:
+        raise UnsafeName(f"table name {name!r} is too long to store as a file name ({len(encoded)} bytes encoded)")
+    return encoded
+
+
+def name_of(component: str) -> str:
+    return unquote(component)
+
+
+@dataclass(frozen=True)
+class DayLayout:
+    """Where everything of one day lives under the data directory."""
+
+    day: dt.date
+    data_dir: Path
+
+    @classmethod
+    def for_day(cls, day: dt.date) -> DayLayout:
+        return cls(day, settings.data_dir())
+
+    @property
+    def iso(self) -> str:
+        return self.day.isoformat()
+
+    # Step 1 outputs: one partition (directory) per table per day.
+    def partition_dir(self, dataset: str, table: str) -> Path:
+        if dataset == "csv":
+            return self.data_dir / "csv" / self.iso
+        return self.data_dir / dataset / path_component(table) / self.iso
+
+    def partition_file(self, dataset: str, table: str) -> Path:
+        return self.partition_dir(dataset, table) / f"{path_component(table)}.parquet"
+
+    def partition_manifest(self, dataset: str, table: str) -> Path:
+        return self.partition_dir(dataset, table) / f"{path_component(table)}.manifest.json"
+
+    def partitions_on_disk(self, dataset: str) -> dict[str, Path]:
+        """Every table of `dataset` with a partition manifest for this day, whatever lists it."""
+        if dataset == "csv":
+            found = (self.data_dir / "csv" / self.iso).glob("*.manifest.json")
+        else:
+            found = (self.data_dir / dataset).glob(f"*/{self.iso}/*.manifest.json")
+        return {name_of(path.name.removesuffix(".manifest.json")): path for path in found}
+
+    def step_manifest(self, step: str) -> Path:
+        """Written last by a step's commit: the day's output of that step is complete."""
+        return self.data_dir / "_manifests" / self.iso / f"{step}.json"
+
+    def staging_dir(self, step: str) -> Path:
+        """Private work area of one step and day (files, batch files, run state)."""
+        return self.data_dir / ".staging" / step / self.iso
+
+    def begin_record(self, step: str) -> Path:
+        """Written by a step's begin task: run id, start time, what the step must produce."""
+        return self.staging_dir(step) / "_begin.json"
+
+    def load_intent(self, step: str) -> Path:
+        """Written by load's begin task: the files tap-parquet-manifest reads and the rows expected."""
+        return self.staging_dir(step) / "intent.json"
+
+    def output_dir(self) -> Path:
+        return self.data_dir / "output" / self.iso
+
+    def output_file(self, name: str) -> Path:
+        return self.output_dir() / name
+
+    def lock_file(self, name: str) -> Path:
+        return self.data_dir / ".locks" / f"{name}-{self.iso}.lock"

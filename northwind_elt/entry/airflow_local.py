@@ -1,0 +1,260 @@
+"""`nw airflow up|backfill`: a local Airflow on any port, and backfills of exactly a range.
+
+One setting, AIRFLOW_PORT (from .env), drives both the API server's port and the URL its
+task processes report to (Airflow derives the latter from 8080 whatever the port is, so
+moving only the UI fails every task with "Connection refused"). The components start
+one by one: the scheduler only once the API server answers, so no task starts early.
+
+Metadata (runs, task logs, the admin password) lives in AIRFLOW_HOME (default .airflow/):
+a SQLite database and files, kept across restarts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from northwind_elt.core import net, settings
+from northwind_elt.core.errors import ConfigError
+from northwind_elt.pipelines import PIPELINES
+
+COMPONENTS = ("scheduler", "dag-processor", "triggerer")
+START_LIMIT_S = 300.0
+
+
+def airflow_bin() -> Path:
+    return settings.project_root() / ".venv-airflow" / "bin" / "airflow"
+
+
+def home() -> Path:
+    return Path(os.environ.get("AIRFLOW_HOME") or settings.project_root() / ".airflow")
+
+
+def port() -> int:
+    text = os.environ.get("AIRFLOW_PORT", "8080")
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ConfigError(f"AIRFLOW_PORT={text!r} is not a port number", "set AIRFLOW_PORT in .env, e.g. 8091")
+    return int(text)
+
+
+def host() -> str:
+    return os.environ.get("AIRFLOW_HOST", "127.0.0.1")
+
+
+def api_url() -> str:
+    return f"http://127.0.0.1:{port()}"
+
+
+def environment() -> dict[str, str]:
+    """Airflow's settings, all from the project's: the same for every component and command."""
+    root = settings.project_root()
+    scheduled = os.environ.get("AIRFLOW_SCHEDULED_RUNS", "false").lower() in ("1", "true", "yes")
+    return {
+        **os.environ,
+        "PATH": f"{airflow_bin().parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "AIRFLOW_HOME": str(home()),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(root / "orchestrate" / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__API__HOST": host(),
+        "AIRFLOW__API__PORT": str(port()),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_url()}/execution/",
+        # Off by default: a local Airflow runs what is triggered or backfilled, not each
+        # day on its own (AIRFLOW_SCHEDULED_RUNS=true turns the schedules on).
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(scheduled),
+        "NW_PROJECT_ROOT": str(root),
+        "NO_COLOR": "1",
+    }
+
+
+def _require_installed() -> None:
+    if not airflow_bin().exists():
+        raise ConfigError(f"Airflow is not installed ({airflow_bin()} missing)", "run: make airflow-install")
+
+
+def answers(path: str = "/execution/health") -> bool:
+    return net.answers(f"{api_url()}{path}", timeout=2, any_status=False)
+
+
+def _airflow(*args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [str(airflow_bin()), *args], env=environment(), capture_output=capture, text=True, cwd=settings.project_root()
+    )
+    if check and result.returncode != 0:
+        said = (result.stderr or result.stdout or "").strip().splitlines()[-1:]  # the exception's line
+        raise ConfigError(
+            f"airflow {' '.join(args)} failed: {' '.join(said)}", f"fix that, then rerun (Airflow: {api_url()})"
+        )
+    return result
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return ""
+
+
+def up() -> int:
+    """Migrate, start the API server, wait until it answers, then the other components; Ctrl-C stops all."""
+    _require_installed()
+    if answers():
+        print(f"Airflow already answers on {api_url()}: nothing to start")
+        return 0
+    if net.port_taken(port(), host()):
+        raise ConfigError(
+            f"port {port()} on {host()} is taken by another program",
+            "free it, or set AIRFLOW_PORT in .env to a free port (the UI and the task API both follow it)",
+        )
+    logs = home() / "logs" / "components"
+    logs.mkdir(parents=True, exist_ok=True)
+    print(f"airflow db migrate (metadata: {home() / 'airflow.db'})", flush=True)
+    _airflow("db", "migrate")
+    procs: dict[str, subprocess.Popen] = {}
+    stop = {"signal": None}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop["signal"] = signum
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def start(name: str, *args: str) -> None:
+        log = (logs / f"{name}.log").open("a")
+        procs[name] = subprocess.Popen(
+            [str(airflow_bin()), *args],
+            env=environment(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=settings.project_root(),
+        )
+
+    try:
+        start("api-server", "api-server", "--port", str(port()), "--host", host())
+        deadline = time.monotonic() + START_LIMIT_S
+        while not answers():
+            if procs["api-server"].poll() is not None or time.monotonic() > deadline or stop["signal"]:
+                raise ConfigError(
+                    f"the Airflow API server did not answer on {api_url()}:\n{_tail(logs / 'api-server.log')}",
+                    f"see {logs / 'api-server.log'}",
+                )
+            time.sleep(0.5)
+        for name in COMPONENTS:
+            start(name, name)
+        passwords = home() / "simple_auth_manager_passwords.json.generated"
+        print(
+            f"Airflow is up on {api_url()} (user admin, password in {passwords}); task API {api_url()}/execution/\n"
+            f"Component logs: {logs}. Scheduled runs: {environment()['AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE']}"
+            " (AIRFLOW_SCHEDULED_RUNS). Ctrl-C stops Airflow.",
+            flush=True,
+        )
+        while stop["signal"] is None:
+            if dead := [n for n, p in procs.items() if p.poll() is not None]:
+                print(f"ERROR: Airflow's {dead[0]} stopped:\n{_tail(logs / f'{dead[0]}.log')}", file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+        return 0
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if procs:
+            print("Airflow stopped", flush=True)
+
+
+def _runs(dag_id: str) -> list[dict]:
+    result = _airflow("dags", "list-runs", dag_id, "-o", "json")
+    # Airflow prints warnings before the JSON (graphviz missing): the JSON is its own line.
+    lines = [line for line in result.stdout.splitlines() if line.startswith(("[{", "[]"))]
+    return json.loads(lines[-1]) if lines else []
+
+
+def _create_backfill(dag_id: str, first: dt.date, last: dt.date) -> None:
+    """Unpause the DAG and create the backfill, once the dag processor has parsed the DAG
+    (right after `up` it may not have: Airflow then says it cannot find it)."""
+    deadline = time.monotonic() + START_LIMIT_S
+    create = ("backfill", "create", "--dag-id", dag_id, "--from-date", first.isoformat(), "--to-date", last.isoformat())
+    while True:
+        # Paused DAGs run nothing, backfills included. Unpausing creates no scheduled run
+        # while AIRFLOW_SCHEDULED_RUNS is off (the default): only the range runs.
+        result = _airflow("dags", "unpause", dag_id, check=False)
+        if result.returncode == 0:
+            result = _airflow(*create, "--reprocess-behavior", "completed", check=False)
+        if result.returncode == 0:
+            return
+        said = (result.stderr + result.stdout).strip()
+        if ("not find dag" not in said.lower() and "not found" not in said.lower()) or time.monotonic() > deadline:
+            raise ConfigError(
+                f"airflow backfill for {dag_id} failed: {said.splitlines()[-1] if said else result.returncode}",
+                f"fix that, then rerun (check the DAGs: airflow dags list-import-errors; logs in {home()})",
+            )
+        print(f"waiting for the dag processor to parse {dag_id}", flush=True)
+        time.sleep(2)
+
+
+def backfill(dag_id: str, first: dt.date, last: dt.date, wait: bool) -> int:
+    """Runs of `dag_id` for the days first..last only; with wait, until they end."""
+    _require_installed()
+    known = [p.dag_id for p in PIPELINES.values()]
+    if dag_id not in known:
+        raise ConfigError(f"no daily DAG {dag_id!r}", f"use one of: {', '.join(known)}")
+    if last < first:
+        raise ConfigError(f"the range {first}..{last} is empty", "give --from before or on --to")
+    if not answers():
+        raise ConfigError(f"no Airflow answers on {api_url()} (AIRFLOW_PORT)", "start it first: make airflow")
+    _create_backfill(dag_id, first, last)
+    if environment()["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] == "True":
+        print(f"note: AIRFLOW_SCHEDULED_RUNS is on: {dag_id} also runs on its schedule now that it is unpaused")
+    days = {(first + dt.timedelta(days=n)).isoformat() for n in range((last - first).days + 1)}
+    print(f"backfill of {dag_id} created for {first}..{last} ({len(days)} days); UI: {api_url()}/dags/{dag_id}")
+    if not wait:
+        return 0
+    while True:
+        runs = [r for r in _runs(dag_id) if (r.get("logical_date") or "")[:10] in days]
+        states = {r["logical_date"][:10]: r["state"] for r in runs}
+        if len(states) == len(days) and all(s in ("success", "failed") for s in states.values()):
+            break
+        if not answers():
+            raise ConfigError(
+                f"Airflow stopped answering on {api_url()} while the backfill ran", "start it again: make airflow"
+            )
+        time.sleep(10)  # each `airflow` command costs seconds of CPU the runs need
+    for day in sorted(states):
+        print(f"  {dag_id} {day}: {states[day]}")
+    failed = sorted(d for d, s in states.items() if s == "failed")
+    if failed:
+        print(f"FAILED days: {', '.join(failed)}. What failed and what to rerun: nw status", file=sys.stderr)
+        return 1
+    return 0
+
+
+def record_failure(pipeline: str, step: str, day: dt.date, since: str | None, reason: str, where: str) -> str:
+    """Called by the DAGs' failure callback: a task that failed without `nw run` recording it
+    (killed, timed out, or never started: Airflow's API unreachable) gets a ledger entry."""
+    from northwind_elt.core import ledger
+
+    entry = ledger.latest(pipeline, day).get(step)
+    if entry and since and entry["finished_at"] >= since[:19] and entry["status"] != "success":
+        return f"{pipeline} {step} {day}: already recorded by nw run ({entry['status']})"
+    ledger.record(
+        pipeline,
+        day,
+        step,
+        "failed",
+        error=f"Airflow: {reason}\n---\n{where}\nThe step's own command did not record this attempt: it was "
+        "killed, timed out or never started. See the task's log in Airflow; if every task fails the same way, "
+        "check that Airflow's task API answers (AIRFLOW_PORT, docs/failure-modes.md).",
+    )
+    return f"{pipeline} {step} {day}: Airflow's failure recorded in the ledger"

@@ -1,0 +1,367 @@
+"""`nw`: the project's command line, used by the Makefile, Meltano jobs and Airflow.
+
+Entry points (they resolve the day once: --date, else $RUN_DATE, else today UTC):
+  nw run [JOB] [--from STEP] [--date D] [--verbose]   run a job's steps for day D (a line per step;
+                                          Meltano's and dbt's output in data/logs/D/)
+  nw status [--date D] [--error STEP]     every pipeline's recent days, or a day's steps and what to rerun
+  nw db up|start|stop|status|set-passwords   the embedded Postgres server
+  nw airflow up | backfill --from D --to D [--wait]   a local Airflow on AIRFLOW_PORT, a backfill
+  nw docs [--port P] [--no-serve]         dbt's docs site: lineage, tests, freshness, exposures
+  nw padam insert-month|prepare|export|reconcile   the PADAM monthly pipeline (see nw padam -h)
+  nw ads up|down|load|archive|status      the ads API -> S3 -> Postgres pipeline (see nw ads -h)
+
+Meltano tasks (they refuse to start without a pinned day, $RUN_DATE):
+  nw begin STEP      lease, clean, gate, intent
+  nw commit STEP     verify, publish or swap in, ledger
+  nw export          write the day's CSV and JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import functools
+import os
+import sys
+import traceback
+from collections.abc import Callable
+
+from northwind_elt.core import ledger, settings
+from northwind_elt.core.day import DAY_ENV, InvalidDay, parse_day, resolve_day
+from northwind_elt.core.errors import ConfigError, PipelineError
+from northwind_elt.core.locks import AlreadyRunning
+from northwind_elt.pipelines import DEFAULT, PIPELINES, all_jobs, pipeline_of_job, pipeline_of_step
+
+
+def _load_env_file() -> None:
+    env_file = settings.project_root() / ".env"
+    if env_file.exists():
+        from dotenv import load_dotenv
+
+        load_dotenv(env_file, override=False)
+
+
+def _fail(message: str) -> int:
+    print(f"ERROR: {ledger.redact(message)}", file=sys.stderr)
+    return 1
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from northwind_elt.local import postgres as embedded
+
+    try:
+        return _db_action(embedded, args.action)
+    except embedded.EmbeddedPostgresError as err:
+        return _fail(f"embedded Postgres: {err}")
+
+
+def _db_action(embedded, action: str) -> int:
+    if action == "up":
+        from northwind_elt.entry.local_services import db_up
+
+        db_up()
+        names = ", ".join(
+            settings.pg_conn(p).dbname for p in ("SOURCE_PG", *settings.WAREHOUSES) if os.environ.get(f"{p}_PASSWORD")
+        )
+        print(f"Postgres is up on 127.0.0.1:{embedded.port()} (databases: {names})")
+    elif action == "start":
+        embedded.start()
+    elif action == "stop":
+        embedded.stop()
+        print("Postgres stopped")
+    elif action == "set-passwords":
+        embedded.set_passwords()
+        print("Passwords of the pipeline roles set from the *_PG_PASSWORD variables")
+    else:
+        print("running" if embedded.is_running() else "stopped")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from northwind_elt.entry.run import run
+
+    day = resolve_day(args.date)
+    if args.from_step:
+        pipeline = pipeline_of_step(args.from_step)
+        steps = pipeline.steps_from(args.from_step)
+    else:
+        pipeline, steps = pipeline_of_job(args.job or DEFAULT.all_steps_job)
+    os.environ[DAY_ENV] = day.isoformat()  # pinned for everything this run starts
+    return run(pipeline, steps, day, verbose=args.verbose)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from northwind_elt.entry import status
+
+    if args.error:
+        text, code = status.step_error(resolve_day(args.date), args.error)
+        print(text)
+        return code
+    if args.date is None:
+        status.overview(args.days)
+    else:
+        print("\n".join(status.day_detail(resolve_day(args.date))))
+    _padam_status()
+    _ads_status(recent=0 if args.date is None else 6)  # the overview's table has the attempts
+    return 0
+
+
+def _ads_status(recent: int) -> None:
+    """The ads pipeline runs hourly and daily: its latest attempts, whatever their day."""
+    if not os.environ.get("ADS_PG_PASSWORD"):
+        return
+    from northwind_elt.pipelines.ads import commands
+
+    print("Pipeline ads (hourly: nw ads load; daily: nw ads archive)")
+    for line in commands.status_lines(recent=recent):
+        print(line)
+
+
+def _padam_status() -> None:
+    """PADAM is monthly: its state is the reconciliation of production, warehouse and published stats."""
+    if not all(os.environ.get(f"{p}_PASSWORD") for p in ("PADAM_PROD_PG", "PADAM_WH_PG")):
+        return
+    from northwind_elt.pipelines.padam import commands
+
+    print("Pipeline padam (monthly: nw padam ...)")
+    try:
+        report, _ = commands.reconcile()
+    except PipelineError as err:
+        print(f"  {err.message.splitlines()[0]}")
+        return
+    print(report if "\n" in report else "  no month generated yet: nw padam insert-month YEAR MONTH")
+
+
+def _month(args: argparse.Namespace) -> dt.date | None:
+    """A PADAM month's ledger day: its first day (None when the month is invalid: the command says so)."""
+    try:
+        return dt.date(int(args.year), int(args.month), 1)
+    except ValueError:
+        return None
+
+
+def _in_ledger(step: str, day: dt.date | None, action: Callable[[], str]) -> str:
+    """Run a PADAM command and record it in the ledger, so `nw status` shows PADAM's months too."""
+    started = ledger.now()
+    try:
+        said = action()
+    except PipelineError as err:
+        if day is not None:
+            ledger.record("padam", day, step, "failed", started_at=started, error=err.message)
+        raise
+    if day is not None:
+        ledger.record("padam", day, step, "success", started_at=started, notes=said.strip().splitlines()[-1])
+    return said
+
+
+def cmd_padam(args: argparse.Namespace) -> int:
+    from northwind_elt.pipelines.padam import commands
+
+    if args.padam_command == "insert-month":
+        print(_in_ledger("padam-insert-month", _month(args), lambda: commands.insert_month(args.year, args.month)))
+    elif args.padam_command == "prepare":
+        # Incremental over every month: recorded on the day it ran.
+        prepare = functools.partial(commands.prepare, full_refresh=args.full_refresh, verbose=args.verbose)
+        print(_in_ledger("padam-prepare", resolve_day(None), prepare))
+    elif args.padam_command == "up":
+        from northwind_elt.entry.local_services import padam_up
+
+        print(padam_up())
+    elif args.padam_command == "merge":
+        print(commands.merge())
+    elif args.padam_command == "export":
+        print(_in_ledger("padam-export", _month(args), lambda: commands.export(args.year, args.month)))
+    else:
+        report, code = commands.reconcile()
+        print(report)
+        return code
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from northwind_elt.entry.docs import docs
+
+    return docs(args.host, args.port, serve=not args.no_serve)
+
+
+def cmd_airflow(args: argparse.Namespace) -> int:
+    from northwind_elt.entry import airflow_local
+
+    if args.airflow_command == "up":
+        return airflow_local.up()
+    if args.airflow_command == "backfill":
+        return airflow_local.backfill(args.dag, parse_day(args.first), parse_day(args.last), args.wait)
+    day = parse_day(args.day)
+    print(airflow_local.record_failure(args.pipeline, args.step, day, args.since, args.reason, args.where))
+    return 0
+
+
+def cmd_ads(args: argparse.Namespace) -> int:
+    from northwind_elt.pipelines.ads import commands
+
+    action = args.ads_command
+    if action == "load":
+        return commands.load(resolve_day(args.date), args.run_id)
+    if action == "archive":
+        print(commands.archive(resolve_day(args.date), args.run_id))
+    elif action == "status":
+        print("\n".join(commands.status_lines(with_s3=True)))
+    else:
+        from northwind_elt.entry import local_services
+
+        task = {
+            "up": local_services.ads_up,
+            "down": local_services.ads_down,
+            "begin-load": commands.begin_load,
+            "verify-backup": commands.verify_backup,
+            "commit": commands.commit,
+        }[action]
+        print(task())
+    return 0
+
+
+def _add_ads(sub, common) -> None:
+    from northwind_elt.pipelines.ads import commands
+
+    ads = sub.add_parser(
+        "ads", help="the ads pipeline", description=commands.__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    ads.set_defaults(func=cmd_ads)
+    actions = ads.add_subparsers(dest="ads_command", required=True)
+    for name, what in (
+        ("load", "one API call -> verified S3 backup -> api_ad_data (a run id with a verified backup: no API call)"),
+        ("archive", "rows shown before (the day's 00:00 UTC - ADS_RETENTION_HOURS) -> S3 archive, then deleted"),
+    ):
+        action = actions.add_parser(name, help=what, description=what, parents=[common])
+        action.add_argument("--run-id", help="the run's id (Airflow's run_id); default: a new one")
+    for name, what in (
+        ("up", "start the local API and S3 server (and the embedded Postgres), create the bucket and tables"),
+        ("down", "stop the local API and S3 server"),
+        ("status", "the latest loads and archives, and what api_ad_data holds"),
+        ("begin-load", "(task of ads-load) check the run may write its backup"),
+        ("verify-backup", "(task of ads-load) verify the backup object, then write its manifest"),
+        ("commit", "(task of ads-load) the landed backup -> api_ad_data, one transaction"),
+    ):
+        actions.add_parser(name, help=what, description=what)
+
+
+def _add_padam(sub) -> None:
+    from northwind_elt.pipelines.padam import commands
+
+    padam = sub.add_parser(
+        "padam",
+        help="the PADAM monthly pipeline",
+        description=commands.__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
+    padam.set_defaults(func=cmd_padam)
+    actions = padam.add_subparsers(dest="padam_command", required=True)
+    for name, what in (
+        ("insert-month", "replace YEAR-MONTH in production with generated rows ($RANDOM_MAIN_CONTROLLER)"),
+        ("export", "write YEAR-MONTH's stats files and the year to date"),
+    ):
+        action = actions.add_parser(name, help=what, description=what)
+        action.add_argument("year", help="e.g. 2022")
+        action.add_argument("month", help="1 to 12")
+    prepare = actions.add_parser("prepare", help="incremental load into the warehouse, then the dbt models")
+    prepare.add_argument("--full-refresh", action="store_true", help="reload every month from production")
+    prepare.add_argument("--verbose", action="store_true", help="stream Meltano's and dbt's output (always in the log)")
+    actions.add_parser("merge", help="(task of the Meltano job padam-prepare) apply the landed rows, reconcile")
+    actions.add_parser("reconcile", help="count and sum per month: production, warehouse, published stats")
+    actions.add_parser("up", help="start the embedded Postgres when PADAM's databases live on it, else check them")
+
+
+def _task(action):
+    """A Meltano task: runs for the pinned day, of the pipeline that owns the step."""
+
+    def run_task(args: argparse.Namespace) -> int:
+        print(action(pipeline_of_step(args.step), args.step))
+        return 0
+
+    return run_task
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from northwind_elt.protocol import steps as protocol
+
+    parser = argparse.ArgumentParser(prog="nw", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--date", help="day to process, YYYY-MM-DD (default: $RUN_DATE, else today UTC)")
+    # --date is accepted after the subcommand too: `nw run daily --date 2024-01-15`.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--date", default=argparse.SUPPRESS, help="day to process, YYYY-MM-DD")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add = functools.partial(sub.add_parser, parents=[common])
+    db = add("db")
+    db.add_argument("action", choices=["up", "start", "stop", "status", "set-passwords"])
+    db.set_defaults(func=cmd_db)
+    run = add("run")
+    run.add_argument("job", nargs="?", choices=all_jobs())
+    steps = sorted({s for p in PIPELINES.values() for s in p.step_names})
+    run.add_argument("--from", dest="from_step", choices=steps)
+    run.add_argument(
+        "--verbose", action="store_true", help="stream Meltano's and dbt's output (always in the step's log)"
+    )
+    run.set_defaults(func=cmd_run)
+    status = add("status", description="Without --date: every pipeline's recent days. With it: that day's steps.")
+    status.add_argument("--days", type=int, default=7, help="how many recent days per pipeline (default 7)")
+    status.add_argument("--error", metavar="STEP", help="the whole recorded error of STEP's latest attempt of the day")
+    status.set_defaults(func=cmd_status)
+    docs = add("docs", description="Generate dbt's docs site (freshness, lineage, exposures) and serve it.")
+    docs.add_argument("--host", help="interface to serve on (default: $DBT_DOCS_HOST, else 127.0.0.1)")
+    docs.add_argument("--port", type=int, help="port to serve on (default: $DBT_DOCS_PORT, else 8081)")
+    docs.add_argument("--no-serve", action="store_true", help="generate only")
+    docs.set_defaults(func=cmd_docs)
+    airflow = sub.add_parser("airflow", description="A local Airflow on AIRFLOW_PORT (from .env), and backfills.")
+    actions = airflow.add_subparsers(dest="airflow_command", required=True)
+    actions.add_parser("up", help="start Airflow: API server first, the rest once it answers; Ctrl-C stops it")
+    back = actions.add_parser("backfill", help="run a daily DAG for the days FROM..TO only")
+    back.add_argument("--from", dest="first", required=True, metavar="YYYY-MM-DD")
+    back.add_argument("--to", dest="last", required=True, metavar="YYYY-MM-DD")
+    back.add_argument("--dag", default=DEFAULT.dag_id, choices=[p.dag_id for p in PIPELINES.values()])
+    back.add_argument("--wait", action="store_true", help="wait for the runs; exit 1 if one failed")
+    failure = actions.add_parser("record-failure", help="(the DAGs' failure callback) record an Airflow failure")
+    for name in ("pipeline", "step", "day"):
+        failure.add_argument(name)
+    failure.add_argument("--since", help="the attempt's start (ISO); an entry of nw run after it wins")
+    failure.add_argument("--reason", default="the task failed")
+    failure.add_argument("--where", default="")
+    airflow.set_defaults(func=cmd_airflow)
+    for name, action in (("begin", protocol.begin), ("commit", protocol.commit)):
+        task = add(name)
+        task.add_argument("step", choices=steps)
+        task.set_defaults(func=_task(action))
+    export = add("export")
+    export.add_argument("step", nargs="?", default="export", choices=[s for s in steps if s.endswith("export")])
+    export.set_defaults(func=_task(protocol.export))
+    _add_padam(sub)
+    _add_ads(sub, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _load_env_file()
+    args = build_parser().parse_args(argv)
+    try:
+        if args.date is not None:
+            # A task's day is pinned by its entry point; --date pins it for this command.
+            parse_day(args.date)
+            os.environ[DAY_ENV] = args.date
+        return args.func(args)
+    except (InvalidDay, AlreadyRunning) as err:
+        return _fail(str(err))
+    except (PipelineError, ConfigError) as err:
+        return _fail(err.message)
+    except KeyboardInterrupt:
+        return _fail("interrupted")
+    except BrokenPipeError:  # `nw status | head`: the reader has seen enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as err:
+        # An unexpected error: the traceback goes to the log, the last line names the step.
+        traceback.print_exc()
+        step = getattr(args, "step", args.command)
+        return _fail(f"{step}: {type(err).__name__}: {err}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

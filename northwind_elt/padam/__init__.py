@@ -1,1 +1,0 @@
-"""PADAM pipeline: the monthly `entity` data generator and its helpers."""

@@ -1,0 +1,527 @@
+"""`nw ads ...`: the ads pipeline (spec: shared/specs/ads-api.md).
+
+  nw ads up | down | status            the local API and S3 server (and the embedded Postgres)
+  nw ads load [--date D] [--run-id R]  API -> S3 backup (verified) -> Postgres, once per run
+  nw ads archive [--date D]            rows shown before (D 00:00 UTC - ADS_RETENTION_HOURS) -> S3, then deleted
+
+Meltano tasks of the job `ads-load` (they read the day and run id the entry point pinned):
+  nw ads begin-load       refuse to overwrite a verified backup; check the settings
+  nw ads verify-backup    the backup object: sha256 as written, 100 JSON lines; then the manifest
+  nw ads commit           the landed lines -> api_ad_data in one transaction; the ledger
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+import psycopg
+
+from northwind_elt.core import ledger, settings
+from northwind_elt.core.day import DAY_ENV, DayLayout, pinned_day
+from northwind_elt.core.errors import CommandError, ConfigError, PipelineError
+from northwind_elt.core.locks import StopRequested, plugin_lock, step_lock
+from northwind_elt.pipelines.ads import config, s3, store
+from northwind_elt.pipelines.ads.config import PG, RUN_ID_ENV, AdsSettings, BackupKeys
+from northwind_elt.protocol import meltano
+
+PIPELINE = "ads"
+LOAD, ARCHIVE = "ads-load", "ads-archive"
+INSERT_JOB = "ads-insert"  # the second half of ads-load: a verified backup -> Postgres
+API_NOT_CALLED = "the API was not called, nothing was written"
+
+
+class AdsError(CommandError):
+    """An ads step failed; the message ends with the command to run next (if any)."""
+
+    def __init__(self, step: str, day: dt.date | None, cause: str, fix: str | None = None, rerun: str | None = None):
+        super().__init__(f"ads {step}", day, cause, fix, rerun)
+
+
+def load_rerun(day: dt.date, run_id: str | None = None) -> str:
+    return f"nw ads load --date {day.isoformat()}" + (f" --run-id {run_id}" if run_id else "")
+
+
+def _need_pg(why: str) -> None:
+    settings.require(settings.pg_variables(PG), why)
+    settings.pg_conn(PG)
+
+
+@contextmanager
+def _db(step: str, day: dt.date | None, consequence: str, rerun: str | None) -> Iterator[psycopg.Connection]:
+    try:
+        conn = store.connect(settings.pg_conn(PG).conninfo())
+    except psycopg.OperationalError as err:
+        reason = str(err).strip().splitlines()[-1].strip()
+        raise AdsError(
+            step,
+            day,
+            f"cannot reach {settings.describe_conn(PG)}: {reason}; {consequence}",
+            "start the database (nw ads up, or nw db up) or fix ADS_PG_* in .env",
+            rerun,
+        ) from None
+    with conn:
+        yield conn
+
+
+# --- set-up ---------------------------------------------------------------------------
+
+
+def setup() -> list[str]:
+    """Create the bucket and the tables (idempotent); the servers must answer."""
+    cfg = config.load()
+    _need_pg("the ads pipeline's tables live there")
+    lines = []
+    try:
+        created = s3.Bucket(cfg).ensure()
+    except s3.S3Error as err:
+        raise AdsError("up", None, str(err), "start the S3 server or fix ADS_S3_* in .env", "nw ads up") from None
+    lines.append(f"bucket {cfg.bucket} {'created' if created else 'exists'} ({cfg.where()})")
+    with _db("up", None, "the tables were not created", "nw ads up") as conn:
+        store.ensure_schema(conn)
+    lines.append(f"tables ready in {settings.describe_conn(PG)}")
+    return lines
+
+
+# --- the load --------------------------------------------------------------------------
+
+
+def _pinned_run(step: str) -> tuple[dt.date, BackupKeys]:
+    day = pinned_day(f"ads {step}")
+    run_id = os.environ.get(RUN_ID_ENV)
+    if not run_id:
+        raise ConfigError(
+            f"ads {step} started without a run id: {RUN_ID_ENV} is not set",
+            f"run the load through its entry point: nw ads load --date {day.isoformat()}",
+            f"ads {step}",
+        )
+    return day, BackupKeys(day, config.run_id_from(run_id))
+
+
+def begin_load() -> str:
+    """First task of ads-load: never overwrite a verified backup with another API response."""
+    day, keys = _pinned_run("begin-load")
+    cfg = config.load()
+    try:
+        bucket = s3.Bucket(cfg)
+        verified = bucket.exists(keys.manifest)
+        leftover = not verified and bucket.exists(keys.object)  # written, then the run died before its manifest
+    except s3.S3Error as err:
+        raise AdsError("load", day, f"{err}; {API_NOT_CALLED}", None, load_rerun(day)) from None
+    if verified:
+        raise AdsError(
+            "load",
+            day,
+            f"run {keys.run_id} already has a verified backup {cfg.where(keys.object)}; "
+            "calling the API again would replace it with a different response",
+            "insert that backup instead (no API call)",
+            load_rerun(day, keys.run_id),
+        )
+    note = " (an unverified object of an earlier attempt will be replaced)" if leftover else ""
+    return f"ads begin-load: run {keys.run_id} for {day}: backup to {cfg.where(keys.object)}{note}"
+
+
+def verify_backup() -> str:
+    """The object the target wrote: as written (sha256), the API's 100 JSON records. Only then is it
+    written under backup/ (read back), then its manifest, and the incoming object removed."""
+    day, keys = _pinned_run("verify-backup")
+    cfg = config.load()
+    rerun = load_rerun(day)
+    bucket = s3.Bucket(cfg)
+    try:
+        body = bucket.get(keys.incoming)
+        written = bucket.metadata(keys.incoming).get("sha256") if body is not None else None
+    except s3.S3Error as err:
+        raise AdsError("load", day, f"{err}; nothing was inserted", None, rerun) from None
+    if body is None:
+        cause = f"the response {cfg.where(keys.incoming)} is missing; nothing was inserted"
+        raise AdsError("load", day, cause, None, rerun)
+    sha256 = hashlib.sha256(body).hexdigest()
+    if written != sha256:
+        raise AdsError(
+            "load",
+            day,
+            f"{cfg.where(keys.incoming)} has sha256 {sha256}, the target wrote {written}; nothing was inserted",
+            None,
+            rerun,
+        )
+    lines = body.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    ids = set()
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+        except ValueError as err:
+            cause = f"{keys.incoming} line {number} is not JSON ({err}); nothing was inserted"
+            raise AdsError("load", day, cause, None, rerun) from None
+        if not isinstance(record, dict) or not isinstance(record.get("ad_id"), str):
+            cause = f"{keys.incoming} line {number} has no ad_id; nothing was inserted"
+            raise AdsError("load", day, cause, None, rerun)
+        ids.add(record["ad_id"])
+    if len(lines) != config.RECORDS_PER_RESPONSE:
+        raise AdsError(
+            "load",
+            day,
+            f"the response {cfg.where(keys.incoming)} holds {len(lines)} records; the API's contract is "
+            f"{config.RECORDS_PER_RESPONSE} per call; nothing was inserted",
+            None,
+            rerun,
+        )
+    manifest = {
+        "key": keys.object,
+        "run_id": keys.run_id,
+        "day": day.isoformat(),
+        "rows": len(lines),
+        "distinct_ad_ids": len(ids),
+        "bytes": len(body),
+        "sha256": sha256,
+        "verified_at": ledger.now().isoformat(timespec="seconds"),
+    }
+    try:
+        bucket.put_verified(keys.object, body, "application/x-ndjson")
+        bucket.put_json(keys.manifest, manifest)  # last: the backup counts from here on
+    except s3.S3Error as err:
+        raise AdsError("load", day, f"{err}; the backup is not verified, nothing was inserted", None, rerun) from None
+    _drop_incoming(cfg, keys)  # the entry point removes it too, should this fail
+    return (
+        f"ads verify-backup: {cfg.where(keys.object)}: {len(lines)} lines, {len(body)} bytes, sha256 {sha256}; "
+        "manifest written"
+    )
+
+
+def commit() -> str:
+    """Last task of ads-load / ads-insert: the landed backup lines -> api_ad_data, one transaction."""
+    day, keys = _pinned_run("commit")
+    cfg = config.load()
+    _need_pg("the commit writes api_ad_data")
+    rerun = load_rerun(day, keys.run_id)
+    try:
+        manifest = s3.Bucket(cfg).get_json(keys.manifest)
+    except s3.S3Error as err:
+        raise AdsError("load", day, f"{err}; nothing was inserted", None, rerun) from None
+    if manifest is None:
+        raise AdsError(
+            "load",
+            day,
+            f"{cfg.where(keys.manifest)} is missing: the backup is not verified; nothing was inserted",
+            None,
+            load_rerun(day),
+        )
+    with _db("load", day, f"the verified backup {keys.object} is not inserted yet", rerun) as conn:
+        try:
+            done = store.commit_backup(conn, keys.object, keys.run_id, day, manifest["rows"], manifest["sha256"])
+        except store.StoreError as err:
+            raise AdsError("load", day, str(err), None, rerun) from None
+    ledger.record(PIPELINE, day, LOAD, "success", rows=done.inserted, notes=done.summary())
+    return f"ads commit: {done.summary()}"
+
+
+def pending(cfg: AdsSettings, days: list[dt.date]) -> list[BackupKeys]:
+    """The verified backups of these days that no commit has inserted yet, oldest first."""
+    bucket = s3.Bucket(cfg)
+    manifests = {
+        day: [k for k in bucket.keys(BackupKeys(day, "x").prefix) if k.endswith(".manifest.json")] for day in days
+    }
+    with _db("load", None, "nothing was inserted", None) as conn:
+        committed = store.committed_keys(conn, days)
+    found = []
+    for day, keys in manifests.items():
+        for key in keys:
+            backup = BackupKeys(day, key.rsplit("/", 1)[1].removesuffix(".manifest.json"))
+            if backup.object not in committed:
+                found.append(backup)
+    return found
+
+
+def load(day: dt.date, given_run_id: str | None = None) -> int:
+    """The entry point: one API call per run, backed up and verified before anything is inserted.
+
+    Then the verified backups of this day and the day before that were never inserted (a run
+    that failed after its backup, whose retries ran out) are inserted too, without the API.
+    """
+    cfg = config.load()
+    _need_pg("the load inserts into api_ad_data")
+    run_id = config.run_id_from(given_run_id) if given_run_id else config.new_run_id()
+    keys = BackupKeys(day, run_id)
+    os.environ[DAY_ENV] = day.isoformat()
+    with meltano.Signals() as signals, ExitStack() as held:
+        held.enter_context(step_lock(DayLayout.for_day(day), f"run-{PIPELINE}-{LOAD}"))
+        try:
+            held.enter_context(plugin_lock(LOAD, lambda: signals.received is not None))
+        except StopRequested:
+            return 128 + (signals.received or signal.SIGTERM)
+        started = ledger.now()
+        reuse = False
+        if given_run_id:
+            try:
+                reuse = s3.Bucket(cfg).exists(keys.manifest)
+            except s3.S3Error as err:
+                return _load_failed(day, run_id, started, f"{err}; the API was not called", load_rerun(day, run_id))
+        if reuse:
+            print(f"ads load: run {run_id} has a verified backup {cfg.where(keys.object)}: inserting it, no API call")
+        code, _ = _run_one(cfg, keys, INSERT_JOB if reuse else LOAD, signals, started)
+        if code:
+            return code
+        try:
+            earlier = [b for b in pending(cfg, [day - dt.timedelta(days=1), day]) if b != keys]
+        except (s3.S3Error, PipelineError) as err:
+            print(f"ads load: could not look for verified backups not inserted yet: {err}", file=sys.stderr)
+            earlier = []
+        for backup in earlier:
+            print(f"ads load: {backup.object} is verified but was never inserted: inserting it, no API call")
+            code, why = _run_one(cfg, backup, INSERT_JOB, signals, ledger.now(), quiet_failure=True)
+            if code:
+                if signals.received is not None:
+                    return 128 + signals.received
+                print(
+                    f"WARNING: {backup.object} is still not inserted ({why}); "
+                    f"rerun: {load_rerun(backup.day, backup.run_id)}",
+                    file=sys.stderr,
+                )
+    print(f"==> done: ads load for {day} (run {run_id})")
+    return 0
+
+
+def _run_one(
+    cfg: AdsSettings, keys: BackupKeys, job: str, signals: meltano.Signals, started: dt.datetime, *, quiet_failure=False
+) -> tuple[int, str]:
+    """One `meltano run` of ads-load or ads-insert for a run id: (0, "") once its commit is in the
+    ledger, else the exit status and the cause."""
+    print(f"==> ads: {job} for {keys.day}, run {keys.run_id}", flush=True)
+    code, tail, log = meltano.run_meltano_job(job, keys.day, signals, {RUN_ID_ENV: keys.run_id}, echo=_worth_showing)
+    if signals.received is not None:
+        name = signal.Signals(signals.received).name
+        ledger.record(PIPELINE, keys.day, LOAD, "interrupted", started_at=started, error=f"stopped by {name}")
+        _drop_incoming(cfg, keys)
+        after = _after_failure(cfg, keys)
+        print(f"\nINTERRUPTED: ads load for {keys.day} ({name}).\n{after}", file=sys.stderr)
+        return 128 + signals.received, f"stopped by {name}"
+    if code == 0 and ledger.success_since(PIPELINE, keys.day, LOAD, started):
+        return 0, ""
+    cause = meltano.find_cause(tail) or f"meltano run {job} exited {code}"
+    if quiet_failure:
+        return code or 1, f"{cause}; log {log}"
+    return _load_failed(keys.day, keys.run_id, started, cause, None, log, cfg, meltano.task_message(tail)), cause
+
+
+def _worth_showing(line: str) -> bool:
+    """Of the job's output (all in its log): what each of the project's tasks concluded."""
+    return any(f"ads {task}:" in line for task in ("begin-load", "verify-backup", "commit"))
+
+
+def _drop_incoming(cfg: AdsSettings, keys: BackupKeys) -> None:
+    """The response of a run that failed before its verification is no backup: remove it."""
+    with contextlib.suppress(s3.S3Error):
+        s3.Bucket(cfg).delete(keys.incoming)
+
+
+def _after_failure(cfg: AdsSettings, keys: BackupKeys) -> str:
+    """What a failed run left, and the rerun that completes it without losing or doubling anything."""
+    try:
+        verified = s3.Bucket(cfg).exists(keys.manifest)
+    except s3.S3Error as err:
+        return (
+            f"Whether run {keys.run_id} left a verified backup cannot be checked ({err}).\n"
+            f"Once S3 answers, rerun: {load_rerun(keys.day, keys.run_id)} (it inserts that backup if it is "
+            "there, without the API; otherwise it calls the API once)"
+        )
+    if verified:
+        return (
+            f"The backup {cfg.where(keys.object)} is verified and not yet inserted.\n"
+            f"Rerun (inserts that backup, no API call): {load_rerun(keys.day, keys.run_id)}"
+        )
+    return f"Nothing of run {keys.run_id} was inserted.\nRerun (a new API call): {load_rerun(keys.day)}"
+
+
+# Postgres's own words for an unreachable server (an API or S3 error says GET http... or s3://).
+_PG_UNREACHABLE = ("connection to server at", "could not connect to server", "password authentication failed")
+
+
+def _load_failed(day, run_id, started, cause, rerun=None, log=None, cfg=None, said=()) -> int:
+    cfg = cfg or config.load()
+    keys = BackupKeys(day, run_id)
+    _drop_incoming(cfg, keys)
+    if any(words in cause for words in _PG_UNREACHABLE):
+        cause += f"\nCheck {settings.describe_conn(PG)}."
+    if rerun:
+        after = f"Rerun: {rerun}"
+    elif API_NOT_CALLED in cause:  # the first task refused: this run wrote nothing anywhere
+        after = f"Rerun (a new API call): {load_rerun(day)}"
+    else:
+        after = _after_failure(cfg, keys)
+    ledger.record(PIPELINE, day, LOAD, "failed", started_at=started, error=f"{cause}\n{after}")
+    print(
+        f"\nFAILED: ads load for {day}, run {run_id}.\nCause: {ledger.redact(cause)}\n"
+        + "".join(f"  | {line}\n" for line in said if line not in cause)
+        + (f"Full log: {log}\n" if log else "")
+        + after,
+        file=sys.stderr,
+    )
+    return 1
+
+
+# --- the archive -----------------------------------------------------------------------
+
+
+def archive(day: dt.date, given_run_id: str | None = None) -> str:
+    """Rows shown before the cutoff -> one verified S3 object -> deleted by ad_id, in one transaction."""
+    cfg = config.load()
+    _need_pg("the archive reads and deletes api_ad_data")
+    run_id = config.run_id_from(given_run_id) if given_run_id else config.new_run_id()
+    cutoff = config.cutoff_for(day, cfg.retention)  # once, from the day alone
+    rerun = f"nw ads archive --date {day.isoformat()}"
+    started = ledger.now()
+    bucket = s3.Bucket(cfg)
+    try:
+        with _db("archive", day, "nothing was archived or deleted", rerun) as conn:
+            store.ensure_schema(conn)
+            with conn.transaction():
+                store.lock(conn)  # one writer: a commit waits, and so does another archive
+                adopted, adopted_rows = _adopt(conn, bucket)
+                rows = store.lock_old_rows(conn, cutoff)
+                key, sha256 = _write_archive(bucket, rows, cutoff, run_id, day) if rows else (None, None)
+                if rows:
+                    ids = [row["ad_id"] for row in rows]
+                    deleted = store.delete_ids(conn, ids)
+                    if deleted != len(ids):
+                        raise AdsError("archive", day, f"deleted {deleted} of {len(ids)} archived rows; rolled back")
+                    store.record_archive(conn, key, run_id, day, cutoff, len(rows), sha256)
+    except s3.S3Error as err:
+        _archive_failed(day, started, f"{err}; nothing was deleted", rerun)
+    except AdsError as err:
+        _archive_failed(day, started, err.cause, rerun)
+    except (psycopg.Error, ValueError, KeyError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        _archive_failed(day, started, f"{type(err).__name__}: {reason}; rolled back, nothing was deleted", rerun)
+    if key:
+        message = (
+            f"ads archive: {len(rows)} rows shown before {_iso(cutoff)} -> {cfg.where(key)}, deleted from api_ad_data"
+        )
+    else:
+        message = f"ads archive: nothing shown before {_iso(cutoff)} (day {day}, retention {cfg.retention})"
+    notes = key or "nothing to archive"
+    if adopted:
+        message += "\n  " + "\n  ".join(adopted)
+        notes += f"; adopted {len(adopted)} uncommitted archive(s), {adopted_rows} rows deleted"
+    ledger.record(PIPELINE, day, ARCHIVE, "success", started_at=started, rows=len(rows) + adopted_rows, notes=notes)
+    return message
+
+
+def _write_archive(
+    bucket: s3.Bucket, rows: list[dict], cutoff: dt.datetime, run_id: str, day: dt.date
+) -> tuple[str, str]:
+    """The rows as one JSON-lines object, read back and checked, then its manifest (last)."""
+    body = b"".join(store.archive_line(row) for row in rows)
+    key = _free_key(bucket, cutoff, run_id)
+    sha256 = bucket.put_verified(key, body, "application/x-ndjson")
+    manifest = {
+        "key": key,
+        "run_id": run_id,
+        "day": day.isoformat(),
+        "cutoff": _iso(cutoff),
+        "rows": len(rows),
+        "bytes": len(body),
+        "sha256": sha256,
+    }
+    bucket.put_json(config.manifest_of(key), manifest)
+    return key, sha256
+
+
+def _archive_failed(day: dt.date, started: dt.datetime, cause: str, rerun: str):
+    ledger.record(PIPELINE, day, ARCHIVE, "failed", started_at=started, error=f"{cause}\nRerun: {rerun}")
+    raise AdsError("archive", day, cause, None, rerun)
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def _free_key(bucket: s3.Bucket, cutoff: dt.datetime, run_id: str) -> str:
+    """The archive key for this run; an existing object (a retried run id) is never overwritten."""
+    attempt = 1
+    while bucket.exists(key := config.archive_key(cutoff, run_id, attempt)):
+        attempt += 1
+    return key
+
+
+def _adopt(conn, bucket: s3.Bucket) -> tuple[list[str], int]:
+    """Archives that reached S3 (object and manifest) but whose transaction never committed.
+
+    Their rows are still in api_ad_data: delete them now, once, instead of archiving them a
+    second time. Inside the archive's transaction; every manifest under archive/ is checked.
+    """
+    known = store.archived_keys(conn)
+    notes, total = [], 0
+    for manifest_key in bucket.keys("archive/"):
+        if not manifest_key.endswith(".manifest.json") or config.manifest_of_key(manifest_key) in known:
+            continue
+        manifest = bucket.get_json(manifest_key) or {}
+        key = manifest.get("key")
+        if not key or key in known:
+            continue
+        body = bucket.get(key)
+        if body is None or hashlib.sha256(body).hexdigest() != manifest.get("sha256"):
+            notes.append(f"{key} does not match its manifest {manifest_key}: left alone")
+            continue
+        ids = [json.loads(line)["ad_id"] for line in body.splitlines() if line]
+        deleted = store.delete_ids(conn, ids)
+        store.record_archive(
+            conn,
+            key,
+            str(manifest.get("run_id", "?")),
+            dt.date.fromisoformat(manifest["day"]),
+            dt.datetime.fromisoformat(manifest["cutoff"]),
+            len(ids),
+            manifest["sha256"],
+            adopted=True,
+        )
+        total += deleted
+        notes.append(f"an earlier run's archive {key} ({len(ids)} rows) was not committed: {deleted} rows deleted now")
+    return notes, total
+
+
+# --- status ----------------------------------------------------------------------------
+
+
+def status_lines(with_s3: bool = False, recent: int = 6) -> list[str]:
+    """The `recent` latest attempts (ledger), what api_ad_data holds, and (with_s3) backups not inserted yet."""
+    lines = []
+    for entry in ledger.recent(PIPELINE, recent) if recent else []:
+        what = entry["notes"] or (entry["error"] or "").strip().split("\n", 1)[0]
+        rows = "" if entry["rows"] is None else entry["rows"]
+        when, step, status = entry["finished_at"], entry["step"], entry["status"]
+        lines.append(f"  {when}  {step:<12}{entry['day']}  {status:<12}{rows!s:>5}  {what}")
+    if recent and not lines:
+        lines.append("  no run yet: nw ads up && nw ads load")
+    try:
+        with _db("status", None, "no counts", None) as conn:
+            c = store.counts(conn)
+        if c is None:
+            lines.append("  api_ad_data does not exist yet (nw ads up creates it)")
+        else:
+            lines.append(
+                f"  api_ad_data: {c['rows']} rows (newest shown_at {c['newest'] or '-'}), "
+                f"{c['loads']} backups inserted, {c['archived_rows']} rows archived in {c['archives']} objects"
+            )
+    except PipelineError as err:
+        lines.append(f"  {err.cause.splitlines()[0]}")
+    if with_s3:
+        today = dt.datetime.now(dt.UTC).date()
+        try:
+            waiting = pending(config.load(), [today - dt.timedelta(days=n) for n in range(7, -1, -1)])
+        except (s3.S3Error, PipelineError) as err:
+            lines.append(f"  cannot list the backups of the last 7 days: {str(err).splitlines()[0]}")
+        else:
+            for backup in waiting:
+                lines.append(f"  verified, not inserted: {backup.object} -> {load_rerun(backup.day, backup.run_id)}")
+            if not waiting:
+                lines.append("  every verified backup of the last 7 days is inserted")
+    return lines

@@ -1,0 +1,139 @@
+"""S3 as the ads pipeline uses it: whole objects, written then read back, manifests last."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from northwind_elt.pipelines.ads.config import AdsSettings
+
+
+class S3Error(RuntimeError):
+    """S3 could not be reached, refused, or holds something other than what was written."""
+
+
+def _missing(error: ClientError) -> bool:
+    code = str(error.response.get("Error", {}).get("Code"))
+    return (
+        code in ("404", "NoSuchKey", "NotFound")
+        or error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404
+    )
+
+
+class Bucket:
+    def __init__(self, cfg: AdsSettings) -> None:
+        self.cfg = cfg
+        self.name = cfg.bucket
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=cfg.s3_endpoint_url,
+            region_name=cfg.s3_region,
+            aws_access_key_id=cfg.access_key_id,
+            aws_secret_access_key=cfg.secret_access_key,
+            # Few, quick retries: a job waits for an unreachable S3 seconds, not minutes.
+            config=Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5, read_timeout=60),
+        )
+
+    def _fail(self, what: str, key: str, error: Exception) -> S3Error:
+        return S3Error(f"cannot {what} {self.cfg.where(key)}: {error}")
+
+    def get(self, key: str) -> bytes | None:
+        """The object's bytes, or None when there is no such object."""
+        try:
+            return self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
+        except ClientError as error:
+            if _missing(error):
+                return None
+            raise self._fail("read", key, error) from error
+        except BotoCoreError as error:
+            raise self._fail("read", key, error) from error
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.name, Key=key)
+            return True
+        except ClientError as error:
+            if _missing(error):
+                return False
+            raise self._fail("read", key, error) from error
+        except BotoCoreError as error:
+            raise self._fail("read", key, error) from error
+
+    def metadata(self, key: str) -> dict[str, str]:
+        try:
+            return self.client.head_object(Bucket=self.name, Key=key).get("Metadata", {})
+        except (BotoCoreError, ClientError) as error:
+            raise self._fail("read", key, error) from error
+
+    def keys(self, prefix: str) -> list[str]:
+        found: list[str] = []
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name, Prefix=prefix):
+                found.extend(item["Key"] for item in page.get("Contents", []))
+        except (BotoCoreError, ClientError) as error:
+            raise self._fail("list", prefix, error) from error
+        return sorted(found)
+
+    def put_verified(self, key: str, body: bytes, content_type: str) -> str:
+        """One put_object, then read it back: the sha256 of what S3 returns must be the body's."""
+        expected = hashlib.sha256(body).hexdigest()
+        try:
+            self.client.put_object(
+                Bucket=self.name, Key=key, Body=body, ContentType=content_type, Metadata={"sha256": expected}
+            )
+        except (BotoCoreError, ClientError) as error:
+            raise self._fail("write", key, error) from error
+        stored = self.get(key)
+        if stored is None or hashlib.sha256(stored).hexdigest() != expected:
+            got = "nothing" if stored is None else f"sha256 {hashlib.sha256(stored).hexdigest()}"
+            raise S3Error(f"{self.cfg.where(key)} reads back as {got}, but sha256 {expected} was written")
+        return expected
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.name, Key=key)
+        except (BotoCoreError, ClientError) as error:
+            raise self._fail("delete", key, error) from error
+
+    def put_json(self, key: str, value: dict[str, Any]) -> None:
+        self.put_verified(key, (json.dumps(value, indent=2) + "\n").encode(), "application/json")
+
+    def get_json(self, key: str) -> dict[str, Any] | None:
+        raw = self.get(key)
+        if raw is None:
+            return None
+        try:
+            value = json.loads(raw)
+        except ValueError as error:
+            raise S3Error(f"{self.cfg.where(key)} is not JSON: {error}") from None
+        if not isinstance(value, dict):
+            raise S3Error(f"{self.cfg.where(key)} is not a JSON object")
+        return value
+
+    def ensure(self) -> bool:
+        """Create the bucket unless it exists; True if it was created."""
+        try:
+            self.client.head_bucket(Bucket=self.name)
+            return False
+        except ClientError as error:
+            if not _missing(error):
+                raise self._fail("reach the bucket", "", error) from error
+        except BotoCoreError as error:
+            raise self._fail("reach the bucket", "", error) from error
+        options = {}
+        if self.cfg.s3_region != "us-east-1":
+            options["CreateBucketConfiguration"] = {"LocationConstraint": self.cfg.s3_region}
+        try:
+            self.client.create_bucket(Bucket=self.name, **options)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise self._fail("create the bucket", "", error) from error
+            return False
+        except BotoCoreError as error:
+            raise self._fail("create the bucket", "", error) from error
+        return True

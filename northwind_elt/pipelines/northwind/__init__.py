@@ -1,0 +1,1 @@
+"""Northwind daily: its definition and its outputs."""

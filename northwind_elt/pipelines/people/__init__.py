@@ -1,0 +1,1 @@
+"""People and places: its definition and its outputs."""

@@ -1,0 +1,83 @@
+"""dbt's outcome for the day, read from dbt's own run_results.json and manifest.json.
+
+Each failed or warning test is named with its failing row count and the table that
+holds those rows (dbt stores them, `store_failures`, in the day's audit schema).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from northwind_elt.core import settings
+from northwind_elt.core.errors import PipelineError
+from northwind_elt.core.files import read_json
+
+# "no-op": nodes dbt lists but does not build (exposures).
+PASSED = ("success", "pass", "skipped", "no-op")
+
+
+def target_dir(target_path: str) -> Path:
+    return settings.project_root() / "transform" / target_path
+
+
+def run_results_path(target_path: str) -> Path:
+    return target_dir(target_path) / "run_results.json"
+
+
+def _relations(target_path: str) -> dict[str, str]:
+    """Where each node's rows live (for a test with stored failures: its audit table)."""
+    path = target_dir(target_path) / "manifest.json"
+    if not path.exists():
+        return {}
+    nodes = read_json(path).get("nodes", {})
+    return {uid: node["relation_name"] for uid, node in nodes.items() if node.get("relation_name")}
+
+
+def describe(node: dict, relations: dict[str, str]) -> str:
+    """'name (fail: 3 failing row(s), see "schema"."table")' for a test; the error for a model."""
+    # test.<project>.<name>.<hash>: the name is what dbt prints and what a person looks for.
+    parts = node["unique_id"].split(".")
+    is_test = parts[0] == "test" and len(parts) > 2
+    name = parts[2] if is_test else node["unique_id"]
+    if is_test and node.get("failures"):
+        where = node.get("relation_name") or relations.get(node["unique_id"])
+        detail = f"{node['failures']} failing row(s)" + (f", see {where}" if where else "")
+    else:
+        detail = (node.get("message") or "").strip()
+    return f"{name} ({node['status']}: {detail})"
+
+
+def outcome(results: dict, target_path: str) -> tuple[list[str], list[str]]:
+    """The failed nodes and the warnings of a dbt run, each described."""
+    relations = _relations(target_path)
+    failed, warned = [], []
+    for node in results.get("results", []):
+        if node.get("status") == "warn":
+            warned.append(describe(node, relations))
+        elif node.get("status") not in PASSED:
+            failed.append(describe(node, relations))
+    return failed, warned
+
+
+def failures_since(since: dt.datetime, target_path: str) -> list[str] | None:
+    """Failed dbt nodes of a run that started after `since`, or None if there is no such run."""
+    path = run_results_path(target_path)
+    if not path.exists() or dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC) < since:
+        return None
+    return outcome(read_json(path), target_path)[0]
+
+
+def check_run(step: str, day: dt.date, target_path: str) -> list[str]:
+    """dbt's last run must be for `day` and have passed; returns its warnings."""
+    path = run_results_path(target_path)
+    if not path.exists():
+        raise PipelineError(step, day, f"dbt left no results ({path}); dbt build did not run")
+    results = read_json(path)
+    built_for = (results.get("args", {}).get("vars") or {}).get("day")
+    if built_for != day.isoformat():
+        raise PipelineError(step, day, f"dbt's last run was for day {built_for!r}, not {day}")
+    failed, warned = outcome(results, target_path)
+    if failed:
+        raise PipelineError(step, day, f"dbt build failed: {'; '.join(failed)}")
+    return warned

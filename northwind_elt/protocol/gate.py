@@ -1,0 +1,86 @@
+"""The load gate: a day may be loaded only when every extract step published it, intact."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from northwind_elt.core.day import DayLayout
+from northwind_elt.core.errors import PipelineError
+from northwind_elt.core.manifests import IncompletePartition, read_step, verify_partition
+from northwind_elt.protocol.definition import Pipeline, Step
+
+
+@dataclass(frozen=True)
+class Partition:
+    step: str
+    table: str
+    file: Path
+    manifest: dict
+
+
+def _refuse(layout: DayLayout, load_step: str, cause: str, extract: Step) -> PipelineError:
+    # One instruction: rerun from the extract at fault, which runs load and the rest after it.
+    return PipelineError(
+        load_step,
+        layout.day,
+        f"{load_step} refused for {layout.iso}: {cause}",
+        rerun_from=extract.name,
+    )
+
+
+def verified_partitions(pipeline: Pipeline, layout: DayLayout, load_step: str = "load") -> list[Partition]:
+    """Every partition of the day, each checked against its manifest, or PipelineError."""
+    extracts = pipeline.extract_steps
+    missing = [step for step in extracts if read_step(layout, step.name) is None]
+    if missing:
+        names = " and ".join(step.name for step in missing)
+        folder = layout.step_manifest(missing[0].name).parent
+        raise _refuse(
+            layout, load_step, f"{names} did not complete for that day (no manifest under {folder})", missing[0]
+        )
+    partitions: list[Partition] = []
+    for step in extracts:
+        manifest = read_step(layout, step.name)
+        assert manifest is not None and step.dataset is not None
+        listed = set(manifest.get("tables") or {})
+        expected = set(manifest.get("expected_tables") or []) | set(step.expected_tables)
+        if not listed:
+            raise _refuse(layout, load_step, f"the {step.name} manifest lists no tables", step)
+        if expected - listed:
+            raise _refuse(
+                layout,
+                load_step,
+                f"the {step.name} manifest lacks table(s) {sorted(expected - listed)} that the step must produce",
+                step,
+            )
+        on_disk = layout.partitions_on_disk(step.dataset)
+        unlisted = sorted(set(on_disk) - listed)
+        if unlisted:
+            raise _refuse(
+                layout,
+                load_step,
+                f"partition(s) of {sorted(unlisted)} on disk are not listed in {layout.step_manifest(step.name)} "
+                "(the manifest was edited, or an older run left them)",
+                step,
+            )
+        for table in sorted(listed):
+            manifest_path = layout.partition_manifest(step.dataset, table)
+            try:
+                partition = verify_partition(manifest_path)
+            except IncompletePartition as err:
+                raise _refuse(layout, load_step, f"{step.name} output is not intact: {err}", step) from None
+            if partition["sha256"] != manifest["tables"][table].get("sha256"):
+                raise _refuse(
+                    layout,
+                    load_step,
+                    f"{manifest_path} does not match what {step.name} published "
+                    f"(sha256 differs from {layout.step_manifest(step.name)})",
+                    step,
+                )
+            partitions.append(Partition(step.name, table, layout.partition_file(step.dataset, table), partition))
+    tables = [p.table for p in partitions]
+    duplicated = sorted({t for t in tables if tables.count(t) > 1})
+    if duplicated:
+        raise PipelineError(load_step, layout.day, f"table(s) {duplicated} come from more than one extract step")
+    return partitions

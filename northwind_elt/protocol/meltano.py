@@ -1,0 +1,261 @@
+"""One Meltano-job runner for every pipeline: `meltano run JOB` for a unit (day, month or run).
+
+Each run gets its own process group, so a signal to the caller (SIGTERM from Airflow or
+systemd, SIGINT from Ctrl-C) stops the whole tree (Meltano, taps, targets, dbt), and the
+caller's locks are released only once every one of those processes is gone. The output goes
+to a log under the data directory, without colour codes or passwords; `find_cause` and
+`task_message` pick out what a person needs from its last lines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+from northwind_elt.core import ledger, settings
+from northwind_elt.core.day import DAY_ENV
+
+# Lines worth quoting from a failed run's output, most specific first.
+_CAUSE_PATTERNS = (
+    re.compile(r"(?:^|\s)ERROR: (.+)"),
+    re.compile(r"\b(?:CsvContractError|PipelineError|ConfigError): (.+)"),
+    re.compile(r"((?:connection to server|could not connect|password authentication failed|FATAL:).+)"),
+    re.compile(r"\b(\w+(?:Error|Exception|Invalid|Refused|Interrupt)(?:\([^)]*\))?: .+)"),
+    # `\s++` would be clearer, but re only has possessive quantifiers from 3.11 on: the
+    # explicit (?=\S) stops the spaces from backtracking into the lookahead.
+    re.compile(r"\[error\s*\] meltano\s+(?=\S)((?!Block run completed|Run invocation could not be completed).+)"),
+)
+CONNECTION_TROUBLE = re.compile(r"connection|connect|password authentication|timeout expired|Name or service", re.I)
+TASK_FIX = re.compile(r"\bFix: (.+)")
+TASK_RERUN = re.compile(r"Then rerun: (nw run --date \S+ --from \S+)")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# Meltano's prefix on each line of a plugin's output: "<timestamp> [info     ] <plugin>   ".
+_MELTANO_PREFIX = re.compile(r"^\S+Z \[\s*\w+\s*\] \S+\s+")
+# Meltano's own lines (not a task's), which end a task's message.
+_MELTANO_OWN = re.compile(r"^(Block run completed|Run invocation could not be completed|Run completed)")
+# After SIGTERM, how long the step's processes get to stop before SIGKILL.
+STOP_GRACE_S = 10.0
+
+
+def find_cause(lines: list[str]) -> str | None:
+    for pattern in _CAUSE_PATTERNS:
+        for line in reversed(lines):
+            if found := pattern.search(_ANSI.sub("", line)):
+                return found.group(1).strip()
+    return None
+
+
+def meltano_executable() -> str:
+    """The meltano installed beside this interpreter (the project's venv), whatever PATH says."""
+    beside = Path(sys.executable).parent / "meltano"
+    return str(beside) if beside.exists() else "meltano"
+
+
+class _RunLog:
+    """The run's log file; a full disk stops the logging, never the run or its report."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle: IO[str] | None = path.open("w")
+        except OSError as err:
+            self._stop(err)
+
+    def _stop(self, err: OSError) -> None:
+        self._handle = None
+        print(f"(log {self.path} not written: {err})", file=sys.stderr)
+
+    def write(self, line: str) -> None:
+        if self._handle is not None:
+            try:
+                self._handle.write(line)
+            except OSError as err:
+                self._stop(err)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                self._handle.close()
+
+
+class Interrupted(Exception):
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+class Signals:
+    """Turn SIGTERM/SIGINT into a stop request for the running child group."""
+
+    def __init__(self, grace_s: float = STOP_GRACE_S) -> None:
+        self.received: int | None = None
+        self.group: int | None = None
+        self.grace_s = grace_s
+        # Once a signal came: when whatever still runs of the group gets SIGKILL.
+        self.deadline: float | None = None
+
+    def __enter__(self) -> Signals:
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def lines(self, stream: IO[bytes]) -> Iterator[str]:
+        """The child's output line by line, waking up for signals as well as for output.
+
+        A signal may be delivered to any thread of this process (pyarrow starts some); a
+        blocking read in the main thread would then never return to run the handler while
+        the child is silent. The wakeup fd makes select() return for every signal.
+        """
+        fd = stream.fileno()
+        os.set_blocking(fd, False)
+        wake_r, wake_w = socket.socketpair()
+        wake_w.setblocking(False)
+        previous = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
+        pending = b""
+        try:
+            while True:
+                timeout = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+                ready, _, _ = select.select([fd, wake_r], [], [], timeout)
+                if not ready and self.deadline is not None and time.monotonic() >= self.deadline:
+                    self._kill_group()  # a process ignored SIGTERM (e.g. a tap blocked in a query)
+                if wake_r in ready:
+                    wake_r.recv(4096)  # the handler itself runs as select() returns
+                if fd not in ready:
+                    continue
+                try:
+                    chunk = os.read(fd, 1 << 16)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    break
+                *complete, pending = (pending + chunk).split(b"\n")
+                for line in complete:
+                    yield line.decode(errors="replace") + "\n"
+        finally:
+            signal.set_wakeup_fd(previous)
+            wake_r.close()
+            wake_w.close()
+        if pending:
+            yield pending.decode(errors="replace")
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        first = self.received is None
+        self.received = signum
+        if first:
+            self.deadline = time.monotonic() + self.grace_s
+            self.stop_group()
+        else:  # asked twice: no more patience
+            self._kill_group()
+
+    def stop_group(self) -> None:
+        if self.group is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.group, signal.SIGTERM)
+
+    def _kill_group(self) -> None:
+        self.deadline = None
+        if self.group is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.group, signal.SIGKILL)
+
+
+def _wait_group_gone(group: int, grace_s: float = STOP_GRACE_S) -> None:
+    """Return only once no process of the group is left; SIGKILL what outlives the grace."""
+    deadline = time.monotonic() + grace_s
+    while True:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        except PermissionError:  # only zombies or foreign processes left
+            return
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+        time.sleep(0.05)
+
+
+def task_text(line: str) -> str:
+    """A line of Meltano's output without its timestamp, level and plugin name."""
+    return _MELTANO_PREFIX.sub("", line).strip()
+
+
+def run_meltano_job(
+    job: str,
+    day: dt.date,
+    signals: Signals,
+    extra_env: dict[str, str] | None = None,
+    echo: bool | Callable[[str], bool] = True,
+) -> tuple[int, list[str], Path]:
+    """One `meltano run` of `job` for the day, in its own process group, its output kept in a
+    log and shown (echo True), hidden (False) or shown where echo(line) says so, as task text:
+    (exit status, last lines, log path). The caller checks `signals.received`."""
+    started = ledger.now()
+    log = _RunLog(settings.data_dir() / "logs" / day.isoformat() / f"{job}-{started:%Y%m%dT%H%M%S}.log")
+    tail: deque[str] = deque(maxlen=80)
+    env = {
+        **os.environ,
+        DAY_ENV: day.isoformat(),
+        settings.DATA_DIR_ENV: str(settings.data_dir()),
+        # Plain text in the log and the terminal: no colour codes from Meltano or dbt.
+        "NO_COLOR": "1",
+        "DBT_USE_COLORS": "false",
+        **(extra_env or {}),
+    }
+    with subprocess.Popen(
+        # --force: the per-day locks and leases guard concurrency exactly (and die with
+        # their process), where Meltano's own guard would block a rerun after a kill.
+        [meltano_executable(), "run", "--force", job],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=settings.project_root(),
+        start_new_session=True,
+    ) as proc:
+        signals.group = proc.pid
+        if signals.received is not None:  # a signal arrived before the group existed
+            signals.stop_group()
+        assert proc.stdout is not None
+        for raw_line in signals.lines(proc.stdout):
+            line = ledger.redact(_ANSI.sub("", raw_line))  # no password (nor colour code) in the terminal or log
+            if echo is True:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            elif echo and echo(line):
+                print(f"  {task_text(line)}", flush=True)
+            log.write(line)
+            tail.append(line)
+    _wait_group_gone(proc.pid)
+    signals.group = None
+    log.close()
+    return proc.returncode, list(tail), log.path
+
+
+def task_message(tail: list[str]) -> list[str]:
+    """The last `ERROR:` message a task of the project wrote, with its Fix and rerun lines."""
+    texts = [task_text(line) for line in tail]
+    starts = [i for i, text in enumerate(texts) if text.startswith("ERROR: ")]
+    if not starts:
+        return []
+    message = [texts[starts[-1]]]
+    for text in texts[starts[-1] + 1 :]:
+        if not text or _MELTANO_OWN.search(text):
+            break
+        message.append(text)
+    return message[:12]

@@ -1,0 +1,179 @@
+"""The Airflow DAGs: their shape, their templated day, and a real Airflow on AIRFLOW_PORT running a backfill."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from support import PROJECT, Pipeline, free_port, wait_for
+
+from northwind_elt.core.net import answers, port_taken
+
+AIRFLOW_BIN = PROJECT / ".venv-airflow" / "bin"
+DAGS = PROJECT / "orchestrate" / "dags"
+JOBS = {
+    "extract_postgres": "extract-postgres",
+    "extract_csv": "extract-csv",
+    "load": "load",
+    "transform": "transform",
+    "export": "export",
+    "people_extract": "people-extract",
+    "people_load": "people-load",
+    "people_transform": "people-transform",
+    "people_export": "people-export",
+}
+
+
+def airflow_env(pipeline: Pipeline, home: Path) -> dict[str, str]:
+    return {
+        **pipeline.env,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "NW_PROJECT_ROOT": str(PROJECT),
+    }
+
+
+@pytest.fixture(scope="module")
+def airflow_home(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("airflow")
+    result = subprocess.run(
+        [AIRFLOW_BIN / "airflow", "db", "migrate"],
+        env=airflow_env(pipeline, home),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return home
+
+
+def describe_dag(pipeline: Pipeline, airflow_home: Path, **extra_env: str) -> dict:
+    result = subprocess.run(
+        [AIRFLOW_BIN / "python", PROJECT / "tests" / "dag_probe.py", str(DAGS)],
+        env={**airflow_env(pipeline, airflow_home), **extra_env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def dag_description(pipeline: Pipeline, airflow_home: Path) -> dict:
+    return describe_dag(pipeline, airflow_home)
+
+
+def test_dag_imports_without_errors(dag_description: dict) -> None:
+    assert dag_description["import_errors"] == {}
+    assert sorted(dag_description["dags"]) == [
+        "ads_api_load",
+        "ads_archive",
+        "northwind_daily",
+        "padam_monthly",
+        "people_daily",
+    ]
+
+
+def test_catchup_is_opt_in(pipeline: Pipeline, airflow_home: Path, dag_description: dict) -> None:
+    assert {d["catchup"] for d in dag_description["dags"].values()} == {False}
+    assert {d["catchup"] for d in describe_dag(pipeline, airflow_home, NW_DAG_CATCHUP="true")["dags"].values()} == {
+        True
+    }
+
+
+def test_people_dag_is_a_chain_of_its_steps(dag_description: dict) -> None:
+    upstream = {task: info["upstream"] for task, info in dag_description["dags"]["people_daily"]["tasks"].items()}
+    assert upstream == {
+        "people_extract": [],
+        "people_load": ["people_extract"],
+        "people_transform": ["people_load"],
+        "people_export": ["people_transform"],
+    }
+
+
+def test_task_graph_is_two_parallel_extracts_then_load_transform_export(dag_description: dict) -> None:
+    upstream = {task: info["upstream"] for task, info in dag_description["dags"]["northwind_daily"]["tasks"].items()}
+    assert upstream == {
+        "extract_postgres": [],
+        "extract_csv": [],
+        "load": ["extract_csv", "extract_postgres"],
+        "transform": ["load"],
+        "export": ["transform"],
+    }
+
+
+def test_every_task_runs_its_meltano_job_for_the_logical_date_with_retries(dag_description: dict) -> None:
+    daily = {name: dag for name, dag in dag_description["dags"].items() if name.endswith("_daily")}
+    tasks = {t: i for dag in daily.values() for t, i in dag["tasks"].items()}
+    assert set(tasks) == set(JOBS)
+    for task, info in tasks.items():
+        assert info["bash_command"].endswith(f"--date {{{{ ds }}}} run --verbose {JOBS[task]}"), info["bash_command"]
+        assert info["retries"] >= 1 and info["exponential_backoff"] is True
+        assert info["records_failures"], f"{task}: an Airflow failure would not reach the ledger"
+
+
+def test_padam_dag_runs_generate_prepare_export_for_the_logical_month(dag_description: dict) -> None:
+    dag = dag_description["dags"]["padam_monthly"]
+    assert "monthly" in dag["schedule"].lower() or "0 0 1 * *" in dag["schedule"]
+    tasks = dag["tasks"]
+    assert {t: i["upstream"] for t, i in tasks.items()} == {
+        "generate": [],
+        "prepare": ["generate"],
+        "export": ["prepare"],
+    }
+    month = "{{ logical_date.year }} {{ logical_date.month }}"
+    assert tasks["generate"]["bash_command"].endswith(f"padam insert-month {month}")
+    assert tasks["prepare"]["bash_command"].endswith("padam prepare")
+    assert tasks["export"]["bash_command"].endswith(f"padam export {month}")
+    assert all(i["retries"] >= 1 for i in tasks.values())
+    assert tasks["generate"]["records_failures"] and tasks["export"]["records_failures"]
+
+
+def test_ads_dags_run_the_entry_point_for_the_logical_date_with_airflows_run_id(dag_description: dict) -> None:
+    load, archive = dag_description["dags"]["ads_api_load"], dag_description["dags"]["ads_archive"]
+    assert load["schedule"] == "At 12 minutes past the hour" or "12 * * * *" in load["schedule"], load["schedule"]
+    assert "daily" in archive["schedule"].lower() or "0 0 * * *" in archive["schedule"], archive["schedule"]
+    run = '--date {{ ds }} --run-id "$AIRFLOW_CTX_DAG_RUN_ID"'
+    assert load["tasks"]["load"]["bash_command"].endswith(f"ads load {run}")
+    assert archive["tasks"]["archive"]["bash_command"].endswith(f"ads archive {run}")
+    assert load["tasks"]["load"]["retries"] >= 1 and archive["tasks"]["archive"]["retries"] >= 1
+
+
+def test_airflow_on_port_8091_backfills_exactly_the_range_asked_for(pipeline: Pipeline, tmp_path: Path) -> None:
+    # A real Airflow (API server, scheduler, dag processor, triggerer) started by `nw airflow
+    # up` on AIRFLOW_PORT; a backfill of one day runs that day's DAG run, and nothing else.
+    port = free_port() if port_taken(8091) else 8091
+    env = {"AIRFLOW_PORT": str(port), "AIRFLOW_HOME": str(tmp_path / "airflow")}
+    day = "2024-01-20"
+    for suffix in ("csv", "json"):  # the run must write its own export
+        pipeline.output(day, suffix).unlink(missing_ok=True)
+    up = pipeline.start("airflow", "up", extra_env=env)
+    try:
+        wait_for(lambda: answers(f"http://127.0.0.1:{port}/execution/health"), "Airflow's task API", proc=up)
+        backfill = pipeline.nw("airflow", "backfill", "--from", day, "--to", day, "--wait", extra_env=env, timeout=1500)
+        output = backfill.stdout + backfill.stderr
+        assert backfill.returncode == 0, output[-5000:]
+        assert f"northwind_daily {day}: success" in output, output
+        runs = subprocess.run(
+            [AIRFLOW_BIN / "airflow", "dags", "list-runs", "northwind_daily", "-o", "json"],
+            env={**airflow_env(pipeline, tmp_path / "airflow"), **env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        listed = json.loads(next(line for line in runs.stdout.splitlines() if line.startswith("[")))
+        assert [r["logical_date"][:10] for r in listed] == [day], listed  # no run for today
+    finally:
+        up.send_signal(signal.SIGINT)
+        stopped = up.communicate(timeout=120)[0]
+    assert up.returncode == 0 and "Airflow stopped" in stopped, stopped[-3000:]
+    assert sum(1 for _ in pipeline.output(day, "csv").open()) == 2156
+    assert len(json.loads(pipeline.output(day, "json").read_text())) == 2155
+    status = pipeline.status(day)
+    assert all(re.search(rf"^{step}\s+success", status, re.M) for step in JOBS.values() if "people" not in step)
