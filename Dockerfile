@@ -23,6 +23,7 @@ WORKDIR /project
 # Dependency definitions first, so code changes do not reinstall everything.
 COPY Makefile pyproject.toml meltano.yml ./
 COPY plugins/ plugins/
+COPY pipelines/ pipelines/
 COPY extract/ extract/
 COPY load/ load/
 COPY northwind_elt/ northwind_elt/
@@ -37,5 +38,5 @@ COPY data/people-places/ data/people-places/
 
 EXPOSE 8080
 # Scheduler, DAG processor, triggerer and the API server / UI in one process tree: the API
-# server first, the others once it answers (northwind_elt/airflow_local.py).
+# server first, the others once it answers (northwind_elt/entry/airflow_local.py).
 CMD ["nw", "airflow", "up"]

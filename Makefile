@@ -36,7 +36,7 @@ help:
 	@echo "make status [DATE=...]                            every pipeline's recent days (or one day): what to rerun"
 	@echo "make padam YEAR=2022 [RANDOM_MAIN_CONTROLLER=1]   PADAM: a year, month by month"
 	@echo "make db | make stop                               start | stop the embedded Postgres"
-	@echo "make test | test-unit | test-plugins | test-e2e | lint  the suite, its fast tier, each plugin alone, end to end, ruff"
+	@echo "make test | test-unit | test-plugins | test-e2e | lint  the suite, its fast tier, each plugin alone, end to end, ruff + import contracts"
 	@echo "make airflow | airflow-backfill FROM_DATE= TO_DATE=  a local Airflow on AIRFLOW_PORT, a backfill of a range"
 	@echo "make docs                                         dbt docs (lineage, freshness, exposures) on DBT_DOCS_PORT"
 	@echo "make ads | ads-archive [DATE=...]                  the ads pipeline: up + one load | the archive"
@@ -49,8 +49,8 @@ $(INSTALLED): pyproject.toml extract/*/pyproject.toml load/*/pyproject.toml
 		-e 'extract/tap-typed-csv[test]' -e 'load/target-parquet-files[test]' -e 'extract/tap-parquet-manifest[test]'
 	touch $@
 
-# Meltano installs every plugin, pinned in plugins/*.meltano.yml, into its own virtualenv.
-$(PLUGINS_INSTALLED): $(INSTALLED) meltano.yml plugins/*.meltano.yml pyproject.toml extract/*/pyproject.toml load/*/pyproject.toml
+# Meltano installs every plugin, pinned in plugins/ and pipelines/*.meltano.yml, into its own virtualenv.
+$(PLUGINS_INSTALLED): $(INSTALLED) meltano.yml plugins/*.meltano.yml pipelines/*.meltano.yml pyproject.toml extract/*/pyproject.toml load/*/pyproject.toml
 	@mkdir -p .meltano && echo "==> meltano install: every plugin in its own virtualenv (log: .meltano/install.log)"
 	@$(BIN)/meltano install > .meltano/install.log 2>&1 || { tail -n 30 .meltano/install.log; \
 		echo "FAILED: meltano install (whole log: .meltano/install.log). Fix the cause, then rerun: make install"; exit 1; }
@@ -122,9 +122,12 @@ test-plugin/%: $(INSTALLED)
 	$(BIN)/uv pip install --quiet --compile-bytecode --python .venv-plugins/$(notdir $*)/bin/python -e "$*[test]"
 	cd $* && $(CURDIR)/.venv-plugins/$(notdir $*)/bin/pytest -q -p no:cacheprovider tests
 
+# ruff, then the package's walls (import-linter contracts in pyproject.toml: layers, pipelines
+# independent of each other, local stand-ins used by the entry layer only).
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 format: $(INSTALLED)
 	$(BIN)/ruff check --fix .

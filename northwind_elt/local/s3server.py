@@ -45,7 +45,6 @@ PACKAGE = "s3rver"
 VERSION = "3.7.1"
 ACCESS_KEY = "S3RVER"
 SECRET_KEY = "S3RVER"  # noqa: S105 - s3rver's fixed, public test credential
-REGION = "us-east-1"
 PROJECT = Path(__file__).resolve().parents[2]
 
 

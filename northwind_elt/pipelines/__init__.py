@@ -8,6 +8,10 @@ and whatever is particular to it (its outputs, its own commands), one Meltano fi
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import os
+
 from northwind_elt.pipelines.ads.pipeline import ADS
 from northwind_elt.pipelines.northwind.pipeline import NORTHWIND
 from northwind_elt.pipelines.padam.pipeline import PADAM
@@ -26,6 +30,28 @@ def register(pipeline: Pipeline) -> Pipeline:
     if pipeline.runs_by_day:
         PIPELINES[pipeline.name] = pipeline
     return pipeline
+
+
+# Pipelines defined outside this package (a team's own, or a test's): comma-separated modules
+# (`pkg.module`) or files (`/path/to/pipeline.py`), each with a module-level PIPELINE. A file
+# needs no PYTHONPATH, which Meltano does not pass on to the `nw` tasks it runs.
+EXTRA_PIPELINES_ENV = "NW_EXTRA_PIPELINES"
+
+
+def _load_extra(entry: str) -> Pipeline:
+    if entry.endswith(".py"):
+        spec = importlib.util.spec_from_file_location(f"nw_extra_pipeline_{len(REGISTRY)}", entry)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"{EXTRA_PIPELINES_ENV}: cannot load {entry}")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(entry)
+    return module.PIPELINE
+
+
+for _entry in filter(None, (e.strip() for e in os.environ.get(EXTRA_PIPELINES_ENV, "").split(","))):
+    register(_load_extra(_entry))
 
 
 def pipeline_of_job(job: str) -> tuple[Pipeline, tuple[str, ...]]:

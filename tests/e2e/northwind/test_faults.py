@@ -316,6 +316,7 @@ def test_no_password_in_config_and_env_file_is_ignored_and_extraction_is_read_on
     texts = [
         PROJECT / "meltano.yml",
         *(PROJECT / "plugins").glob("*.meltano.yml"),
+        *(PROJECT / "pipelines").glob("*.meltano.yml"),
         PROJECT / "docker-compose.yml",
         PROJECT / "transform" / "profiles.yml",
     ]

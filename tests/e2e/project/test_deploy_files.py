@@ -12,6 +12,9 @@ from pathlib import Path
 import yaml
 from support import BIN, PROJECT
 
+# Every Meltano file the project includes: the shared plugins and one per pipeline.
+MELTANO_FILES = sorted([*(PROJECT / "plugins").glob("*.meltano.yml"), *(PROJECT / "pipelines").glob("*.meltano.yml")])
+
 COMPOSE = yaml.safe_load((PROJECT / "docker-compose.yml").read_text())
 DOCKERFILE = (PROJECT / "Dockerfile").read_text()
 ENV_EXAMPLE = {
@@ -52,7 +55,7 @@ def test_source_db_is_seeded_from_the_dump_and_gets_a_read_only_role() -> None:
 
 
 def test_every_variable_of_meltano_yml_compose_and_profiles_is_in_env_example() -> None:
-    texts = [PROJECT / "meltano.yml", *(PROJECT / "plugins").glob("*.meltano.yml"), PROJECT / "docker-compose.yml"]
+    texts = [PROJECT / "meltano.yml", *MELTANO_FILES, PROJECT / "docker-compose.yml"]
     used = set().union(*(variables_in(p.read_text()) for p in texts))
     used |= set(re.findall(r"env_var\('([A-Z0-9_]+)'", (PROJECT / "transform" / "profiles.yml").read_text()))
     provided_by_tools = {"MELTANO_PROJECT_ROOT", "RUN_DATE", "DBT_TARGET", "ADS_RUN_ID"}  # ADS_RUN_ID: nw ads load
@@ -86,8 +89,8 @@ def test_image_installs_through_the_same_makefile_targets_and_pins() -> None:
     for source in re.findall(r"^COPY (\S+)", DOCKERFILE, re.MULTILINE):
         assert (PROJECT / source.rstrip("/")).exists(), f"Dockerfile copies {source}, which does not exist"
     # Every plugin is pinned exactly, or installed from this repository.
-    for path in (PROJECT / "plugins").glob("*.meltano.yml"):
-        for plugins in yaml.safe_load(path.read_text())["plugins"].values():
+    for path in MELTANO_FILES:
+        for plugins in (yaml.safe_load(path.read_text()).get("plugins") or {}).values():
             for plugin in plugins:
                 url = plugin.get("pip_url")
                 if url is None:
