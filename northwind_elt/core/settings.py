@@ -16,7 +16,7 @@ def project_root() -> Path:
     if root:
         return Path(root).resolve()
     # Fall back to the checkout this package lives in (it is installed editable).
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]
 
 
 DATA_DIR_ENV = "NW_DATA_DIR"

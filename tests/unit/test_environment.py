@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support import NW
+from support import NW, PROJECT
 
 from northwind_elt.core import settings
 from northwind_elt.core.day import DayLayout
@@ -95,3 +95,13 @@ def test_a_port_whose_last_connection_lingers_in_time_wait_is_free(monkeypatch: 
         client.close()
     monkeypatch.setenv("PG_PORT", str(port))
     embedded._check_port_free()
+
+
+def test_without_a_project_root_variable_the_root_is_the_checkout_holding_meltano_yml(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `.venv/bin/nw` run by hand sets neither variable: .env, data/ and .pgdata are found from here.
+    monkeypatch.delenv("MELTANO_PROJECT_ROOT", raising=False)
+    monkeypatch.delenv("NW_PROJECT_ROOT", raising=False)
+    assert settings.project_root() == PROJECT
+    assert (settings.project_root() / "meltano.yml").is_file()
