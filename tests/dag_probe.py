@@ -14,14 +14,22 @@ print(
             "import_errors": {k: str(v) for k, v in bag.import_errors.items()},
             "dags": {
                 dag_id: {
+                    "fileloc": dag.fileloc,
                     "catchup": dag.catchup,
                     "schedule": str(getattr(dag.timetable, "description", dag.timetable)),
+                    "start_date": dag.start_date.isoformat(),
+                    "max_active_runs": dag.max_active_runs,
+                    "description": dag.description,
+                    "doc_md": dag.doc_md,
+                    "tags": sorted(dag.tags),
                     "tasks": {
                         task.task_id: {
                             "upstream": sorted(task.upstream_task_ids),
                             "bash_command": task.bash_command,
+                            "cwd": task.cwd,
                             "retries": task.retries,
                             "exponential_backoff": task.retry_exponential_backoff,
+                            "owner": task.owner,
                             "records_failures": bool(task.on_failure_callback and task.on_retry_callback),
                         }
                         for task in dag.tasks

@@ -1,4 +1,8 @@
-"""Locks: one run per step and day, and one Meltano run per plugin set across days.
+"""Locks: one run per step and unit, and one Meltano run per plugin set across units.
+
+A unit is what a step runs for: a day (its `DayLayout`), or a key naming a month
+("YYYY-MM"), a run ("YYYY-MM-DD/<run id>"), or a step that covers every unit of its
+pipeline (PADAM's prepare: "padam").
 
 Two kinds, because two kinds of process hold them:
 - `nw run` holds flocks (`filelock`) for as long as it runs: the kernel drops them when
@@ -23,7 +27,7 @@ import psutil
 from filelock import FileLock, Timeout
 
 from northwind_elt.core import settings
-from northwind_elt.core.day import DayLayout
+from northwind_elt.core.day import DayLayout, path_component
 
 
 class AlreadyRunning(RuntimeError):
@@ -60,38 +64,56 @@ def _writable_parent(path: Path) -> None:
         )
 
 
+def _unit(unit: DayLayout | str, name: str) -> tuple[str, Path]:
+    """The unit's key and the lock file of (name, unit)."""
+    if isinstance(unit, DayLayout):
+        return unit.iso, unit.lock_file(name)
+    return unit, locks_dir() / f"{name}-{path_component(unit)}.lock"
+
+
+def lease_name(name: str, unit: str) -> str:
+    """The lease beside a step lock: a run key's '/' must not become a folder."""
+    return f"{name}-{path_component(unit)}"
+
+
 @contextmanager
-def step_lock(layout: DayLayout, name: str) -> Iterator[None]:
-    """Hold (name, day) for this process; a second holder fails at once."""
-    path = layout.lock_file(name)
+def step_lock(unit: DayLayout | str, name: str, what: str | None = None) -> Iterator[None]:
+    """Hold (name, unit) for this process; a second holder fails at once, told `what` runs."""
+    key, path = _unit(unit, name)
+    what = what or f"{name} for {key}"
     _writable_parent(path)
     lock = FileLock(path, blocking=False)
     try:
         lock.acquire()
     except Timeout:
         raise AlreadyRunning(
-            f"{name} for {layout.iso} is already running (lock {path}); wait for it to finish, then rerun if it failed"
+            f"{what} is already running (lock {path}); wait for it to finish, then rerun if it failed"
         ) from None
     # The flock cannot be inspected without taking it (and so failing the holder's rival):
     # a lease beside it names this process for `nw status`, and dies with it.
-    lease = f"{name}-{layout.iso}"
+    lease = lease_name(name, key)
     try:
-        take_lease(lease, f"{name} for {layout.iso}", owner=os.getpid())
+        take_lease(lease, what, owner=os.getpid())
         yield
     finally:
         release_lease(lease, owner=os.getpid())
         lock.release()
 
 
-def running(pipeline: str, step: str, iso_day: str) -> Holder | None:
-    """The live process running the step for the day: `nw run`'s or its Meltano job's."""
-    return lease_held(f"run-{pipeline}-{step}-{iso_day}") or lease_held(f"{pipeline}-{step}-{iso_day}")
+def running(pipeline: str, step: str, unit: str) -> Holder | None:
+    """The live process running the step for the unit (a day's, month's or run's key, or the
+    pipeline's name for a step over every unit): its entry point's or its Meltano job's."""
+    return lease_held(lease_name(f"run-{pipeline}-{step}", unit)) or lease_held(lease_name(f"{pipeline}-{step}", unit))
 
 
 @contextmanager
-def plugin_lock(job: str, stop_requested: Callable[[], bool] = lambda: False) -> Iterator[None]:
-    """Wait for a run of `job` for another day: Meltano shares one run directory per plugin.
+def plugin_lock(
+    job: str, stop_requested: Callable[[], bool] = lambda: False, waiting: str | None = None
+) -> Iterator[None]:
+    """Wait for a run of `job` for another unit: Meltano shares one run directory per plugin.
 
+    A process that must not overlap a run of `job` (PADAM's export reads the marts the job
+    publishes) holds it too. `waiting` is what the wait says (default: another day's run).
     The wait ends early, with StopRequested, once `stop_requested()` is true (a signal).
     """
     path = meltano_locks_dir() / f"meltano-{job}.lock"
@@ -100,7 +122,8 @@ def plugin_lock(job: str, stop_requested: Callable[[], bool] = lambda: False) ->
     try:
         lock.acquire(blocking=False)
     except Timeout:
-        print(f"waiting: {job} is running for another day (lock {path})", file=sys.stderr, flush=True)
+        said = waiting or f"waiting: {job} is running for another day"
+        print(f"{said} (lock {path})", file=sys.stderr, flush=True)
         while True:
             try:
                 lock.acquire(timeout=0.5)

@@ -9,11 +9,21 @@
 - load intent   `.staging/load/{day}/intent.json`: written by load's begin task; it is also
   tap-parquet-manifest's manifest (streams, files with rows and sha256); `_day` and `_load_id`
   are added to the rows by the commit, as constant columns of the attached partition.
+
+And the ads pipeline's two, objects in its S3 bucket beside the object they describe:
+- backup        `backup/{day}/{run id}.manifest.json`: written last by the load's verification;
+  the API's response `{run id}.jsonl` is complete and verified (rows, sha256) from then on.
+- archive       `archive/{cutoff day}/api_ad_data_..._{run id}.manifest.json`: written last by an
+  archive after its object; an archive whose transaction never committed is adopted from it.
+Both are read from users' buckets for as long as they exist: their keys, key order and
+formatting (JSON indented by 2, one final newline) never change.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +133,110 @@ def write_intent(
 def read_intent(layout: DayLayout, step: str) -> dict[str, Any] | None:
     path = layout.load_intent(step)
     return read_json(path) if path.exists() else None
+
+
+# --- the ads pipeline's object manifests ---------------------------------------------------
+
+
+def _object_manifest_bytes(fields: dict[str, Any]) -> bytes:
+    return (json.dumps(fields, indent=2) + "\n").encode()
+
+
+def _required(value: dict[str, Any], kind: str, *names: str) -> None:
+    missing = [name for name in names if name not in value]
+    if missing:
+        raise ValueError(f"not {kind}: no {', '.join(repr(name) for name in missing)}")
+
+
+@dataclass(frozen=True)
+class BackupManifest:
+    """A verified backup of one API response (the load's unit, a run)."""
+
+    key: str
+    run_id: str
+    day: dt.date
+    rows: int
+    distinct_ad_ids: int
+    bytes: int
+    sha256: str
+    verified_at: str  # ISO 8601, to the second, UTC
+
+    def to_bytes(self) -> bytes:
+        return _object_manifest_bytes(
+            {
+                "key": self.key,
+                "run_id": self.run_id,
+                "day": self.day.isoformat(),
+                "rows": self.rows,
+                "distinct_ad_ids": self.distinct_ad_ids,
+                "bytes": self.bytes,
+                "sha256": self.sha256,
+                "verified_at": self.verified_at,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> BackupManifest:
+        """A manifest as read back; ValueError naming what is missing or malformed."""
+        _required(value, "a backup manifest", "key", "run_id", "day", "rows", "sha256")
+        return cls(
+            key=str(value["key"]),
+            run_id=str(value["run_id"]),
+            day=dt.date.fromisoformat(value["day"]),
+            rows=int(value["rows"]),
+            distinct_ad_ids=int(value.get("distinct_ad_ids", 0)),
+            bytes=int(value.get("bytes", 0)),
+            sha256=str(value["sha256"]),
+            verified_at=str(value.get("verified_at", "")),
+        )
+
+
+def verified_now() -> str:
+    """A backup manifest's `verified_at`: now, UTC, to the second."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def iso_utc(value: dt.datetime) -> str:
+    """An instant as the archive manifests write it: ISO 8601 with a Z."""
+    return value.isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class ArchiveManifest:
+    """An archive object of api_ad_data rows shown before `cutoff`, written by the archive of `day`."""
+
+    key: str
+    run_id: str
+    day: dt.date
+    cutoff: dt.datetime
+    rows: int
+    bytes: int
+    sha256: str
+
+    def to_bytes(self) -> bytes:
+        return _object_manifest_bytes(
+            {
+                "key": self.key,
+                "run_id": self.run_id,
+                "day": self.day.isoformat(),
+                "cutoff": iso_utc(self.cutoff),
+                "rows": self.rows,
+                "bytes": self.bytes,
+                "sha256": self.sha256,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> ArchiveManifest:
+        """A manifest as read back (an earlier run's, maybe written by hand); ValueError naming
+        what is missing or malformed. A missing run id reads as '?'."""
+        _required(value, "an archive manifest", "key", "day", "cutoff", "sha256")
+        return cls(
+            key=str(value["key"]),
+            run_id=str(value.get("run_id", "?")),
+            day=dt.date.fromisoformat(value["day"]),
+            cutoff=dt.datetime.fromisoformat(value["cutoff"]),
+            rows=int(value.get("rows", 0)),
+            bytes=int(value.get("bytes", 0)),
+            sha256=str(value["sha256"]),
+        )

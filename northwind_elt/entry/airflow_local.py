@@ -23,10 +23,28 @@ from pathlib import Path
 
 from northwind_elt.core import net, settings
 from northwind_elt.core.errors import ConfigError
-from northwind_elt.pipelines import PIPELINES
+from northwind_elt.pipelines import REGISTRY
 
 COMPONENTS = ("scheduler", "dag-processor", "triggerer")
 START_LIMIT_S = 300.0
+# The schedules a backfill can wait for run by run: a run per day, or per month (on its first day).
+BACKFILL_UNITS = {"@daily": "day", "@monthly": "month"}
+
+
+def backfill_dags() -> dict[str, str]:
+    """DAG id -> its unit, for every generated DAG that runs once a day or once a month."""
+    return {
+        dag_id: BACKFILL_UNITS[schedule]
+        for pipeline in REGISTRY.values()
+        for dag_id, schedule, _ in pipeline.dags()
+        if schedule in BACKFILL_UNITS
+    }
+
+
+def logical_days(unit: str, first: dt.date, last: dt.date) -> set[str]:
+    """The logical dates of a DAG's runs in first..last: each day, or each month's first day."""
+    days = (first + dt.timedelta(days=n) for n in range((last - first).days + 1))
+    return {day.isoformat() for day in days if unit == "day" or day.day == 1}
 
 
 def airflow_bin() -> Path:
@@ -181,44 +199,69 @@ def _runs(dag_id: str) -> list[dict]:
     return json.loads(lines[-1]) if lines else []
 
 
+def _paused(dag_id: str) -> bool | None:
+    """Whether the DAG is paused; None while the dag processor has not stored it yet."""
+    result = _airflow("dags", "details", dag_id, "-o", "json", check=False)
+    said = (result.stderr + result.stdout).strip()
+    if result.returncode != 0 and "does not exist" in said:
+        return None
+    lines = [line for line in result.stdout.splitlines() if line.startswith("[{")]
+    if result.returncode != 0 or not lines:
+        raise ConfigError(
+            f"airflow dags details {dag_id} failed: {said.splitlines()[-1] if said else result.returncode}",
+            f"fix that, then rerun (check the DAGs: airflow dags list-import-errors; logs in {home()})",
+        )
+    return str(json.loads(lines[-1])[0]["is_paused"]).lower() == "true"
+
+
 def _create_backfill(dag_id: str, first: dt.date, last: dt.date) -> None:
-    """Unpause the DAG and create the backfill, once the dag processor has parsed the DAG
-    (right after `up` it may not have: Airflow then says it cannot find it)."""
+    """Unpause the DAG and create the backfill, once the dag processor has stored the DAG. Right
+    after `up` it may not have, and `airflow dags unpause` of a DAG not stored yet exits 0 doing
+    nothing: the DAG would then be stored paused and the backfill's runs stay queued for ever."""
     deadline = time.monotonic() + START_LIMIT_S
-    create = ("backfill", "create", "--dag-id", dag_id, "--from-date", first.isoformat(), "--to-date", last.isoformat())
-    while True:
-        # Paused DAGs run nothing, backfills included. Unpausing creates no scheduled run
-        # while AIRFLOW_SCHEDULED_RUNS is off (the default): only the range runs.
-        result = _airflow("dags", "unpause", dag_id, check=False)
-        if result.returncode == 0:
-            result = _airflow(*create, "--reprocess-behavior", "completed", check=False)
-        if result.returncode == 0:
-            return
-        said = (result.stderr + result.stdout).strip()
-        if ("not find dag" not in said.lower() and "not found" not in said.lower()) or time.monotonic() > deadline:
+    while (paused := _paused(dag_id)) is None:
+        if time.monotonic() > deadline:
             raise ConfigError(
-                f"airflow backfill for {dag_id} failed: {said.splitlines()[-1] if said else result.returncode}",
-                f"fix that, then rerun (check the DAGs: airflow dags list-import-errors; logs in {home()})",
+                f"Airflow's dag processor has not stored {dag_id} after {START_LIMIT_S:.0f} s",
+                f"check the DAGs: airflow dags list-import-errors; logs in {home()}",
             )
         print(f"waiting for the dag processor to parse {dag_id}", flush=True)
         time.sleep(2)
+    if paused:
+        # Paused DAGs run nothing, backfills included. Unpausing creates no scheduled run
+        # while AIRFLOW_SCHEDULED_RUNS is off (the default): only the range runs.
+        _airflow("dags", "unpause", dag_id)
+    create = ("backfill", "create", "--dag-id", dag_id, "--from-date", first.isoformat(), "--to-date", last.isoformat())
+    result = _airflow(*create, "--reprocess-behavior", "completed", check=False)
+    if result.returncode != 0:
+        said = (result.stderr + result.stdout).strip()
+        raise ConfigError(
+            f"airflow backfill for {dag_id} failed: {said.splitlines()[-1] if said else result.returncode}",
+            f"fix that, then rerun (check the DAGs: airflow dags list-import-errors; logs in {home()})",
+        )
 
 
 def backfill(dag_id: str, first: dt.date, last: dt.date, wait: bool) -> int:
-    """Runs of `dag_id` for the days first..last only; with wait, until they end."""
-    _require_installed()
-    known = [p.dag_id for p in PIPELINES.values()]
+    """Runs of `dag_id` for the days (or months) in first..last only; with wait, until they end."""
+    known = backfill_dags()
     if dag_id not in known:
-        raise ConfigError(f"no daily DAG {dag_id!r}", f"use one of: {', '.join(known)}")
+        raise ConfigError(f"no daily or monthly DAG {dag_id!r}", f"use one of: {', '.join(known)}")
     if last < first:
         raise ConfigError(f"the range {first}..{last} is empty", "give --from before or on --to")
+    days = logical_days(known[dag_id], first, last)
+    if not days:
+        raise ConfigError(
+            f"{dag_id} runs on the first day of each month: {first}..{last} holds none",
+            "give a range that holds a month's first day, e.g. --from 2022-01-01 --to 2022-12-31",
+        )
+    _require_installed()
     if not answers():
         raise ConfigError(f"no Airflow answers on {api_url()} (AIRFLOW_PORT)", "start it first: make airflow")
     _create_backfill(dag_id, first, last)
     if environment()["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] == "True":
         print(f"note: AIRFLOW_SCHEDULED_RUNS is on: {dag_id} also runs on its schedule now that it is unpaused")
-    days = {(first + dt.timedelta(days=n)).isoformat() for n in range((last - first).days + 1)}
-    print(f"backfill of {dag_id} created for {first}..{last} ({len(days)} days); UI: {api_url()}/dags/{dag_id}")
+    unit = known[dag_id]
+    print(f"backfill of {dag_id} created for {first}..{last} ({len(days)} {unit}s); UI: {api_url()}/dags/{dag_id}")
     if not wait:
         return 0
     while True:
@@ -235,7 +278,7 @@ def backfill(dag_id: str, first: dt.date, last: dt.date, wait: bool) -> int:
         print(f"  {dag_id} {day}: {states[day]}")
     failed = sorted(d for d, s in states.items() if s == "failed")
     if failed:
-        print(f"FAILED days: {', '.join(failed)}. What failed and what to rerun: nw status", file=sys.stderr)
+        print(f"FAILED {unit}s: {', '.join(failed)}. What failed and what to rerun: nw status", file=sys.stderr)
         return 1
     return 0
 

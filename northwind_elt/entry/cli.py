@@ -19,12 +19,10 @@ Meltano tasks (they refuse to start without a pinned day, $RUN_DATE):
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import functools
 import os
 import sys
 import traceback
-from collections.abc import Callable
 
 from northwind_elt.core import ledger, settings
 from northwind_elt.core.day import DAY_ENV, InvalidDay, parse_day, resolve_day
@@ -94,75 +92,70 @@ def cmd_status(args: argparse.Namespace) -> int:
     from northwind_elt.entry import status
 
     if args.error:
-        text, code = status.step_error(resolve_day(args.date), args.error)
+        text, code = status.step_error(resolve_day(args.date), args.error, args.run)
         print(text)
         return code
+    extras = {**_padam_status(), **_ads_status()}
     if args.date is None:
-        status.overview(args.days)
+        status.overview(args.days, extras)
     else:
-        print("\n".join(status.day_detail(resolve_day(args.date))))
-    _padam_status()
-    _ads_status(recent=0 if args.date is None else 6)  # the overview's table has the attempts
+        print("\n".join(status.day_detail(resolve_day(args.date), extras)))
     return 0
 
 
-def _ads_status(recent: int) -> None:
-    """The ads pipeline runs hourly and daily: its latest attempts, whatever their day."""
+def _ads_status() -> dict:
+    """What api_ad_data holds, under the ads table (its runs and days come from the ledger)."""
     if not os.environ.get("ADS_PG_PASSWORD"):
-        return
+        return {}
+    from northwind_elt.entry.status import Extra
     from northwind_elt.pipelines.ads import commands
 
-    print("Pipeline ads (hourly: nw ads load; daily: nw ads archive)")
-    for line in commands.status_lines(recent=recent):
-        print(line)
+    return {"ads": Extra(notes=commands.status_lines(recent=0))}
 
 
-def _padam_status() -> None:
-    """PADAM is monthly: its state is the reconciliation of production, warehouse and published stats."""
+def _padam_status() -> dict:
+    """PADAM's reconciliation of production, warehouse and published stats: a column of its months."""
     if not all(os.environ.get(f"{p}_PASSWORD") for p in ("PADAM_PROD_PG", "PADAM_WH_PG")):
-        return
+        return {}
+    import re
+
+    from northwind_elt.entry.status import Check, Extra
     from northwind_elt.pipelines.padam import commands
 
-    print("Pipeline padam (monthly: nw padam ...)")
+    extra = Extra(column="reconciled")
     try:
         report, _ = commands.reconcile()
     except PipelineError as err:
-        print(f"  {err.message.splitlines()[0]}")
-        return
-    print(report if "\n" in report else "  no month generated yet: nw padam insert-month YEAR MONTH")
-
-
-def _month(args: argparse.Namespace) -> dt.date | None:
-    """A PADAM month's ledger day: its first day (None when the month is invalid: the command says so)."""
-    try:
-        return dt.date(int(args.year), int(args.month), 1)
-    except ValueError:
-        return None
-
-
-def _in_ledger(step: str, day: dt.date | None, action: Callable[[], str]) -> str:
-    """Run a PADAM command and record it in the ledger, so `nw status` shows PADAM's months too."""
-    started = ledger.now()
-    try:
-        said = action()
-    except PipelineError as err:
-        if day is not None:
-            ledger.record("padam", day, step, "failed", started_at=started, error=err.message)
-        raise
-    if day is not None:
-        ledger.record("padam", day, step, "success", started_at=started, notes=said.strip().splitlines()[-1])
-    return said
+        extra.notes.append(f"  reconciled: not checked: {err.message.splitlines()[0]}")
+        return {"padam": extra}
+    # The report's month lines: "YYYY-MM  rows / sum (production)  (warehouse raw)  (published stats)  state".
+    fixes = {"unpublished": commands.PREPARE, "stale": commands.FULL_REFRESH}
+    for line in report.splitlines()[1:]:
+        found = re.fullmatch(r"(\d{4}-\d{2})\s+(.*\S)\s+(\w+)", line)
+        pairs = re.findall(r"(\d+) / (\d+)", found[2]) if found else []
+        if len(pairs) != 3:
+            continue
+        month, state = found[1], found[3]
+        where = ("production", "warehouse raw", "published stats")
+        detail = "; ".join(f"{w} {int(n):,} rows, sum {int(s):,}" for w, (n, s) in zip(where, pairs, strict=True))
+        if state == "ok":
+            extra.checks[month] = Check(state, detail=detail)
+        else:
+            extra.checks[month] = Check(state, f"not reconciled ({state})", fixes.get(state, commands.PREPARE), detail)
+    return {"padam": extra}
 
 
 def cmd_padam(args: argparse.Namespace) -> int:
     from northwind_elt.pipelines.padam import commands
+    from northwind_elt.protocol.meltano import Interrupted
 
     if args.padam_command == "insert-month":
-        print(_in_ledger("padam-insert-month", _month(args), lambda: commands.insert_month(args.year, args.month)))
+        print(commands.insert_month(args.year, args.month))
     elif args.padam_command == "prepare":
-        # Incremental over every month: recorded on the day it ran.
-        prepare = functools.partial(commands.prepare, full_refresh=args.full_refresh, verbose=args.verbose)
-        print(_in_ledger("padam-prepare", resolve_day(None), prepare))
+        try:
+            print(commands.prepare(full_refresh=args.full_refresh, verbose=args.verbose))
+        except Interrupted as stop:
+            return 128 + stop.signum
     elif args.padam_command == "up":
         from northwind_elt.entry.local_services import padam_up
 
@@ -170,7 +163,7 @@ def cmd_padam(args: argparse.Namespace) -> int:
     elif args.padam_command == "merge":
         print(commands.merge())
     elif args.padam_command == "export":
-        print(_in_ledger("padam-export", _month(args), lambda: commands.export(args.year, args.month)))
+        print(commands.export(args.year, args.month))
     else:
         report, code = commands.reconcile()
         print(report)
@@ -282,6 +275,7 @@ def _task(action):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from northwind_elt.entry import airflow_local
     from northwind_elt.protocol import steps as protocol
 
     parser = argparse.ArgumentParser(prog="nw", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -302,9 +296,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--verbose", action="store_true", help="stream Meltano's and dbt's output (always in the step's log)"
     )
     run.set_defaults(func=cmd_run)
-    status = add("status", description="Without --date: every pipeline's recent days. With it: that day's steps.")
-    status.add_argument("--days", type=int, default=7, help="how many recent days per pipeline (default 7)")
+    status = add(
+        "status",
+        description="Without --date: every pipeline's recent units (days, months, runs). With it: that day's steps"
+        " (a month pipeline: the month of the day; a run pipeline: the day's runs).",
+    )
+    status.add_argument(
+        "--last",
+        "--days",
+        dest="days",
+        type=int,
+        default=7,
+        metavar="N",
+        help="how many recent units per pipeline: days, months or runs (default 7)",
+    )
     status.add_argument("--error", metavar="STEP", help="the whole recorded error of STEP's latest attempt of the day")
+    status.add_argument("--run", metavar="RUN_ID", help="with --error, of a run pipeline: that run's attempt")
     status.set_defaults(func=cmd_status)
     docs = add("docs", description="Generate dbt's docs site (freshness, lineage, exposures) and serve it.")
     docs.add_argument("--host", help="interface to serve on (default: $DBT_DOCS_HOST, else 127.0.0.1)")
@@ -314,10 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
     airflow = sub.add_parser("airflow", description="A local Airflow on AIRFLOW_PORT (from .env), and backfills.")
     actions = airflow.add_subparsers(dest="airflow_command", required=True)
     actions.add_parser("up", help="start Airflow: API server first, the rest once it answers; Ctrl-C stops it")
-    back = actions.add_parser("backfill", help="run a daily DAG for the days FROM..TO only")
+    back = actions.add_parser("backfill", help="run a daily or monthly DAG for the days (months) FROM..TO only")
     back.add_argument("--from", dest="first", required=True, metavar="YYYY-MM-DD")
     back.add_argument("--to", dest="last", required=True, metavar="YYYY-MM-DD")
-    back.add_argument("--dag", default=DEFAULT.dag_id, choices=[p.dag_id for p in PIPELINES.values()])
+    back.add_argument("--dag", default=DEFAULT.dag_id, choices=sorted(airflow_local.backfill_dags()))
     back.add_argument("--wait", action="store_true", help="wait for the runs; exit 1 if one failed")
     failure = actions.add_parser("record-failure", help="(the DAGs' failure callback) record an Airflow failure")
     for name in ("pipeline", "step", "day"):

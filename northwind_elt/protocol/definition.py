@@ -11,6 +11,7 @@ without installing the package into Airflow's virtualenv.
 from __future__ import annotations
 
 import datetime as dt
+import string
 from dataclasses import dataclass, field
 
 # Step kinds. The first four are the day protocol (begin/commit tasks around a Meltano block);
@@ -64,6 +65,9 @@ class Step:
     schedule: str | None = None
     dag_id: str | None = None
     description: str = ""
+    # The step's Airflow task id when it is not the one derived from its name: the id of a
+    # hand-written DAG's task, kept so the task's history in Airflow carries on.
+    airflow_task_id: str | None = None
 
     @property
     def job(self) -> str | None:
@@ -72,7 +76,7 @@ class Step:
 
     @property
     def task_id(self) -> str:
-        return self.name.replace("-", "_")
+        return self.airflow_task_id or self.name.replace("-", "_")
 
     @property
     def is_protocol(self) -> bool:
@@ -138,6 +142,13 @@ class Pipeline:
         if found.command:
             return found.command
         return f"--date {{day}} run --verbose {found.job}"
+
+    def runs_for_one_unit(self, step: str) -> bool:
+        """Whether `step`'s command takes the unit (a day, month or run) as its argument. One that
+        takes none (PADAM's prepare covers every month) records itself under a unit of its own
+        choosing (the newest month production holds), which an Airflow run's unit cannot name."""
+        fields = {name for _, name, _, _ in string.Formatter().parse(self.command(step)) if name}
+        return bool(fields & AIRFLOW_VALUES.keys())
 
     def rerun(self, step: str, unit: str) -> str:
         """The command a person runs to redo `step` of `unit` (and, by day, the steps after it)."""

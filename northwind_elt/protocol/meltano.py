@@ -20,12 +20,13 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
 from northwind_elt.core import ledger, settings
-from northwind_elt.core.day import DAY_ENV
+from northwind_elt.core.day import DAY_ENV, DayLayout, path_component
+from northwind_elt.core.locks import StopRequested, plugin_lock, step_lock
 
 # Lines worth quoting from a failed run's output, most specific first.
 _CAUSE_PATTERNS = (
@@ -175,6 +176,29 @@ class Signals:
                 os.killpg(self.group, signal.SIGKILL)
 
 
+@contextlib.contextmanager
+def holding(
+    signals: Signals,
+    job: str,
+    unit: DayLayout | str,
+    name: str,
+    *,
+    what: str | None = None,
+    waiting: str | None = None,
+) -> Iterator[None]:
+    """The locks of an entry point that runs `job` for a unit: `name` for the unit (a second run
+    fails at once, AlreadyRunning, told `what` runs) and the job's across units (waited for, told
+    `waiting`: Meltano shares its run directories). A signal during the wait raises Interrupted."""
+    with contextlib.ExitStack() as held:
+        held.enter_context(step_lock(unit, name, what))
+        try:
+            held.enter_context(plugin_lock(job, lambda: signals.received is not None, waiting))
+        except StopRequested:
+            print(f"INTERRUPTED while waiting for a run of {job}; nothing was started", file=sys.stderr)
+            raise Interrupted(signals.received or signal.SIGTERM) from None
+        yield
+
+
 def _wait_group_gone(group: int, grace_s: float = STOP_GRACE_S) -> None:
     """Return only once no process of the group is left; SIGKILL what outlives the grace."""
     deadline = time.monotonic() + grace_s
@@ -196,32 +220,52 @@ def task_text(line: str) -> str:
     return _MELTANO_PREFIX.sub("", line).strip()
 
 
+def log_path(job: str, unit: dt.date | str, started: dt.datetime | None = None) -> Path:
+    """Where a run of `job` for the unit logs: `logs/<day>/`, `logs/<YYYY-MM>/`, `logs/<day>/<run id>/`,
+    or `logs/<pipeline>/` for a step over every unit (PADAM's prepare)."""
+    key = unit.isoformat() if isinstance(unit, dt.date) else unit
+    folder = settings.data_dir() / "logs" / Path(*(path_component(part) for part in key.split("/")))
+    return folder / f"{job}-{started or ledger.now():%Y%m%dT%H%M%S}.log"
+
+
 def run_meltano_job(
     job: str,
-    day: dt.date,
+    unit: dt.date | str,
     signals: Signals,
-    extra_env: dict[str, str] | None = None,
+    extra_env: Mapping[str, str | None] | None = None,
     echo: bool | Callable[[str], bool] = True,
+    *,
+    flags: Sequence[str] = (),
+    log: Path | None = None,
 ) -> tuple[int, list[str], Path]:
-    """One `meltano run` of `job` for the day, in its own process group, its output kept in a
+    """One `meltano run [flags] job` for the unit, in its own process group, its output kept in a
     log and shown (echo True), hidden (False) or shown where echo(line) says so, as task text:
-    (exit status, last lines, log path). The caller checks `signals.received`."""
-    started = ledger.now()
-    log = _RunLog(settings.data_dir() / "logs" / day.isoformat() / f"{job}-{started:%Y%m%dT%H%M%S}.log")
+    (exit status, last lines, log path). The caller checks `signals.received`.
+
+    A day (a date) is pinned in RUN_DATE for the job's tasks; a month's or run's key, or a
+    pipeline's name, only names the log's folder (`log_path`). A variable of `extra_env` set
+    to None is removed from the job's environment.
+    """
+    log_file = _RunLog(log or log_path(job, unit))
     tail: deque[str] = deque(maxlen=80)
     env = {
         **os.environ,
-        DAY_ENV: day.isoformat(),
         settings.DATA_DIR_ENV: str(settings.data_dir()),
         # Plain text in the log and the terminal: no colour codes from Meltano or dbt.
         "NO_COLOR": "1",
         "DBT_USE_COLORS": "false",
-        **(extra_env or {}),
     }
+    if isinstance(unit, dt.date):
+        env[DAY_ENV] = unit.isoformat()
+    for name, value in (extra_env or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     with subprocess.Popen(
-        # --force: the per-day locks and leases guard concurrency exactly (and die with
+        # --force: the unit's locks and leases guard concurrency exactly (and die with
         # their process), where Meltano's own guard would block a rerun after a kill.
-        [meltano_executable(), "run", "--force", job],
+        [meltano_executable(), "run", "--force", *flags, job],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -239,12 +283,12 @@ def run_meltano_job(
                 sys.stdout.flush()
             elif echo and echo(line):
                 print(f"  {task_text(line)}", flush=True)
-            log.write(line)
+            log_file.write(line)
             tail.append(line)
     _wait_group_gone(proc.pid)
     signals.group = None
-    log.close()
-    return proc.returncode, list(tail), log.path
+    log_file.close()
+    return proc.returncode, list(tail), log_file.path
 
 
 def task_message(tail: list[str]) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +85,18 @@ def test_no_endpoint_means_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = config.load()
     assert cfg.s3_endpoint_url is None
     assert cfg.where("backup/x") == "s3://ad-data/backup/x at AWS S3 (eu-west-1)"
+
+
+def test_a_load_is_recorded_under_its_run_and_checked_there(data_dir: Path) -> None:
+    from northwind_elt.core import ledger
+    from northwind_elt.pipelines.ads import commands
+    from northwind_elt.pipelines.ads.pipeline import ADS
+    from northwind_elt.protocol.attempts import succeeded_since
+
+    keys = config.BackupKeys(dt.date(2024, 1, 15), "r1")
+    since = ledger.now() - dt.timedelta(seconds=1)
+    assert not succeeded_since(ADS, "ads-load", "2024-01-15/r1", since)
+    commands.load_attempt(keys, None).succeeded("backup/2024-01-15/r1.jsonl: 100 lines", rows=100)
+    assert succeeded_since(ADS, "ads-load", "2024-01-15/r1", since)
+    assert ledger.latest("ads", "2024-01-15/r1")["ads-load"]["rows"] == 100
+    assert ledger.latest("ads", "2024-01-15") == {}  # the run's, not the day's

@@ -12,6 +12,8 @@ import pytest
 from northwind_elt.core import ledger
 from northwind_elt.core.errors import ConfigError
 from northwind_elt.entry import airflow_callbacks, airflow_local
+from northwind_elt.pipelines import REGISTRY
+from northwind_elt.pipelines.northwind.pipeline import NORTHWIND
 
 DAY = dt.date(2024, 1, 10)
 
@@ -69,3 +71,51 @@ def test_the_dags_failure_callback_records_a_try_that_never_ran_under_the_runs_d
     assert entry["error"].startswith("Airflow: Task API refused") and "task generate, try 3" in entry["error"]
     callback({**context, "ti": SimpleNamespace(**{**vars(ti), "task_id": "a_task_of_no_step"})})
     assert len(ledger.recent("padam", 10)) == 1
+
+
+def test_the_callback_records_every_step_that_runs_for_the_runs_unit() -> None:
+    # PADAM's prepare takes no month (`nw padam prepare` covers them all and is recorded under the
+    # day it ran): the run's month cannot name its entry, so its Airflow failures are left to it.
+    recorded = {
+        (pipeline.name, step)
+        for pipeline in REGISTRY.values()
+        for _, _, steps in pipeline.dags()
+        for step in airflow_callbacks.steps_of_tasks(pipeline, steps).values()
+    }
+    every_step = {(pipeline.name, step.name) for pipeline in REGISTRY.values() for step in pipeline.steps}
+    assert every_step - recorded == {("padam", "padam-prepare")}
+    assert {("ads", "ads-load"), ("ads", "ads-archive"), ("padam", "padam-export")} <= recorded
+    steps = airflow_callbacks.steps_of_tasks(NORTHWIND, NORTHWIND.steps)
+    assert steps["extract_postgres"] == "extract-postgres" and steps["load"] == "load"
+
+
+def test_backfills_run_the_daily_and_monthly_dags_for_each_day_or_month_of_the_range() -> None:
+    assert airflow_local.backfill_dags() == {
+        "northwind_daily": "day",
+        "people_daily": "day",
+        "padam_monthly": "month",
+        "ads_archive": "day",
+    }
+    assert airflow_local.logical_days("day", dt.date(2024, 2, 28), dt.date(2024, 3, 1)) == {
+        "2024-02-28",
+        "2024-02-29",
+        "2024-03-01",
+    }
+    assert airflow_local.logical_days("month", dt.date(2022, 1, 15), dt.date(2022, 3, 1)) == {
+        "2022-02-01",
+        "2022-03-01",
+    }
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "first", "said"),
+    [
+        ("ads_api_load", DAY, "no daily or monthly DAG 'ads_api_load'"),
+        ("padam_monthly", dt.date(2022, 1, 2), "padam_monthly runs on the first day of each month"),
+    ],
+)
+def test_a_backfill_airflow_could_not_wait_for_is_refused_before_anything_starts(
+    dag_id: str, first: dt.date, said: str
+) -> None:
+    with pytest.raises(ConfigError, match=said):
+        airflow_local.backfill(dag_id, first, first + dt.timedelta(days=20), wait=True)

@@ -19,20 +19,22 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import psycopg
 
 from northwind_elt.core import ledger, settings
 from northwind_elt.core.day import DAY_ENV, DayLayout, pinned_day
 from northwind_elt.core.errors import CommandError, ConfigError, PipelineError
-from northwind_elt.core.locks import StopRequested, plugin_lock, step_lock
+from northwind_elt.core.manifests import ArchiveManifest, BackupManifest, iso_utc, verified_now
 from northwind_elt.pipelines.ads import config, s3, store
 from northwind_elt.pipelines.ads.config import PG, RUN_ID_ENV, AdsSettings, BackupKeys
+from northwind_elt.pipelines.ads.pipeline import ADS
 from northwind_elt.protocol import meltano
+from northwind_elt.protocol.attempts import Attempt, attempt, succeeded_since
 
-PIPELINE = "ads"
+PIPELINE = ADS.name
 LOAD, ARCHIVE = "ads-load", "ads-archive"
 INSERT_JOB = "ads-insert"  # the second half of ads-load: a verified backup -> Postgres
 API_NOT_CALLED = "the API was not called, nothing was written"
@@ -47,6 +49,11 @@ class AdsError(CommandError):
 
 def load_rerun(day: dt.date, run_id: str | None = None) -> str:
     return f"nw ads load --date {day.isoformat()}" + (f" --run-id {run_id}" if run_id else "")
+
+
+def load_attempt(keys: BackupKeys, started: dt.datetime | None) -> Attempt:
+    """The ledger's record of a load: its unit is the run ("YYYY-MM-DD/<run id>")."""
+    return Attempt(ADS, LOAD, ledger.run_key(keys.day, keys.run_id), started)
 
 
 def _need_pg(why: str) -> None:
@@ -175,19 +182,19 @@ def verify_backup() -> str:
             None,
             rerun,
         )
-    manifest = {
-        "key": keys.object,
-        "run_id": keys.run_id,
-        "day": day.isoformat(),
-        "rows": len(lines),
-        "distinct_ad_ids": len(ids),
-        "bytes": len(body),
-        "sha256": sha256,
-        "verified_at": ledger.now().isoformat(timespec="seconds"),
-    }
+    manifest = BackupManifest(
+        key=keys.object,
+        run_id=keys.run_id,
+        day=day,
+        rows=len(lines),
+        distinct_ad_ids=len(ids),
+        bytes=len(body),
+        sha256=sha256,
+        verified_at=verified_now(),
+    )
     try:
         bucket.put_verified(keys.object, body, "application/x-ndjson")
-        bucket.put_json(keys.manifest, manifest)  # last: the backup counts from here on
+        bucket.put_verified(keys.manifest, manifest.to_bytes(), "application/json")  # last: the backup counts now
     except s3.S3Error as err:
         raise AdsError("load", day, f"{err}; the backup is not verified, nothing was inserted", None, rerun) from None
     _drop_incoming(cfg, keys)  # the entry point removes it too, should this fail
@@ -204,10 +211,10 @@ def commit() -> str:
     _need_pg("the commit writes api_ad_data")
     rerun = load_rerun(day, keys.run_id)
     try:
-        manifest = s3.Bucket(cfg).get_json(keys.manifest)
+        found = s3.Bucket(cfg).get_json(keys.manifest)
     except s3.S3Error as err:
         raise AdsError("load", day, f"{err}; nothing was inserted", None, rerun) from None
-    if manifest is None:
+    if found is None:
         raise AdsError(
             "load",
             day,
@@ -215,12 +222,18 @@ def commit() -> str:
             None,
             load_rerun(day),
         )
+    try:
+        manifest = BackupManifest.from_json(found)
+    except (ValueError, TypeError) as err:
+        cause = f"{cfg.where(keys.manifest)} is {err}; the backup is not verified, nothing was inserted"
+        raise AdsError("load", day, cause, None, load_rerun(day)) from None
     with _db("load", day, f"the verified backup {keys.object} is not inserted yet", rerun) as conn:
         try:
-            done = store.commit_backup(conn, keys.object, keys.run_id, day, manifest["rows"], manifest["sha256"])
+            done = store.commit_backup(conn, keys.object, keys.run_id, day, manifest.rows, manifest.sha256)
         except store.StoreError as err:
             raise AdsError("load", day, str(err), None, rerun) from None
-    ledger.record(PIPELINE, day, LOAD, "success", rows=done.inserted, notes=done.summary())
+    # The commit records the success (it alone knows the rows); the entry point waits for it.
+    load_attempt(keys, None).succeeded(done.summary(), rows=done.inserted)
     return f"ads commit: {done.summary()}"
 
 
@@ -252,41 +265,50 @@ def load(day: dt.date, given_run_id: str | None = None) -> int:
     run_id = config.run_id_from(given_run_id) if given_run_id else config.new_run_id()
     keys = BackupKeys(day, run_id)
     os.environ[DAY_ENV] = day.isoformat()
-    with meltano.Signals() as signals, ExitStack() as held:
-        held.enter_context(step_lock(DayLayout.for_day(day), f"run-{PIPELINE}-{LOAD}"))
+    # One load of a day at a time, and one run of the job's plugins whatever the day.
+    lock = f"run-{PIPELINE}-{LOAD}"
+    try:
+        with meltano.Signals() as signals, meltano.holding(signals, LOAD, DayLayout.for_day(day), lock):
+            code = _load(cfg, keys, given_run_id, signals)
+    except meltano.Interrupted as stop:
+        return 128 + stop.signum
+    if code == 0:
+        print(f"==> done: ads load for {day} (run {run_id})")
+    return code
+
+
+def _load(cfg: AdsSettings, keys: BackupKeys, given_run_id: str | None, signals: meltano.Signals) -> int:
+    """Inside the load's locks: the run, then the verified backups of its days not inserted yet."""
+    day, run_id = keys.day, keys.run_id
+    started = ledger.now()
+    reuse = False
+    if given_run_id:
         try:
-            held.enter_context(plugin_lock(LOAD, lambda: signals.received is not None))
-        except StopRequested:
-            return 128 + (signals.received or signal.SIGTERM)
-        started = ledger.now()
-        reuse = False
-        if given_run_id:
-            try:
-                reuse = s3.Bucket(cfg).exists(keys.manifest)
-            except s3.S3Error as err:
-                return _load_failed(day, run_id, started, f"{err}; the API was not called", load_rerun(day, run_id))
-        if reuse:
-            print(f"ads load: run {run_id} has a verified backup {cfg.where(keys.object)}: inserting it, no API call")
-        code, _ = _run_one(cfg, keys, INSERT_JOB if reuse else LOAD, signals, started)
+            reuse = s3.Bucket(cfg).exists(keys.manifest)
+        except s3.S3Error as err:
+            cause = f"{err}; the API was not called"
+            return _load_failed(keys, load_attempt(keys, started), cause, load_rerun(day, run_id))
+    if reuse:
+        print(f"ads load: run {run_id} has a verified backup {cfg.where(keys.object)}: inserting it, no API call")
+    code, _ = _run_one(cfg, keys, INSERT_JOB if reuse else LOAD, signals, started)
+    if code:
+        return code
+    try:
+        earlier = [b for b in pending(cfg, [day - dt.timedelta(days=1), day]) if b != keys]
+    except (s3.S3Error, PipelineError) as err:
+        print(f"ads load: could not look for verified backups not inserted yet: {err}", file=sys.stderr)
+        earlier = []
+    for backup in earlier:
+        print(f"ads load: {backup.object} is verified but was never inserted: inserting it, no API call")
+        code, why = _run_one(cfg, backup, INSERT_JOB, signals, ledger.now(), quiet_failure=True)
         if code:
-            return code
-        try:
-            earlier = [b for b in pending(cfg, [day - dt.timedelta(days=1), day]) if b != keys]
-        except (s3.S3Error, PipelineError) as err:
-            print(f"ads load: could not look for verified backups not inserted yet: {err}", file=sys.stderr)
-            earlier = []
-        for backup in earlier:
-            print(f"ads load: {backup.object} is verified but was never inserted: inserting it, no API call")
-            code, why = _run_one(cfg, backup, INSERT_JOB, signals, ledger.now(), quiet_failure=True)
-            if code:
-                if signals.received is not None:
-                    return 128 + signals.received
-                print(
-                    f"WARNING: {backup.object} is still not inserted ({why}); "
-                    f"rerun: {load_rerun(backup.day, backup.run_id)}",
-                    file=sys.stderr,
-                )
-    print(f"==> done: ads load for {day} (run {run_id})")
+            if signals.received is not None:
+                return 128 + signals.received
+            print(
+                f"WARNING: {backup.object} is still not inserted ({why}); "
+                f"rerun: {load_rerun(backup.day, backup.run_id)}",
+                file=sys.stderr,
+            )
     return 0
 
 
@@ -296,20 +318,24 @@ def _run_one(
     """One `meltano run` of ads-load or ads-insert for a run id: (0, "") once its commit is in the
     ledger, else the exit status and the cause."""
     print(f"==> ads: {job} for {keys.day}, run {keys.run_id}", flush=True)
-    code, tail, log = meltano.run_meltano_job(job, keys.day, signals, {RUN_ID_ENV: keys.run_id}, echo=_worth_showing)
+    recorded = load_attempt(keys, started)
+    # The day is pinned for the job's tasks, and its log goes with the day's other logs.
+    code, tail, recorded.log = meltano.run_meltano_job(
+        job, keys.day, signals, {RUN_ID_ENV: keys.run_id}, echo=_worth_showing
+    )
     if signals.received is not None:
         name = signal.Signals(signals.received).name
-        ledger.record(PIPELINE, keys.day, LOAD, "interrupted", started_at=started, error=f"stopped by {name}")
+        recorded.interrupted(signals.received)
         _drop_incoming(cfg, keys)
         after = _after_failure(cfg, keys)
         print(f"\nINTERRUPTED: ads load for {keys.day} ({name}).\n{after}", file=sys.stderr)
         return 128 + signals.received, f"stopped by {name}"
-    if code == 0 and ledger.success_since(PIPELINE, keys.day, LOAD, started):
+    if code == 0 and succeeded_since(ADS, LOAD, ledger.run_key(keys.day, keys.run_id), started):
         return 0, ""
     cause = meltano.find_cause(tail) or f"meltano run {job} exited {code}"
     if quiet_failure:
-        return code or 1, f"{cause}; log {log}"
-    return _load_failed(keys.day, keys.run_id, started, cause, None, log, cfg, meltano.task_message(tail)), cause
+        return code or 1, f"{cause}; log {recorded.log}"
+    return _load_failed(keys, recorded, cause, None, cfg, meltano.task_message(tail)), cause
 
 
 def _worth_showing(line: str) -> bool:
@@ -345,23 +371,30 @@ def _after_failure(cfg: AdsSettings, keys: BackupKeys) -> str:
 _PG_UNREACHABLE = ("connection to server at", "could not connect to server", "password authentication failed")
 
 
-def _load_failed(day, run_id, started, cause, rerun=None, log=None, cfg=None, said=()) -> int:
+def _load_failed(
+    keys: BackupKeys,
+    recorded: Attempt,
+    cause: str,
+    rerun: str | None = None,
+    cfg: AdsSettings | None = None,
+    said: Sequence[str] = (),
+) -> int:
+    """Say why the run failed and how to complete it, and record that in the ledger."""
     cfg = cfg or config.load()
-    keys = BackupKeys(day, run_id)
     _drop_incoming(cfg, keys)
     if any(words in cause for words in _PG_UNREACHABLE):
         cause += f"\nCheck {settings.describe_conn(PG)}."
     if rerun:
         after = f"Rerun: {rerun}"
     elif API_NOT_CALLED in cause:  # the first task refused: this run wrote nothing anywhere
-        after = f"Rerun (a new API call): {load_rerun(day)}"
+        after = f"Rerun (a new API call): {load_rerun(keys.day)}"
     else:
         after = _after_failure(cfg, keys)
-    ledger.record(PIPELINE, day, LOAD, "failed", started_at=started, error=f"{cause}\n{after}")
+    recorded.failed(f"{cause}\n{after}")
     print(
-        f"\nFAILED: ads load for {day}, run {run_id}.\nCause: {ledger.redact(cause)}\n"
+        f"\nFAILED: ads load for {keys.day}, run {keys.run_id}.\nCause: {ledger.redact(cause)}\n"
         + "".join(f"  | {line}\n" for line in said if line not in cause)
-        + (f"Full log: {log}\n" if log else "")
+        + (f"Full log: {recorded.log}\n" if recorded.log else "")
         + after,
         file=sys.stderr,
     )
@@ -377,8 +410,28 @@ def archive(day: dt.date, given_run_id: str | None = None) -> str:
     _need_pg("the archive reads and deletes api_ad_data")
     run_id = config.run_id_from(given_run_id) if given_run_id else config.new_run_id()
     cutoff = config.cutoff_for(day, cfg.retention)  # once, from the day alone
+    with attempt(ADS, ARCHIVE, day) as recorded:
+        rows, key, adopted, adopted_rows = _archive(cfg, day, run_id, cutoff)
+        if key:
+            message = (
+                f"ads archive: {rows} rows shown before {iso_utc(cutoff)} -> {cfg.where(key)}, deleted from api_ad_data"
+            )
+        else:
+            message = f"ads archive: nothing shown before {iso_utc(cutoff)} (day {day}, retention {cfg.retention})"
+        notes = key or "nothing to archive"
+        if adopted:
+            message += "\n  " + "\n  ".join(adopted)
+            notes += f"; adopted {len(adopted)} uncommitted archive(s), {adopted_rows} rows deleted"
+        recorded.succeeded(notes, rows=rows + adopted_rows)
+    return message
+
+
+def _archive(
+    cfg: AdsSettings, day: dt.date, run_id: str, cutoff: dt.datetime
+) -> tuple[int, str | None, list[str], int]:
+    """(rows archived, their object's key, what was adopted, rows adopted); an AdsError once
+    the transaction is rolled back."""
     rerun = f"nw ads archive --date {day.isoformat()}"
-    started = ledger.now()
     bucket = s3.Bucket(cfg)
     try:
         with _db("archive", day, "nothing was archived or deleted", rerun) as conn:
@@ -387,61 +440,36 @@ def archive(day: dt.date, given_run_id: str | None = None) -> str:
                 store.lock(conn)  # one writer: a commit waits, and so does another archive
                 adopted, adopted_rows = _adopt(conn, bucket)
                 rows = store.lock_old_rows(conn, cutoff)
-                key, sha256 = _write_archive(bucket, rows, cutoff, run_id, day) if rows else (None, None)
-                if rows:
+                written = _write_archive(bucket, rows, cutoff, run_id, day) if rows else None
+                if written:
                     ids = [row["ad_id"] for row in rows]
                     deleted = store.delete_ids(conn, ids)
                     if deleted != len(ids):
                         raise AdsError("archive", day, f"deleted {deleted} of {len(ids)} archived rows; rolled back")
-                    store.record_archive(conn, key, run_id, day, cutoff, len(rows), sha256)
+                    store.record_archive(conn, written.key, run_id, day, cutoff, written.rows, written.sha256)
     except s3.S3Error as err:
-        _archive_failed(day, started, f"{err}; nothing was deleted", rerun)
+        raise AdsError("archive", day, f"{err}; nothing was deleted", None, rerun) from None
     except AdsError as err:
-        _archive_failed(day, started, err.cause, rerun)
+        raise AdsError("archive", day, err.cause, None, rerun) from None
     except (psycopg.Error, ValueError, KeyError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        _archive_failed(day, started, f"{type(err).__name__}: {reason}; rolled back, nothing was deleted", rerun)
-    if key:
-        message = (
-            f"ads archive: {len(rows)} rows shown before {_iso(cutoff)} -> {cfg.where(key)}, deleted from api_ad_data"
-        )
-    else:
-        message = f"ads archive: nothing shown before {_iso(cutoff)} (day {day}, retention {cfg.retention})"
-    notes = key or "nothing to archive"
-    if adopted:
-        message += "\n  " + "\n  ".join(adopted)
-        notes += f"; adopted {len(adopted)} uncommitted archive(s), {adopted_rows} rows deleted"
-    ledger.record(PIPELINE, day, ARCHIVE, "success", started_at=started, rows=len(rows) + adopted_rows, notes=notes)
-    return message
+        cause = f"{type(err).__name__}: {reason}; rolled back, nothing was deleted"
+        raise AdsError("archive", day, cause, None, rerun) from None
+    return len(rows), written.key if written else None, adopted, adopted_rows
 
 
 def _write_archive(
     bucket: s3.Bucket, rows: list[dict], cutoff: dt.datetime, run_id: str, day: dt.date
-) -> tuple[str, str]:
+) -> ArchiveManifest:
     """The rows as one JSON-lines object, read back and checked, then its manifest (last)."""
     body = b"".join(store.archive_line(row) for row in rows)
     key = _free_key(bucket, cutoff, run_id)
     sha256 = bucket.put_verified(key, body, "application/x-ndjson")
-    manifest = {
-        "key": key,
-        "run_id": run_id,
-        "day": day.isoformat(),
-        "cutoff": _iso(cutoff),
-        "rows": len(rows),
-        "bytes": len(body),
-        "sha256": sha256,
-    }
-    bucket.put_json(config.manifest_of(key), manifest)
-    return key, sha256
-
-
-def _archive_failed(day: dt.date, started: dt.datetime, cause: str, rerun: str):
-    ledger.record(PIPELINE, day, ARCHIVE, "failed", started_at=started, error=f"{cause}\nRerun: {rerun}")
-    raise AdsError("archive", day, cause, None, rerun)
-
-
-def _iso(value: dt.datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
+    manifest = ArchiveManifest(
+        key=key, run_id=run_id, day=day, cutoff=cutoff, rows=len(rows), bytes=len(body), sha256=sha256
+    )
+    bucket.put_verified(config.manifest_of(key), manifest.to_bytes(), "application/json")
+    return manifest
 
 
 def _free_key(bucket: s3.Bucket, cutoff: dt.datetime, run_id: str) -> str:
@@ -463,28 +491,26 @@ def _adopt(conn, bucket: s3.Bucket) -> tuple[list[str], int]:
     for manifest_key in bucket.keys("archive/"):
         if not manifest_key.endswith(".manifest.json") or config.manifest_of_key(manifest_key) in known:
             continue
-        manifest = bucket.get_json(manifest_key) or {}
-        key = manifest.get("key")
-        if not key or key in known:
+        found = bucket.get_json(manifest_key) or {}
+        if not found.get("key") or found["key"] in known:
             continue
-        body = bucket.get(key)
-        if body is None or hashlib.sha256(body).hexdigest() != manifest.get("sha256"):
-            notes.append(f"{key} does not match its manifest {manifest_key}: left alone")
+        try:
+            manifest = ArchiveManifest.from_json(found)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{manifest_key} is {err}") from None
+        body = bucket.get(manifest.key)
+        if body is None or hashlib.sha256(body).hexdigest() != manifest.sha256:
+            notes.append(f"{manifest.key} does not match its manifest {manifest_key}: left alone")
             continue
         ids = [json.loads(line)["ad_id"] for line in body.splitlines() if line]
         deleted = store.delete_ids(conn, ids)
         store.record_archive(
-            conn,
-            key,
-            str(manifest.get("run_id", "?")),
-            dt.date.fromisoformat(manifest["day"]),
-            dt.datetime.fromisoformat(manifest["cutoff"]),
-            len(ids),
-            manifest["sha256"],
-            adopted=True,
+            conn, manifest.key, manifest.run_id, manifest.day, manifest.cutoff, len(ids), manifest.sha256, adopted=True
         )
         total += deleted
-        notes.append(f"an earlier run's archive {key} ({len(ids)} rows) was not committed: {deleted} rows deleted now")
+        notes.append(
+            f"an earlier run's archive {manifest.key} ({len(ids)} rows) was not committed: {deleted} rows deleted now"
+        )
     return notes, total
 
 

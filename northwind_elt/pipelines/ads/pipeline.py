@@ -13,6 +13,7 @@ ADS = Pipeline(
         Step(
             "ads-load",
             COMMAND,
+            airflow_task_id="load",
             command="ads load --date {day} --run-id {run_id}",
             connections=("ADS_PG",),
             dag_id="ads_api_load",
@@ -22,6 +23,7 @@ ADS = Pipeline(
         Step(
             "ads-archive",
             COMMAND,
+            airflow_task_id="archive",
             command="ads archive --date {day} --run-id {run_id}",
             connections=("ADS_PG",),
             dag_id="ads_archive",

@@ -100,9 +100,6 @@ class Bucket:
         except (BotoCoreError, ClientError) as error:
             raise self._fail("delete", key, error) from error
 
-    def put_json(self, key: str, value: dict[str, Any]) -> None:
-        self.put_verified(key, (json.dumps(value, indent=2) + "\n").encode(), "application/json")
-
     def get_json(self, key: str) -> dict[str, Any] | None:
         raw = self.get(key)
         if raw is None:

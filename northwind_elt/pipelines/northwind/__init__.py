@@ -1,1 +1,1 @@
-"""Northwind daily: its definition and its outputs."""
+"""Northwind daily: its definition (its outputs are the dbt models it tags for export)."""

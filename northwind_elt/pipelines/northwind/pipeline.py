@@ -18,5 +18,5 @@ NORTHWIND = Pipeline(
     meltano_file="pipelines/northwind.meltano.yml",
     outputs=("output/{day}/orders_with_details.csv", "output/{day}/orders_with_details.json"),
     dbt_tag="northwind",
-    exporter="northwind_elt.pipelines.northwind.outputs:export_day",
+    exporter="northwind_elt.protocol.outputs:export_day",
 )

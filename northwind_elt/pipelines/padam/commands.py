@@ -12,29 +12,35 @@ The unit of PADAM is a calendar month, not a day: none of these takes --date.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
-import subprocess
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import psycopg
-from filelock import FileLock, Timeout
 
-from northwind_elt.core import settings
+from northwind_elt.core import ledger, settings
+from northwind_elt.core.day import today_utc
 from northwind_elt.core.errors import CommandError, ConfigError
-from northwind_elt.core.locks import AlreadyRunning
+from northwind_elt.core.locks import plugin_lock
 from northwind_elt.pipelines.padam import generator, warehouse
 from northwind_elt.pipelines.padam import outputs as padam_export
-from northwind_elt.protocol.meltano import meltano_executable
+from northwind_elt.pipelines.padam.pipeline import PADAM
+from northwind_elt.protocol import meltano
+from northwind_elt.protocol.attempts import Attempt, attempt
 
 PRODUCTION, WAREHOUSE = "PADAM_PROD_PG", "PADAM_WH_PG"
 EXPORT_DIR_ENV = "PADAM_EXPORT_DIR"
 PREPARE = "nw padam prepare"
 FULL_REFRESH = "nw padam prepare --full-refresh"
+INSERT_MONTH_STEP, PREPARE_STEP, EXPORT_STEP = "padam-insert-month", "padam-prepare", "padam-export"
+PREPARE_JOB = PADAM.step(PREPARE_STEP).job
+# The prepare covers every month: its lock and log folder are keyed by the pipeline, not by a month.
+EVERY_MONTH = PADAM.name
 
 
 class PadamError(CommandError):
@@ -95,28 +101,23 @@ def _connect(prefix: str, step: str, rerun: str) -> Iterator[psycopg.Connection]
         yield conn
 
 
-@contextmanager
-def _prepare_lock(step: str) -> Iterator[None]:
-    """One prepare at a time; an export waits for a running prepare (dbt publishes model by model)."""
-    path = padam_dir() / ".prepare.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(path)
+def _month_of(year: str, month: str) -> str | None:
+    """The ledger's key of YEAR-MONTH, or None when they name no month (the command says why)."""
     try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        if step == "prepare":
-            raise AlreadyRunning(
-                f"padam prepare is already running (lock {path}); wait for it, then rerun if it failed"
-            ) from None
-        print(f"padam {step}: waiting for the running padam prepare to finish (lock {path})", flush=True)
-        lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
+        y, m, _ = generator.validate(year, month, 1)
+    except generator.InvalidInput:
+        return None
+    return ledger.month_key(y, m)
 
 
 def insert_month(year: str, month: str) -> str:
+    with attempt(PADAM, INSERT_MONTH_STEP, _month_of(year, month)) as recorded:
+        said, count = _insert_month(year, month)
+        recorded.succeeded(said, rows=count)
+    return said
+
+
+def _insert_month(year: str, month: str) -> tuple[str, int]:
     y, m, c = _validated("insert-month", year, month)
     _need(PRODUCTION, why="the generator writes the month into the production database")
 
@@ -132,7 +133,7 @@ def insert_month(year: str, month: str) -> str:
             "start the database (make db, or nw db up)",
             f"nw padam insert-month {y} {m}",
         ) from None
-    return f"padam insert-month: {y}-{m} replaced in entity with {count} rows ({generator.CONTROLLER_ENV}={c})"
+    return f"padam insert-month: {y}-{m} replaced in entity with {count} rows ({generator.CONTROLLER_ENV}={c})", count
 
 
 def check_databases() -> str:
@@ -174,92 +175,146 @@ def merge() -> str:
     return f"padam merge: {result.summary()}; every month reconciles with production"
 
 
-def _run_job(full_refresh: bool, verbose: bool) -> int:
-    """`meltano run padam-prepare`; its output goes to a log file (streamed too with verbose)."""
-    env = dict(os.environ)
-    # --force: the prepare lock guards concurrency (and dies with its holder); Meltano's own
-    # "already running" record of a killed run would otherwise block every rerun for a while.
-    args = [meltano_executable(), "run", "--force"]
-    if full_refresh:
-        args.append("--full-refresh")
-        env[warehouse.FULL_REFRESH_ENV] = "1"
-        env["DBT_FULL_REFRESH"] = "true"
-    else:
-        env.pop(warehouse.FULL_REFRESH_ENV, None)
-        env.pop("DBT_FULL_REFRESH", None)
-    args.append("padam-prepare")
-    env["NO_COLOR"] = "1"
-    logs = padam_dir() / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    log = logs / f"prepare-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}.log"
-    print(f"padam prepare: {' '.join(args[1:])} (log: {log})", flush=True)
-    tail: list[str] = []
-    with log.open("w", encoding="utf-8") as out:
-        proc = subprocess.Popen(
-            args, env=env, cwd=settings.project_root(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            out.write(line)
-            tail = [*tail[-39:], line]
-            if verbose:
-                print(line, end="", flush=True)
-            elif "padam merge:" in line or "ERROR:" in line:
-                print("  " + line.split("nw ", 1)[-1].strip(), flush=True)
-        code = proc.wait()
-    if code and not verbose:
-        print(f"padam prepare: the job failed; last lines of {log}:", file=sys.stderr)
-        print("".join(tail), end="", file=sys.stderr, flush=True)
-    return code
+def _current_month() -> str:
+    today = today_utc()
+    return ledger.month_key(today.year, today.month)
+
+
+def _prepare_unit(rerun: str) -> tuple[str, int]:
+    """The month a prepare is recorded under, and production's rows (what it brings over).
+
+    A prepare covers every month, so each attempt is recorded once, under the newest month
+    production holds when it starts: the month it brings the warehouse up to (the month just
+    inserted, in scripts/insert_all_data.sh and the monthly DAG); with production empty (or
+    unreadable: the prepare fails then), the current month. `nw status` shows its latest
+    attempt in every month's row.
+    """
+    with _connect(PRODUCTION, "prepare", rerun) as prod:
+        counts = warehouse.monthly_counts(prod, "public.entity")
+    newest = max(counts, default=None)
+    return ledger.month_key(*newest) if newest else _current_month(), sum(rows for rows, _ in counts.values())
 
 
 def prepare(full_refresh: bool = False, verbose: bool = False) -> str:
-    """Run the Meltano job; when only stale months failed it, reload once with a full refresh."""
+    """Run the Meltano job; when only stale months failed it, reload once with a full refresh.
+
+    One prepare at a time (a second one fails at once); an export waits for it, as it waits
+    for the export. A SIGTERM or SIGINT stops the job's processes and raises
+    `meltano.Interrupted`. The attempt is recorded under one month (`_prepare_unit`).
+    """
     _need(PRODUCTION, WAREHOUSE, why="the preparation copies production into the warehouse")
-    with _prepare_lock("prepare"):
-        marker = stale_marker()
-        marker.unlink(missing_ok=True)
-        if not full_refresh and _run_job(False, verbose) == 0:
-            return "padam prepare: done"
-        if not full_refresh:
-            if not marker.exists():
-                raise PadamError(
-                    "prepare",
-                    "meltano run padam-prepare failed (its output above names the task and the cause); the "
-                    "warehouse keeps its last complete state and the exports are unchanged",
-                    None,
-                    PREPARE,
-                )
-            print(
-                "padam prepare: the warehouse is stale for "
-                + "; ".join(json.loads(marker.read_text()))
-                + " - reloading every month from production (full refresh)",
-                flush=True,
+    rerun = FULL_REFRESH if full_refresh else PREPARE
+    with (
+        meltano.Signals() as signals,
+        meltano.holding(
+            signals,
+            PREPARE_JOB,
+            EVERY_MONTH,
+            f"run-{PADAM.name}-{PREPARE_STEP}",
+            what="padam prepare",
+            waiting="padam prepare: waiting for a running padam export (or prepare) to finish",
+        ),
+        attempt(PADAM, PREPARE_STEP, _current_month()) as recorded,
+    ):
+        recorded.unit, rows = _prepare_unit(rerun)
+        said = _prepare(full_refresh, verbose, signals, recorded)
+        recorded.succeeded(said, rows=rows)
+    return said
+
+
+def _prepare(full_refresh: bool, verbose: bool, signals: meltano.Signals, recorded: Attempt) -> str:
+    marker = stale_marker()
+    marker.unlink(missing_ok=True)
+    if not full_refresh and _run_job(False, verbose, signals, recorded) == 0:
+        return "padam prepare: done"
+    if not full_refresh:
+        if not marker.exists():
+            raise PadamError(
+                "prepare",
+                "meltano run padam-prepare failed (its output above names the task and the cause); the "
+                "warehouse keeps its last complete state and the exports are unchanged",
+                None,
+                PREPARE,
             )
-        # A full refresh reads everything again: rows a killed run left in the landing table
-        # (possibly of an older generation of a month) must not be merged with it.
-        with _connect(WAREHOUSE, "prepare", FULL_REFRESH) as wh:
-            warehouse.clear_landing(wh)
-        if _run_job(True, verbose) == 0:
-            return "padam prepare: done " + (
-                "(full refresh)" if full_refresh else "(stale months reloaded with a full refresh)"
-            )
-        raise PadamError(
-            "prepare",
-            "meltano run --full-refresh padam-prepare failed (its output above names the task and the cause); "
-            "the exports are unchanged and refuse any month the published stats do not reconcile",
-            None,
-            FULL_REFRESH,
+        print(
+            "padam prepare: the warehouse is stale for "
+            + "; ".join(json.loads(marker.read_text()))
+            + " - reloading every month from production (full refresh)",
+            flush=True,
         )
+    # A full refresh reads everything again: rows a killed run left in the landing table
+    # (possibly of an older generation of a month) must not be merged with it.
+    with _connect(WAREHOUSE, "prepare", FULL_REFRESH) as wh:
+        warehouse.clear_landing(wh)
+    if _run_job(True, verbose, signals, recorded) == 0:
+        return "padam prepare: done " + (
+            "(full refresh)" if full_refresh else "(stale months reloaded with a full refresh)"
+        )
+    raise PadamError(
+        "prepare",
+        "meltano run --full-refresh padam-prepare failed (its output above names the task and the cause); "
+        "the exports are unchanged and refuse any month the published stats do not reconcile",
+        None,
+        FULL_REFRESH,
+    )
+
+
+def _interrupted(signum: int, recorded: Attempt, rerun: str) -> NoReturn:
+    recorded.interrupted(signum)
+    print(
+        f"\nINTERRUPTED: padam prepare ({signal.Signals(signum).name}): its processes are stopped; an export "
+        f"refuses any month the published stats do not reconcile.\nRerun: {rerun}",
+        file=sys.stderr,
+    )
+    raise meltano.Interrupted(signum)
+
+
+def _worth_showing(line: str) -> bool:
+    """Of the job's output (all in its log): what the merge concluded, and errors."""
+    return "padam merge:" in line or "ERROR:" in line
+
+
+def _run_job(full_refresh: bool, verbose: bool, signals: meltano.Signals, recorded: Attempt) -> int:
+    """`meltano run padam-prepare` through the shared runner: its output goes to a log (streamed
+    too with verbose); a signal stops its processes, is recorded and raises Interrupted."""
+    flags = ("--full-refresh",) if full_refresh else ()
+    refresh: dict[str, str | None] = (
+        {warehouse.FULL_REFRESH_ENV: "1", "DBT_FULL_REFRESH": "true"}
+        if full_refresh
+        else {warehouse.FULL_REFRESH_ENV: None, "DBT_FULL_REFRESH": None}
+    )
+    rerun = FULL_REFRESH if full_refresh else PREPARE
+    if signals.received is not None:  # a signal between two runs: the second never starts
+        _interrupted(signals.received, recorded, rerun)
+    log = meltano.log_path(PREPARE_JOB, EVERY_MONTH)
+    print(f"padam prepare: {' '.join(['run', '--force', *flags, PREPARE_JOB])} (log: {log})", flush=True)
+    code, tail, log = meltano.run_meltano_job(
+        PREPARE_JOB, EVERY_MONTH, signals, refresh, echo=True if verbose else _worth_showing, flags=flags, log=log
+    )
+    recorded.log = log
+    if signals.received is not None:
+        _interrupted(signals.received, recorded, rerun)
+    if code and not verbose:
+        print(f"padam prepare: the job failed; last lines of {log}:", file=sys.stderr)
+        print("".join(tail[-40:]), end="", file=sys.stderr, flush=True)
+    return code
 
 
 def export(year: str, month: str) -> str:
+    with attempt(PADAM, EXPORT_STEP, _month_of(year, month)) as recorded:
+        said = _export(year, month)
+        recorded.succeeded(said)
+    return said
+
+
+def _export(year: str, month: str) -> str:
     y, m, _ = _validated("export", year, month, controller=False)
     _need(PRODUCTION, WAREHOUSE, why="the export checks the warehouse against production")
     root = export_root()
     rerun = f"nw padam export {y} {m}"
     with (
-        _prepare_lock("export"),
+        # dbt publishes the marts model by model: never read them while a prepare runs.
+        plugin_lock(PREPARE_JOB, waiting="padam export: waiting for the running padam prepare (or export) to finish"),
         _connect(PRODUCTION, "export", rerun) as prod,
         _connect(WAREHOUSE, "export", rerun) as wh,
     ):

@@ -14,6 +14,7 @@ PADAM = Pipeline(
         Step(
             "padam-insert-month",
             COMMAND,
+            airflow_task_id="generate",
             meltano_job=None,
             command="padam insert-month {year} {month}",
             connections=("PADAM_PROD_PG",),
@@ -22,6 +23,7 @@ PADAM = Pipeline(
         Step(
             "padam-prepare",
             COMMAND,
+            airflow_task_id="prepare",
             needs=("padam-insert-month",),
             command="padam prepare",
             connections=("PADAM_PROD_PG", "PADAM_WH_PG"),
@@ -30,6 +32,7 @@ PADAM = Pipeline(
         Step(
             "padam-export",
             COMMAND,
+            airflow_task_id="export",
             needs=("padam-prepare",),
             meltano_job=None,
             command="padam export {year} {month}",

@@ -64,10 +64,6 @@ FROM {table} GROUP BY 1, 2
 """
 
 
-class WarehouseError(RuntimeError):
-    pass
-
-
 @dataclass(frozen=True)
 class MergeResult:
     batch_id: int | None

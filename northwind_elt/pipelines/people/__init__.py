@@ -1,1 +1,1 @@
-"""People and places: its definition and its outputs."""
+"""People and places: its definition (its outputs are the dbt models it tags for export)."""

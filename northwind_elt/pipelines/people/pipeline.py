@@ -19,5 +19,5 @@ PEOPLE = Pipeline(
     warehouse="PEOPLE_PG",
     dbt_target_path="target/people",
     dbt_tag="people",
-    exporter="northwind_elt.pipelines.people.outputs:export_day",
+    exporter="northwind_elt.protocol.outputs:export_day",
 )

@@ -139,8 +139,12 @@ def test_the_backup_holds_the_response_as_received_and_its_manifest(ads: Ads, fi
     parsed = [json.loads(line, parse_float=decimal.Decimal) for line in lines]
     assert parsed == RECORDS  # values and digits; "__unknown" and absent ad_scheme kept
     assert [list(p) for p in parsed] == [list(r) for r in RECORDS]  # key order too
-    manifest = json.loads(ads.get(key.removesuffix(".jsonl") + ".manifest.json"))
+    raw = ads.get(key.removesuffix(".jsonl") + ".manifest.json")
+    manifest = json.loads(raw)
     assert manifest["rows"] == 100 and manifest["sha256"] == hashlib.sha256(body).hexdigest()
+    # The format buckets already hold: these keys in this order, indented by 2, one final newline.
+    assert list(manifest) == ["key", "run_id", "day", "rows", "distinct_ad_ids", "bytes", "sha256", "verified_at"]
+    assert raw == (json.dumps(manifest, indent=2) + "\n").encode()
 
 
 def test_api_ad_data_holds_one_mapped_row_per_record(ads: Ads, first_load: dict) -> None:
@@ -155,7 +159,9 @@ def test_api_ad_data_holds_one_mapped_row_per_record(ads: Ads, first_load: dict)
         assert conn.execute("SELECT count(*) FROM ads_landing.ads_backup").fetchone() == (0,)
     assert "100 new rows" in ads.ok("ads", "status")
     overview = ads.ok("status")
-    assert re.search(r"^\s*2024-01-15\s+success", overview, re.M), overview  # the day's ads-load
+    # The run's ads-load, on its day's line.
+    run_id = key.rsplit("/", 1)[1].removesuffix(".jsonl")
+    assert re.search(rf"^\s*2024-01-15\s+{re.escape(run_id)}\s+success", overview, re.M), overview
     assert "api_ad_data: 100 rows" in overview, overview
 
 
@@ -247,6 +253,16 @@ def test_an_archive_with_a_cutoff_in_the_middle_moves_exactly_the_older_rows_and
         assert got == expected[:4]
         assert dt.datetime.fromisoformat(line["shown_at"]) == expected[4]
     assert set(ads.rows()) == {r["ad_id"] for r in RECORDS} - set(old)
+    raw = ads.get(key.removesuffix(".jsonl") + ".manifest.json")
+    manifest = json.loads(raw)
+    assert list(manifest) == ["key", "run_id", "day", "cutoff", "rows", "bytes", "sha256"]
+    assert (manifest["key"], manifest["day"], manifest["cutoff"], manifest["rows"]) == (
+        key,
+        "2024-01-16",
+        "2024-01-15T12:00:00Z",
+        len(old),
+    )
+    assert raw == (json.dumps(manifest, indent=2) + "\n").encode()
 
     body = ads.get(key)
     assert "nothing shown before 2024-01-15T12:00:00Z" in ads.ok(

@@ -12,11 +12,14 @@ import csv
 import datetime as dt
 import hashlib
 import os
+import re
 import signal
+import sqlite3
 import subprocess
 from collections import defaultdict
 from pathlib import Path
 
+import psutil
 import pytest
 from support import PROJECT, Pipeline, wait_for
 
@@ -126,6 +129,23 @@ def ok(result: subprocess.CompletedProcess) -> str:
     return output
 
 
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL `nw` and the Meltano job it runs in a process group of its own: a crash, not a stop."""
+    groups = {proc.pid} | {os.getpgid(child.pid) for child in psutil.Process(proc.pid).children(recursive=True)}
+    for group in groups:
+        os.killpg(group, signal.SIGKILL)
+    proc.wait()
+
+
+def latest_prepare(padam: Pipeline) -> tuple[str, str, str | None]:
+    """(unit, status, error) of the latest padam-prepare attempt in the ledger."""
+    with sqlite3.connect(padam.data_dir / "ledger.sqlite") as conn:
+        return conn.execute(
+            "SELECT unit, status, error FROM step_runs WHERE pipeline = 'padam' AND step = 'padam-prepare'"
+            " ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+
+
 @pytest.fixture(scope="module")
 def year_run(padam: Pipeline) -> subprocess.CompletedProcess:
     return script(padam, str(YEAR))
@@ -188,9 +208,51 @@ def test_a_second_preparation_loads_no_new_row(padam: Pipeline, year_run: subpro
         assert conn.execute("SELECT count(*) FROM padam_raw.entity").fetchone()[0] == SPEC_ROWS_2022_C1
         assert conn.execute("SELECT sum(count_values) FROM padam.entity_stats_daily").fetchone()[0] == 7374
     # `nw status` shows PADAM as its months, reconciled.
-    status = ok(padam.nw("status"))
-    months = [line for line in status.splitlines() if line.startswith(f"{YEAR}-")]
-    assert len(months) == 12 and all(line.endswith("  ok") for line in months), status
+    status = ok(padam.nw("status", "--last", "12"))
+    months = [line for line in status.splitlines() if re.match(rf"\s*{YEAR}-\d\d\s", line)]
+    assert len(months) == 12 and all(re.search(r"\sok\s+done$", line) for line in months), status
+
+
+def test_a_signal_stops_a_preparation_whole_and_an_export_waits_for_it_while_a_second_one_is_refused(
+    padam: Pipeline, exports: Path, year_run: subprocess.CompletedProcess
+) -> None:
+    ok(year_run)
+    before = snapshot(exports)
+    holder = padam.admin("padam_warehouse")
+    try:
+        # The merge's lock: the preparation lands the bookmark's last row, then waits here.
+        holder.execute("SELECT pg_advisory_lock(%s, 1)", [0x50414441])
+        proc = padam.start("padam", "prepare")
+        wait_for(lambda: padam.waiting_on_a_lock("padam_warehouse"), "the merge waiting for its lock", proc)
+        second = padam.nw("padam", "prepare")
+        assert second.returncode != 0 and "padam prepare is already running (lock " in second.stderr, second.stderr
+        export = padam.start("padam", "export", str(YEAR), "12")
+        waiting = export.stdout.readline()
+        assert waiting.startswith("padam export: waiting for the running padam prepare (or export) to finish"), waiting
+        assert export.poll() is None
+
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children, "nw should be running meltano and its plugins"
+        proc.send_signal(signal.SIGTERM)  # to nw alone, as Airflow or systemd would
+        output, _ = proc.communicate(timeout=300)
+        alive = [child for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
+    finally:
+        holder.close()
+    assert proc.returncode == 128 + signal.SIGTERM, output[-3000:]
+    assert alive == [], f"processes outlived nw: {alive}"
+    assert "INTERRUPTED: padam prepare (SIGTERM)" in output and "Rerun: nw padam prepare" in output, output
+    assert "Traceback" not in output
+    assert latest_prepare(padam) == (f"{YEAR}-12", "interrupted", "stopped by SIGTERM")
+
+    # The export ran once the preparation was gone, from the unchanged warehouse.
+    exported, _ = export.communicate(timeout=300)
+    assert export.returncode == 0 and f"padam export: {YEAR}-12: " in exported, exported
+    assert snapshot(exports) == before
+
+    rerun = ok(padam.nw("padam", "prepare"))
+    assert f"padam prepare: run --force padam-prepare (log: {padam.data_dir / 'logs' / 'padam'}/" in rerun, rerun
+    assert latest_prepare(padam) == (f"{YEAR}-12", "success", None)
+    assert per_month(padam, "PADAM_WH_PG", "padam_raw.entity") == per_month(padam, "PADAM_PROD_PG", "entity")
 
 
 def test_regenerated_months_and_a_rerun_of_the_script_leave_every_export_byte_identical(
@@ -337,8 +399,7 @@ def test_a_preparation_killed_between_load_and_merge_leaves_the_warehouse_consis
         holder.execute("SELECT pg_advisory_lock(%s, 1)", [0x50414441])
         proc = padam.start("padam", "prepare")
         wait_for(lambda: padam.waiting_on_a_lock("padam_warehouse"), "the merge waiting for its lock", proc)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_tree(proc)
     finally:
         holder.close()  # releases the lock; the killed merge's session finds its client gone
 

@@ -1,4 +1,5 @@
-"""The Airflow DAGs: their shape, their templated day, and a real Airflow on AIRFLOW_PORT running a backfill."""
+"""The Airflow DAGs, generated from the registry: their shape, their templated day, and a real Airflow on
+AIRFLOW_PORT running a backfill."""
 
 from __future__ import annotations
 
@@ -9,12 +10,19 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support import PROJECT, Pipeline, free_port, wait_for
+from support import NW, PROJECT, Pipeline, free_port, wait_for
 
 from northwind_elt.core.net import answers, port_taken
+from northwind_elt.pipelines import REGISTRY
+from northwind_elt.protocol.definition import AIRFLOW_VALUES
 
 AIRFLOW_BIN = PROJECT / ".venv-airflow" / "bin"
 DAGS = PROJECT / "orchestrate" / "dags"
+GENERATOR = DAGS / "pipelines.py"
+# (pipeline, dag id, schedule, steps) of every DAG the registry defines.
+REGISTERED = [(p, dag_id, schedule, steps) for p in REGISTRY.values() for dag_id, schedule, steps in p.dags()]
+# Distinct start dates for every pipeline's variable, to see each DAG take its own.
+START_DATES = {p.start_date_env: f"2023-01-{n:02d}" for n, p in enumerate(REGISTRY.values(), 1)}
 JOBS = {
     "extract_postgres": "extract-postgres",
     "extract_csv": "extract-csv",
@@ -69,6 +77,12 @@ def dag_description(pipeline: Pipeline, airflow_home: Path) -> dict:
     return describe_dag(pipeline, airflow_home)
 
 
+@pytest.fixture(scope="module")
+def dag_description_with_settings(pipeline: Pipeline, airflow_home: Path) -> dict:
+    """The DAGs as the optional settings make them: catchup on, each pipeline's own start date."""
+    return describe_dag(pipeline, airflow_home, NW_DAG_CATCHUP="true", **START_DATES)
+
+
 def test_dag_imports_without_errors(dag_description: dict) -> None:
     assert dag_description["import_errors"] == {}
     assert sorted(dag_description["dags"]) == [
@@ -80,11 +94,63 @@ def test_dag_imports_without_errors(dag_description: dict) -> None:
     ]
 
 
-def test_catchup_is_opt_in(pipeline: Pipeline, airflow_home: Path, dag_description: dict) -> None:
+def test_every_registered_pipeline_has_its_dags_from_the_one_generator(dag_description: dict) -> None:
+    assert [path.name for path in DAGS.glob("*.py")] == [GENERATOR.name]
+    dags = dag_description["dags"]
+    assert sorted(dags) == sorted(dag_id for _, dag_id, _, _ in REGISTERED)
+    for pipeline, dag_id, _, steps in REGISTERED:
+        dag = dags[dag_id]
+        assert dag["fileloc"] == str(GENERATOR)
+        assert sorted(dag["tasks"]) == sorted(step.task_id for step in steps), dag_id
+        assert dag["tags"] == sorted([pipeline.name, "meltano"]) and dag["max_active_runs"] == 1, dag_id
+        # One doc per DAG: the generator's docstring, then what this DAG does and each task's command.
+        own = steps[0].description if steps[0].schedule else ""
+        assert dag["description"] == (own or pipeline.description), dag_id
+        assert dag["doc_md"].startswith("Every pipeline's DAGs, generated from the registry"), dag_id
+        assert f"## {dag_id}" in dag["doc_md"] and dag["description"] in dag["doc_md"], dag_id
+        for step in steps:
+            assert f"`{step.task_id}`: `nw {pipeline.command(step.name)}`" in dag["doc_md"], dag_id
+
+
+def test_catchup_is_opt_in(dag_description: dict, dag_description_with_settings: dict) -> None:
     assert {d["catchup"] for d in dag_description["dags"].values()} == {False}
-    assert {d["catchup"] for d in describe_dag(pipeline, airflow_home, NW_DAG_CATCHUP="true")["dags"].values()} == {
-        True
+    assert {d["catchup"] for d in dag_description_with_settings["dags"].values()} == {True}
+
+
+def test_each_dag_starts_on_its_pipelines_start_date_or_its_variable(
+    dag_description: dict, dag_description_with_settings: dict
+) -> None:
+    for pipeline, dag_id, _, _ in REGISTERED:
+        assert dag_description["dags"][dag_id]["start_date"][:10] == pipeline.start_date, dag_id
+        started = dag_description_with_settings["dags"][dag_id]["start_date"]
+        assert started[:10] == START_DATES[pipeline.start_date_env], dag_id
+    assert dag_description["dags"]["padam_monthly"]["start_date"] == "2022-01-01T00:00:00+00:00"
+    assert dag_description["dags"]["northwind_daily"]["start_date"] == "2024-01-01T00:00:00+00:00"
+    assert {p.start_date_env for p, _, _, _ in REGISTERED} == {
+        "NW_DAG_START_DATE",
+        "NW_PADAM_DAG_START_DATE",
+        "NW_ADS_DAG_START_DATE",
     }
+
+
+def test_tasks_run_after_the_steps_they_need(dag_description: dict) -> None:
+    for _, dag_id, _, steps in REGISTERED:
+        task_of = {step.name: step.task_id for step in steps}
+        upstream = {task: info["upstream"] for task, info in dag_description["dags"][dag_id]["tasks"].items()}
+        assert upstream == {step.task_id: sorted(task_of[need] for need in step.needs) for step in steps}, dag_id
+
+
+def test_every_task_runs_its_steps_command_from_the_definition(dag_description: dict) -> None:
+    for pipeline, dag_id, _, steps in REGISTERED:
+        tasks = dag_description["dags"][dag_id]["tasks"]
+        for step in steps:
+            task = tasks[step.task_id]
+            assert task["bash_command"] == f"{NW} {pipeline.command(step.name).format(**AIRFLOW_VALUES)}"
+            assert task["cwd"] == str(PROJECT) and task["owner"] == "northwind-elt"
+            assert task["retries"] >= 1 and task["exponential_backoff"] is True
+            # A run id comes from the task's environment, never templated into the shell's command line.
+            assert "run_id" not in task["bash_command"], task["bash_command"]
+            assert task["records_failures"] == pipeline.runs_for_one_unit(step.name), (dag_id, step.name)
 
 
 def test_people_dag_is_a_chain_of_its_steps(dag_description: dict) -> None:
@@ -133,6 +199,7 @@ def test_padam_dag_runs_generate_prepare_export_for_the_logical_month(dag_descri
     assert tasks["export"]["bash_command"].endswith(f"padam export {month}")
     assert all(i["retries"] >= 1 for i in tasks.values())
     assert tasks["generate"]["records_failures"] and tasks["export"]["records_failures"]
+    assert not tasks["prepare"]["records_failures"]  # every month, recorded under the day it ran
 
 
 def test_ads_dags_run_the_entry_point_for_the_logical_date_with_airflows_run_id(dag_description: dict) -> None:
@@ -143,6 +210,7 @@ def test_ads_dags_run_the_entry_point_for_the_logical_date_with_airflows_run_id(
     assert load["tasks"]["load"]["bash_command"].endswith(f"ads load {run}")
     assert archive["tasks"]["archive"]["bash_command"].endswith(f"ads archive {run}")
     assert load["tasks"]["load"]["retries"] >= 1 and archive["tasks"]["archive"]["retries"] >= 1
+    assert load["tasks"]["load"]["records_failures"] and archive["tasks"]["archive"]["records_failures"]
 
 
 def test_airflow_on_port_8091_backfills_exactly_the_range_asked_for(pipeline: Pipeline, tmp_path: Path) -> None:

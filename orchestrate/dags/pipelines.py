@@ -1,0 +1,106 @@
+"""Every pipeline's DAGs, generated from the registry (northwind_elt/pipelines/__init__.py).
+
+Each DAG comes from `Pipeline.dags()`: one for the steps on the pipeline's schedule, one more
+for each step with a schedule of its own (ads: the hourly load, the daily archive). A task
+per step, after the steps it `needs`; each task runs the step's own `nw` command
+(`Pipeline.command`) for the run's logical date (`{{ ds }}`, or its month for a monthly
+pipeline), never the wall clock: a backfill or a catchup run for 2024-01-15 processes
+2024-01-15, and with max_active_runs=1 the units run one after another, in order. Day
+pipelines run `nw --date {{ ds }} run --verbose <job>`: `nw run` pins the day for every
+Meltano task, records each step in the ledger and ends a failed task with the step that
+failed and the command to rerun it (`--verbose`: Meltano's and dbt's output in the task's
+log, where operators look). The load gate still protects a load triggered alone.
+
+A run's id reaches a command from the task's environment (`$AIRFLOW_CTX_DAG_RUN_ID`), never
+templated into the command line, so no character of a (manual) run id reaches the shell; a
+retried ads load has the same run id, so it finds its own verified backup in S3 and inserts
+it without calling the API again. Nothing is read at import time but the optional settings
+below: connections come from the project's .env when a task runs. A failed try that the
+step's own command could not record (killed, timed out, never started) goes into the ledger
+through the failure callback (`nw airflow record-failure`). Tasks retry twice with a growing
+delay.
+
+Settings: NW_DAG_CATCHUP (default false: unpausing runs only the current unit; past ones are
+backfilled), each pipeline's start date variable (NW_DAG_START_DATE, NW_PADAM_DAG_START_DATE,
+NW_ADS_DAG_START_DATE), NW_PROJECT_ROOT and NW_BIN. Airflow 3 style: `schedule`, the standard
+provider's BashOperator.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pendulum
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.sdk import DAG
+
+PROJECT_ROOT = Path(os.environ.get("NW_PROJECT_ROOT") or Path(__file__).resolve().parents[2])
+# The pipeline definitions are standard-library Python: read them from the checkout
+# without installing the project into Airflow's virtualenv.
+sys.path.insert(0, str(PROJECT_ROOT))
+from northwind_elt.entry.airflow_callbacks import failure_callbacks, steps_of_tasks  # noqa: E402
+from northwind_elt.pipelines import REGISTRY  # noqa: E402
+from northwind_elt.protocol.definition import AIRFLOW_VALUES, DAG_DEFAULT_ARGS, Pipeline, Step  # noqa: E402
+
+NW = os.environ.get("NW_BIN") or str(PROJECT_ROOT / ".venv" / "bin" / "nw")
+CATCHUP = os.environ.get("NW_DAG_CATCHUP", "false").lower() in ("1", "true", "yes")
+
+
+def task_doc(pipeline: Pipeline, step: Step) -> str:
+    if step.is_protocol:
+        return f"`meltano run {step.job}` for the run's logical date, through `nw run`."
+    return f"{step.description or step.name}: `nw {pipeline.command(step.name)}`."
+
+
+def dag_doc(pipeline: Pipeline, dag_id: str, description: str, steps: tuple[Step, ...]) -> str:
+    lines = [f"- `{step.task_id}`: `nw {pipeline.command(step.name)}` {step.description}".rstrip() for step in steps]
+    return "\n".join([__doc__, f"## {dag_id}", "", f"{pipeline.name}, by {pipeline.unit}: {description}", "", *lines])
+
+
+def pipeline_dag(pipeline: Pipeline, dag_id: str, schedule: str, steps: tuple[Step, ...]) -> DAG:
+    """One DAG: a task per step, each after the steps it needs (all in this DAG)."""
+    in_dag = {step.name for step in steps}
+    for step in steps:
+        if elsewhere := [need for need in step.needs if need not in in_dag]:
+            raise ValueError(
+                f"pipeline {pipeline.name}: step {step.name} of DAG {dag_id} needs {', '.join(elsewhere)}, which "
+                "runs in another DAG (a step with a schedule of its own): give them the same schedule"
+            )
+    # A DAG of its own step (ads) says what that step does; the pipeline's DAG what the pipeline does.
+    description = steps[0].description if steps[0].schedule and steps[0].description else pipeline.description
+    start = os.environ.get(pipeline.start_date_env) or pipeline.start_date
+    recorded = steps_of_tasks(pipeline, steps)
+    callbacks = failure_callbacks(pipeline.name, recorded)
+    with DAG(
+        dag_id=dag_id,
+        description=description,
+        schedule=schedule,
+        start_date=pendulum.parse(start, tz="UTC"),
+        catchup=CATCHUP,
+        max_active_runs=1,
+        default_args=dict(DAG_DEFAULT_ARGS),
+        tags=[pipeline.name, "meltano"],
+        doc_md=dag_doc(pipeline, dag_id, description, steps),
+    ) as dag:
+        tasks = {
+            step.name: BashOperator(
+                task_id=step.task_id,
+                bash_command=f"{NW} {pipeline.command(step.name).format(**AIRFLOW_VALUES)}",
+                cwd=str(PROJECT_ROOT),
+                doc_md=task_doc(pipeline, step),
+                # Only a step whose ledger entry the run's unit names (not PADAM's prepare).
+                **(callbacks if step.task_id in recorded else {}),
+            )
+            for step in steps
+        }
+        for step in steps:
+            for upstream in step.needs:
+                tasks[upstream] >> tasks[step.name]
+    return dag
+
+
+for _pipeline in REGISTRY.values():
+    for _dag_id, _schedule, _steps in _pipeline.dags():
+        globals()[_dag_id] = pipeline_dag(_pipeline, _dag_id, _schedule, _steps)
