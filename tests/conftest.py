@@ -26,3 +26,23 @@ def pipeline() -> Iterator[Pipeline]:
     finally:
         pipe.nw("db", "stop")
         shutil.rmtree(root, ignore_errors=True)
+
+
+# What each part of the end-to-end tier costs (setup, calls and teardown), printed at the end
+# of a run: `make test` shows it in CI's log.
+_SECONDS_BY_FOLDER: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    parts = Path(report.fspath).parts
+    if "e2e" in parts and parts.index("e2e") + 1 < len(parts) - 1:
+        folder = parts[parts.index("e2e") + 1]
+        _SECONDS_BY_FOLDER[folder] = _SECONDS_BY_FOLDER.get(folder, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _SECONDS_BY_FOLDER:
+        spent = sorted(_SECONDS_BY_FOLDER.items(), key=lambda item: -item[1])
+        terminalreporter.write_line(
+            "e2e seconds by pipeline: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in spent)
+        )
