@@ -37,8 +37,25 @@ def _hint(pipeline: Pipeline, step: str, cause: str | None) -> str:
         return f"\nFree space on the disk holding {settings.data_dir()}."
     if CONNECTION_TROUBLE.search(cause) and "Check the" not in cause and "check the" not in cause:
         for prefix in pipeline.step(step).connections:
+            if _on_stopped_embedded_server(prefix):
+                # Checking the settings would go in a circle: they are right, the server is down.
+                port = settings.pg_conn(prefix).port
+                return f"\nThe project's embedded Postgres (port {port}) is not running: start it with `nw db up`."
             return f"\nCheck {settings.describe_conn(prefix)}."
     return ""
+
+
+def _on_stopped_embedded_server(prefix: str) -> bool:
+    """Whether the connection points at the project's embedded server and that server is stopped."""
+    from northwind_elt.local import postgres as embedded
+
+    target = settings.pg_conn(prefix)
+    if target.host not in ("127.0.0.1", "localhost") or target.port != embedded.port():
+        return False
+    try:
+        return not embedded.is_running()
+    except (OSError, embedded.EmbeddedPostgresError):
+        return False
 
 
 def _record(pipeline: Pipeline, day: dt.date, step: str, status: str, **kwargs) -> None:
@@ -127,22 +144,17 @@ def _progress(pipeline: Pipeline, step: str, day: dt.date, seconds: float, statu
     return (pipeline.name, step, day.isoformat(), "" if rows is None else f"{rows:,}", f"{seconds:.1f}", status)
 
 
-def _table(rows: list[tuple[str, ...]]) -> str:
-    header = ("pipeline", "step", "day", "rows", "seconds", "status")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    right = {3, 4}
-    lines = []
-    for row in [header, *rows]:
-        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
+def _line(row: tuple[str, ...]) -> str:
+    name, step_name, iso, rows, seconds, status = row
+    return f"{name:<10} {step_name:<17} {iso}  {rows:>9}  {seconds:>7}  {status}"
 
 
 def run(pipeline: Pipeline, steps: tuple[str, ...], day: dt.date, verbose: bool = False) -> int:
-    """Every step in order; one line per finished step, a summary table at the end."""
+    """Every step in order; one line per step (on a terminal shown as `running` while it runs)."""
     check_environment(pipeline, steps)
     layout = DayLayout.for_day(day)
     done: list[tuple[str, ...]] = []
+    live = sys.stdout.isatty()
     with Signals() as signals, contextlib.ExitStack() as held:
         # One run per step and day: a second one fails at once instead of interleaving.
         for step in sorted(steps):
@@ -157,6 +169,8 @@ def run(pipeline: Pipeline, steps: tuple[str, ...], day: dt.date, verbose: bool 
                     raise Interrupted(signals.received)
                 if verbose:
                     print(f"==> {pipeline.name}: {step} for {day}", flush=True)
+                elif live:  # the row now, completed in place when the step ends
+                    print(_line((pipeline.name, step, day.isoformat(), "", "", "running...")), end="\r", flush=True)
                 began, status = time.monotonic(), "failed"
                 try:
                     code = run_step(pipeline, step, day, signals, verbose)
@@ -166,8 +180,7 @@ def run(pipeline: Pipeline, steps: tuple[str, ...], day: dt.date, verbose: bool 
                     raise
                 finally:
                     done.append(_progress(pipeline, step, day, time.monotonic() - began, status))
-                    name, step_name, iso, rows, seconds, status = done[-1]
-                    print(f"{name:<10} {step_name:<17} {iso}  {rows:>9}  {seconds:>7}  {status}", flush=True)
+                    print(("\x1b[2K" if live else "") + _line(done[-1]), flush=True)
                 if code:
                     return code
         except Interrupted as stop:
@@ -176,7 +189,6 @@ def run(pipeline: Pipeline, steps: tuple[str, ...], day: dt.date, verbose: bool 
             assert signals.received is not None
             print("INTERRUPTED while waiting for another day's run; nothing was started", file=sys.stderr)
             return 128 + signals.received
-    print(_table(done))
     logs = settings.data_dir() / "logs" / day.isoformat()
     print(f"==> done: {pipeline.name} {', '.join(steps)} for {day} (logs: {logs})")
     return 0
