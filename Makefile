@@ -52,7 +52,9 @@ $(INSTALLED): pyproject.toml extract/*/pyproject.toml load/*/pyproject.toml
 # Meltano installs every plugin, pinned in plugins/ and pipelines/*.meltano.yml, into its own virtualenv.
 $(PLUGINS_INSTALLED): $(INSTALLED) meltano.yml plugins/*.meltano.yml pipelines/*.meltano.yml pyproject.toml extract/*/pyproject.toml load/*/pyproject.toml
 	@mkdir -p .meltano && echo "==> meltano install: every plugin in its own virtualenv (log: .meltano/install.log)"
-	@$(BIN)/meltano install > .meltano/install.log 2>&1 || { tail -n 30 .meltano/install.log; \
+	@set -o pipefail; $(BIN)/meltano install 2>&1 | tee .meltano/install.log \
+		| { grep --line-buffered -E "Install(ing|ed) (extractor|loader|utility)" | sed -u 's/^.*meltano  */    /' || true; } \
+		|| { tail -n 30 .meltano/install.log; \
 		echo "FAILED: meltano install (whole log: .meltano/install.log). Fix the cause, then rerun: make install"; exit 1; }
 	touch $@
 

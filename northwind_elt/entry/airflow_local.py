@@ -81,6 +81,10 @@ def environment() -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_FOLDER": str(root / "orchestrate" / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # Sized to the machine, not Airflow's 32 task slots (32 worker processes on 2 cores):
+        # a task is a whole Meltano job and uses a core by itself.
+        "AIRFLOW__CORE__PARALLELISM": os.environ.get("AIRFLOW__CORE__PARALLELISM", str(os.cpu_count() or 2)),
+        "AIRFLOW__API__WORKERS": os.environ.get("AIRFLOW__API__WORKERS", "1"),
         "AIRFLOW__API__HOST": host(),
         "AIRFLOW__API__PORT": str(port()),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_url()}/execution/",
@@ -232,7 +236,9 @@ def _create_backfill(dag_id: str, first: dt.date, last: dt.date) -> None:
         # while AIRFLOW_SCHEDULED_RUNS is off (the default): only the range runs.
         _airflow("dags", "unpause", dag_id)
     create = ("backfill", "create", "--dag-id", dag_id, "--from-date", first.isoformat(), "--to-date", last.isoformat())
-    result = _airflow(*create, "--reprocess-behavior", "completed", check=False)
+    # A backfill has its own limit on runs at once (the DAG's max_active_runs does not bind it):
+    # one, so the days run in order, as the DAG says.
+    result = _airflow(*create, "--reprocess-behavior", "completed", "--max-active-runs", "1", check=False)
     if result.returncode != 0:
         said = (result.stderr + result.stdout).strip()
         raise ConfigError(
@@ -264,18 +270,28 @@ def backfill(dag_id: str, first: dt.date, last: dt.date, wait: bool) -> int:
     print(f"backfill of {dag_id} created for {first}..{last} ({len(days)} {unit}s); UI: {api_url()}/dags/{dag_id}")
     if not wait:
         return 0
+    shown: dict[str, str] = {}
+    waited_since = time.monotonic()
     while True:
         runs = [r for r in _runs(dag_id) if (r.get("logical_date") or "")[:10] in days]
         states = {r["logical_date"][:10]: r["state"] for r in runs}
+        # Never silent: each change of a run's state, and a line a minute while nothing changes.
+        for day in sorted(states):
+            if shown.get(day) != states[day]:
+                print(f"  {dag_id} {day}: {states[day]}", flush=True)
+                shown[day] = states[day]
+                waited_since = time.monotonic()
         if len(states) == len(days) and all(s in ("success", "failed") for s in states.values()):
             break
+        if time.monotonic() - waited_since >= 60:
+            done = sum(s in ("success", "failed") for s in states.values())
+            print(f"  waiting: {done} of {len(days)} {known[dag_id]}s finished", flush=True)
+            waited_since = time.monotonic()
         if not answers():
             raise ConfigError(
                 f"Airflow stopped answering on {api_url()} while the backfill ran", "start it again: make airflow"
             )
         time.sleep(10)  # each `airflow` command costs seconds of CPU the runs need
-    for day in sorted(states):
-        print(f"  {dag_id} {day}: {states[day]}")
     failed = sorted(d for d, s in states.items() if s == "failed")
     if failed:
         print(f"FAILED {unit}s: {', '.join(failed)}. What failed and what to rerun: nw status", file=sys.stderr)
@@ -287,13 +303,17 @@ def record_failure(pipeline: str, step: str, day: dt.date, since: str | None, re
     """Called by the DAGs' failure callback: a task that failed without `nw run` recording it
     (killed, timed out, or never started: Airflow's API unreachable) gets a ledger entry."""
     from northwind_elt.core import ledger
+    from northwind_elt.pipelines import REGISTRY
+    from northwind_elt.protocol import units
 
-    entry = ledger.latest(pipeline, day).get(step)
+    definition = REGISTRY[pipeline]
+    unit = units.unit_of(definition, day)  # PADAM: the month of the run's first day
+    entry = ledger.latest(pipeline, unit).get(step)
     if entry and since and entry["finished_at"] >= since[:19] and entry["status"] != "success":
         return f"{pipeline} {step} {day}: already recorded by nw run ({entry['status']})"
-    ledger.record(
-        pipeline,
-        day,
+    units.record(
+        definition,
+        unit,
         step,
         "failed",
         error=f"Airflow: {reason}\n---\n{where}\nThe step's own command did not record this attempt: it was "

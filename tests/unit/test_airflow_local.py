@@ -57,7 +57,7 @@ def test_a_success_before_the_try_does_not_hide_its_failure(data_dir: Path) -> N
     assert ledger.latest("northwind", DAY)["load"]["status"] == "failed"
 
 
-def test_the_dags_failure_callback_records_a_try_that_never_ran_under_the_runs_day(
+def test_the_dags_failure_callback_records_a_try_that_never_ran_under_the_runs_unit(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The callback as Airflow calls it, running the real `nw airflow record-failure`.
@@ -66,7 +66,8 @@ def test_the_dags_failure_callback_records_a_try_that_never_ran_under_the_runs_d
     ti = SimpleNamespace(task_id="generate", dag_id="padam_monthly", try_number=3, start_date=None)
     context = {"ti": ti, "ds": "2022-03-01", "run_id": "manual__1", "exception": RuntimeError("Task API refused")}
     callback(context)
-    entry = ledger.latest("padam", dt.date(2022, 3, 1))["padam-insert-month"]
+    # PADAM's unit is the month: the run of 2022-03-01 is March's.
+    entry = ledger.latest("padam", "2022-03")["padam-insert-month"]
     assert entry["status"] == "failed"
     assert entry["error"].startswith("Airflow: Task API refused") and "task generate, try 3" in entry["error"]
     callback({**context, "ti": SimpleNamespace(**{**vars(ti), "task_id": "a_task_of_no_step"})})
