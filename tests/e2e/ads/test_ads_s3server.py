@@ -19,12 +19,13 @@ from northwind_elt.pipelines.ads.config import AdsSettings
 from northwind_elt.pipelines.ads.s3 import Bucket
 
 BUCKET = "ad-data"
+REGION = "us-east-1"  # s3rver ignores the region; boto3 needs one
 KEY = "archive/2024-01-15/x.jsonl"
 SETTINGS = AdsSettings(
     api_url="http://127.0.0.1:1",
     api_fixture=None,
     s3_endpoint_url=None,
-    s3_region=s3server.REGION,
+    s3_region=REGION,
     bucket=BUCKET,
     access_key_id=s3server.ACCESS_KEY,
     secret_access_key=s3server.SECRET_KEY,
@@ -52,7 +53,7 @@ def client(port: int):
     return boto3.client(
         "s3",
         endpoint_url=f"http://127.0.0.1:{port}",
-        region_name=s3server.REGION,
+        region_name=REGION,
         aws_access_key_id=s3server.ACCESS_KEY,
         aws_secret_access_key=s3server.SECRET_KEY,
     )
