@@ -23,16 +23,19 @@ delay.
 Settings: NW_DAG_CATCHUP (default false: unpausing runs only the current unit; past ones are
 backfilled), each pipeline's start date variable (NW_DAG_START_DATE, NW_PADAM_DAG_START_DATE,
 NW_ADS_DAG_START_DATE), NW_PROJECT_ROOT and NW_BIN. Airflow 3 style: `schedule`, the standard
-provider's BashOperator.
+provider's BashOperator (whose output lines keep their level: a FAILED line is an error).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
+from functools import cached_property
 from pathlib import Path
 
 import pendulum
+from airflow.providers.standard.hooks.subprocess import SubprocessHook
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG
 
@@ -46,6 +49,47 @@ from northwind_elt.protocol.definition import AIRFLOW_VALUES, DAG_DEFAULT_ARGS, 
 
 NW = os.environ.get("NW_BIN") or str(PROJECT_ROOT / ".venv" / "bin" / "nw")
 CATCHUP = os.environ.get("NW_DAG_CATCHUP", "false").lower() in ("1", "true", "yes")
+
+
+# The lines of a command's output that say it failed (the project's own report, Meltano's
+# error lines), and those that warn: Airflow's log-level filter must not hide them as INFO.
+ERROR_LINE = re.compile(r"^(ERROR:|FAILED:|INTERRUPTED|Cause:|Fix:|Fix the cause|Then rerun:|Rerun)|\[error\s*\]")
+WARNING_LINE = re.compile(r"^WARNING:|\[warning\s*\]")
+
+
+class LeveledLog:
+    """The task's logger, logging each output line at the level the line itself says."""
+
+    def __init__(self, log) -> None:
+        self._log = log
+
+    def info(self, message: str, *args, **kwargs) -> None:
+        line = str(args[0]) if message == "%s" and args else message
+        if ERROR_LINE.search(line):
+            self._log.error(message, *args, **kwargs)
+        elif WARNING_LINE.search(line):
+            self._log.warning(message, *args, **kwargs)
+        else:
+            self._log.info(message, *args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._log, name)
+
+
+class NwHook(SubprocessHook):
+    """Airflow's subprocess hook, whose output lines keep their level in the task log."""
+
+    @property
+    def log(self):
+        return LeveledLog(super().log)
+
+
+class NwOperator(BashOperator):
+    """The standard BashOperator running an `nw` command, its ERROR/FAILED lines logged as errors."""
+
+    @cached_property
+    def subprocess_hook(self) -> SubprocessHook:
+        return NwHook()
 
 
 def task_doc(pipeline: Pipeline, step: Step) -> str:
@@ -85,7 +129,7 @@ def pipeline_dag(pipeline: Pipeline, dag_id: str, schedule: str, steps: tuple[St
         doc_md=dag_doc(pipeline, dag_id, description, steps),
     ) as dag:
         tasks = {
-            step.name: BashOperator(
+            step.name: NwOperator(
                 task_id=step.task_id,
                 bash_command=f"{NW} {pipeline.command(step.name).format(**AIRFLOW_VALUES)}",
                 cwd=str(PROJECT_ROOT),

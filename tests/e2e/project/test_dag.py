@@ -245,3 +245,44 @@ def test_airflow_on_port_8091_backfills_exactly_the_range_asked_for(pipeline: Pi
     assert len(json.loads(pipeline.output(day, "json").read_text())) == 2155
     status = pipeline.status(day)
     assert all(re.search(rf"^{step}\s+success", status, re.M) for step in JOBS.values() if "people" not in step)
+
+
+LEVELS_PROBE = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("generated_dags", sys.argv[1])
+dags = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(dags)
+seen = []
+class Recorder:
+    def __getattr__(self, level):
+        return lambda message, *args, **kwargs: seen.append([level, args[0] if args else message])
+log = dags.LeveledLog(Recorder())
+for line in json.loads(sys.argv[2]):
+    log.info("%s", line)
+hook_log = type(dags.northwind_daily.get_task("load").subprocess_hook.log).__name__
+print(json.dumps({"seen": seen, "hook_log": hook_log}))
+"""
+
+
+def test_a_tasks_failure_lines_reach_airflows_log_as_errors_not_info(pipeline: Pipeline, airflow_home: Path) -> None:
+    # What `nw run` prints when a step fails, as the task's subprocess hook logs it line by line.
+    lines = [
+        "northwind  load              2024-01-15             4.1  failed",
+        "FAILED: step 'load' for 2024-01-15 (meltano run load exited 1).",
+        "Cause: load refused for 2024-01-15: extract-csv did not complete",
+        "Fix the cause, then rerun: nw run --date 2024-01-15 --from extract-csv",
+        "WARNING: 1 dbt test warned",
+        "2026-12-06T20:00:00.000000Z [error    ] meltano      Block run completed with errors",
+    ]
+    result = subprocess.run(
+        [AIRFLOW_BIN / "python", "-c", LEVELS_PROBE, str(GENERATOR), json.dumps(lines)],
+        env=airflow_env(pipeline, airflow_home),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    probe = json.loads(result.stdout.strip().splitlines()[-1])
+    assert probe["hook_log"] == "LeveledLog"  # every task's hook logs through it
+    assert [level for level, _ in probe["seen"]] == ["info", "error", "error", "error", "warning", "error"]
+    assert [line for _, line in probe["seen"]] == lines
