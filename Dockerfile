@@ -21,7 +21,7 @@ RUN apt-get update \
 WORKDIR /project
 
 # Dependency definitions first, so code changes do not reinstall everything.
-COPY Makefile pyproject.toml meltano.yml ./
+COPY Makefile pyproject.toml uv.lock meltano.yml ./
 COPY plugins/ plugins/
 COPY pipelines/ pipelines/
 COPY extract/ extract/

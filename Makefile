@@ -6,12 +6,21 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+UV := $(BIN)/uv
 PLUGINS_INSTALLED := .meltano/.installed
 AIRFLOW_VENV := .venv-airflow
 AIRFLOW_INSTALLED := $(AIRFLOW_VENV)/.installed
-# The versions every environment installs (this Makefile, the Dockerfile and CI).
+# uv installs everything else, at the versions of the lock files (`make lock`): uv.lock for
+# the project's environment (Meltano included) and one per Meltano plugin, named by its
+# pip_url. The same in every environment: this Makefile, the Dockerfile and CI.
 UV_VERSION := 0.13.9
-MELTANO_VERSION := 4.4.1
+PLUGIN_LOCKS := $(wildcard extract/*/requirements.lock load/*/requirements.lock plugins/locks/*.lock)
+# The benchmark's references (the bench extra) and its own Meltano project, which holds the
+# stock tap-postgres and target-postgres it compares with: installed by `make bench-install`
+# only, their plugin virtualenvs under .venv-bench/meltano.
+BENCH_VENV := .venv-bench
+BENCH_INSTALLED := $(BENCH_VENV)/.installed
+BENCH_PROJECT := scripts/bench
 
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 # Every virtualenv uv builds (the project's, Meltano's plugin venvs, Airflow's) gets its
@@ -29,7 +38,7 @@ UNIT_PLUGINS := extract/tap-typed-csv load/target-parquet-files extract/tap-parq
 PLUGINS := $(UNIT_PLUGINS) extract/tap-postgres-arrow load/target-postgres-arrow \
 	extract/tap-ads-api load/target-s3-raw extract/tap-s3-raw
 
-.PHONY: help install airflow-install run status stop db padam ads ads-archive test test-e2e test-unit test-plugins lint format airflow airflow-backfill docs clean
+.PHONY: help install airflow-install lock bench-install bench run status stop db padam ads ads-archive test test-e2e test-unit test-plugins lint format airflow airflow-backfill docs clean
 
 help:
 	@echo "make run [DATE=YYYY-MM-DD] [JOB=<job>|FROM=<step>]  run a day of a pipeline (default: Northwind, today UTC)"
@@ -41,22 +50,56 @@ help:
 	@echo "make docs                                         dbt docs (lineage, freshness, exposures) on DBT_DOCS_PORT"
 	@echo "make ads | ads-archive [DATE=...]                  the ads pipeline: up + one load | the archive"
 	@echo "make install | clean                              install everything | remove the virtualenvs"
+	@echo "make lock [UPGRADE=1]                             regenerate every lock file (uv.lock, each plugin's)"
+	@echo "make bench-install | bench [BENCH_ARGS=...]       the benchmark's references | run scripts/benchmark.py"
 
-$(INSTALLED): pyproject.toml extract/*/pyproject.toml load/*/pyproject.toml
+# uv, bootstrapped by pip; uv.lock then pins both (Meltano needs pip) like everything else.
+# Python 3.11's venv also seeds setuptools, which nothing needs: out, so .venv is the lock exactly.
+$(UV):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --compile uv==$(UV_VERSION)
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[embedded,dev]' meltano==$(MELTANO_VERSION) \
-		-e 'extract/tap-typed-csv[test]' -e 'load/target-parquet-files[test]' -e 'extract/tap-parquet-manifest[test]'
+	$(UV) pip uninstall --quiet --python $(BIN)/python setuptools
+
+# The project's environment, exactly as uv.lock pins it (the project editable with its
+# embedded and dev extras, Meltano, uv, the unit tier's plugins: pyproject.toml's dev group),
+# for every platform and Python from 3.11. --locked refuses a lock older than a pyproject.
+$(INSTALLED): $(UV) uv.lock pyproject.toml extract/*/pyproject.toml load/*/pyproject.toml
+	@echo "==> .venv from uv.lock"
+	@$(UV) sync --locked || { echo "FAILED: uv sync (a pyproject.toml changed after uv.lock?). Fix: make lock, then rerun: make install"; exit 1; }
 	touch $@
 
-# Meltano installs every plugin, pinned in plugins/ and pipelines/*.meltano.yml, into its own virtualenv.
-$(PLUGINS_INSTALLED): $(INSTALLED) meltano.yml plugins/*.meltano.yml pipelines/*.meltano.yml pyproject.toml extract/*/pyproject.toml load/*/pyproject.toml
+# Meltano installs every plugin, pinned in plugins/ and pipelines/*.meltano.yml, into its own
+# virtualenv, every package of it pinned by the lock its pip_url names (`-c <lock>`).
+$(PLUGINS_INSTALLED): $(INSTALLED) meltano.yml plugins/*.meltano.yml pipelines/*.meltano.yml pyproject.toml extract/*/pyproject.toml load/*/pyproject.toml $(PLUGIN_LOCKS)
 	@mkdir -p .meltano && echo "==> meltano install: every plugin in its own virtualenv (log: .meltano/install.log)"
 	@set -o pipefail; $(BIN)/meltano install 2>&1 | tee .meltano/install.log \
 		| { grep --line-buffered -E "Install(ing|ed) (extractor|loader|utility)" | sed -u 's/^.*meltano  */    /' || true; } \
 		|| { tail -n 30 .meltano/install.log; \
 		echo "FAILED: meltano install (whole log: .meltano/install.log). Fix the cause, then rerun: make install"; exit 1; }
 	touch $@
+
+# Every lock file, from the pyproject.toml files and the plugins' pip_url (scripts/lock.py says
+# which lock pins what), keeping every pin that still fits; UPGRADE=1 takes the newest versions.
+# Then `make install` installs what changed.
+lock: $(UV)
+	$(BIN)/python scripts/lock.py $(if $(UPGRADE),--upgrade)
+
+# The benchmark's references from uv.lock (dlt's and s3fs's fsspec pins agree there), then
+# the stock plugins of its Meltano project, each pinned by its lock.
+$(BENCH_INSTALLED): $(INSTALLED) uv.lock $(BENCH_PROJECT)/meltano.yml $(wildcard $(BENCH_PROJECT)/*.lock)
+	@echo "==> $(BENCH_VENV) from uv.lock (the bench extra)"
+	@UV_PROJECT_ENVIRONMENT=$(BENCH_VENV) $(UV) sync --locked --python $(BIN)/python --no-dev --extra bench \
+		|| { echo "FAILED: uv sync of $(BENCH_VENV). Fix the cause (make lock if a pyproject.toml changed), then rerun: make bench-install"; exit 1; }
+	@echo "==> meltano install: the stock plugins of $(BENCH_PROJECT)/meltano.yml, into $(BENCH_VENV)/meltano"
+	MELTANO_PROJECT_ROOT=$(CURDIR)/$(BENCH_PROJECT) MELTANO_SYS_DIR_ROOT=$(CURDIR)/$(BENCH_VENV)/meltano \
+		$(BIN)/meltano --cwd $(BENCH_PROJECT) install
+	touch $@
+
+bench-install: $(BENCH_INSTALLED)
+
+# scripts/benchmark.py on the embedded server, e.g. make bench BENCH_ARGS="--scale small --rounds 1 --only day"
+bench: db $(BENCH_INSTALLED)
+	$(BIN)/python scripts/benchmark.py $(BENCH_ARGS)
 
 # Airflow has its own virtualenv: its dependencies must not constrain Meltano's.
 $(AIRFLOW_INSTALLED): $(INSTALLED) orchestrate/requirements-airflow.txt
@@ -121,7 +164,7 @@ test-plugins: $(INSTALLED)
 
 test-plugin/%: $(INSTALLED)
 	rm -rf .venv-plugins/$(notdir $*) && $(PYTHON) -m venv .venv-plugins/$(notdir $*)
-	$(BIN)/uv pip install --quiet --compile-bytecode --python .venv-plugins/$(notdir $*)/bin/python -e "$*[test]"
+	$(BIN)/uv pip install --quiet --compile-bytecode --python .venv-plugins/$(notdir $*)/bin/python -e "$*[test]" -c $*/requirements.lock
 	cd $* && $(CURDIR)/.venv-plugins/$(notdir $*)/bin/pytest -q -p no:cacheprovider tests
 
 # ruff, then the package's walls (import-linter contracts in pyproject.toml: layers, pipelines
@@ -152,4 +195,4 @@ docs: db
 	$(BIN)/nw docs
 
 clean:
-	rm -rf $(VENV) $(AIRFLOW_VENV) .venv-plugins .meltano .airflow transform/target transform/logs
+	rm -rf $(VENV) $(AIRFLOW_VENV) $(BENCH_VENV) .venv-plugins .meltano .airflow transform/target transform/logs

@@ -5,9 +5,10 @@
     .venv/bin/python scripts/benchmark.py --scale small,default  # both, plus the x10-rows memory target
     .venv/bin/python scripts/benchmark.py --only extract,csv --rounds 1 --keep
 
-Needs the embedded server (`.venv/bin/nw db up`) and, for the references, the `bench`
-extra in its own virtualenv (created on first use, or by hand:
-`python3 -m venv .venv-bench && .venv-bench/bin/pip install -e '.[bench]'`).
+Needs the embedded server (`.venv/bin/nw db up`) and the references: `make bench-install`
+installs the `bench` extra from uv.lock into .venv-bench, and the stock tap-postgres and
+target-postgres of the benchmark's own Meltano project (scripts/bench/meltano.yml) into
+.venv-bench/meltano; `make bench BENCH_ARGS="..."` does both, then runs this script.
 
 Workload: Northwind `orders` (830 rows, from the seeded `northwind` database) and
 `order_details` (2,155 rows, data/order_details.csv) replicated N times with SQL in a
@@ -49,6 +50,10 @@ PROJECT = Path(__file__).resolve().parent.parent
 VENV_BIN = PROJECT / ".venv" / "bin"
 BENCH_VENV = PROJECT / ".venv-bench"
 BENCH_PY = BENCH_VENV / "bin" / "python"
+BENCH_INSTALLED = BENCH_VENV / ".installed"  # written by `make bench-install`
+# The stock plugins' Meltano project, apart from the project's: `make install` never installs them.
+STOCK_PROJECT = PROJECT / "scripts" / "bench"
+STOCK_SYS_DIR = BENCH_VENV / "meltano"
 DAY = "2024-01-15"
 # The issue's workload: (830 orders + 2,155 lines) x 928 = 2,770,080 rows; x0.1 and x10.
 SCALES = {"small": 93, "default": 928, "huge": 9280}
@@ -457,11 +462,8 @@ def drop_schema(database: str, schema: str) -> None:
 
 
 def ensure_bench_venv() -> None:
-    if BENCH_PY.exists():
-        return
-    print(f"creating {BENCH_VENV} with the bench extra ...", flush=True)
-    subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
-    subprocess.run([str(BENCH_VENV / "bin" / "pip"), "install", "-q", "-e", f"{PROJECT}[bench]"], check=True)
+    if not BENCH_INSTALLED.exists():
+        sys.exit(f"the references are not installed ({BENCH_VENV}): make bench-install, then rerun (or: make bench)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -613,9 +615,13 @@ class Bench:
                 ).items()
                 if not k.startswith("TAP_")
             }
-            # Stock settings, except what the stock target needs to accept the stock tap's stream.
+            # Stock settings, except what the stock target needs to accept the stock tap's stream;
+            # the stock plugins' own Meltano project and system database.
             stock_env = {
                 **day_env,
+                "MELTANO_PROJECT_ROOT": str(STOCK_PROJECT),
+                "MELTANO_SYS_DIR_ROOT": str(STOCK_SYS_DIR),
+                "MELTANO_DATABASE_URI": f"sqlite:///{work / 'day-data' / 'stock-meltano.db'}",
                 "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": "stock_northwind",
                 "TARGET_POSTGRES_ACTIVATE_VERSION": "false",
             }

@@ -9,6 +9,8 @@ validated strictly before anything is written.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -21,7 +23,16 @@ from northwind_elt.core.errors import ConfigError
 DAY_ENV = "RUN_DATE"
 MAX_FUTURE_ENV = "RUN_DATE_MAX_FUTURE_DAYS"
 _DAY_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# A name that becomes a path component takes at most this many bytes once encoded; longer ones
+# are shortened with a hash (`path_component`). target-parquet-files (naming.MAX_STEM_BYTES)
+# uses the same number and rule, so a staged file and its partition name a table alike
+# (tests/unit/test_day.py ties them). The longest file name built around a component,
+# "{component}.manifest.json" written through ".{name}.XXXXXXXX.tmp", stays within NAME_MAX.
 MAX_NAME_BYTES = 200
+NAME_MAX = 255
+LONGEST_AROUND_COMPONENT = len(".manifest.json") + len(".") + len(".XXXXXXXX.tmp")
+assert MAX_NAME_BYTES + LONGEST_AROUND_COMPONENT <= NAME_MAX
+HASH_MARK = "%~"  # marks a shortened component: percent-encoding never writes '%' without two hex digits
 
 
 class InvalidDay(ValueError):
@@ -81,18 +92,31 @@ def pinned_day(step: str) -> dt.date:
 
 
 def path_component(name: str) -> str:
-    """A table or stream name as one safe path component (reversible, never '..' or '/')."""
+    """A table or stream name as one safe path component: never '..' or '/', at most MAX_NAME_BYTES.
+
+    The name percent-encoded (a leading '.' too), reversible by `name_of`. An encoding longer
+    than MAX_NAME_BYTES keeps its longest head that is whole escapes, then HASH_MARK and 16 hex
+    digits of the SHA-256 of the name: two names never share a component, and the real name
+    is kept in the partition's manifest (`DayLayout.partitions_on_disk` reads it there).
+    """
     if not name:
         raise UnsafeName("an empty table name cannot be stored")
     encoded = quote(name, safe="")
     if encoded.startswith("."):
         encoded = "%2E" + encoded[1:]
-    if len(encoded.encode()) > MAX_NAME_BYTES:
-        raise UnsafeName(f"table name {name!r} is too long to store as a file name ({len(encoded)} bytes encoded)")
-    return encoded
+    if len(encoded) <= MAX_NAME_BYTES:  # percent-encoded text is ASCII
+        return encoded
+    suffix = HASH_MARK + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    head = encoded[: MAX_NAME_BYTES - len(suffix)]
+    escape = head.rfind("%")
+    if escape != -1 and escape > len(head) - 3:
+        head = head[:escape]
+    return head + suffix
 
 
 def name_of(component: str) -> str:
+    """The name a component encodes; a shortened one (HASH_MARK) is not reversible: its name is
+    in the manifest beside it."""
     return unquote(component)
 
 
@@ -124,12 +148,22 @@ class DayLayout:
         return self.partition_dir(dataset, table) / f"{path_component(table)}.manifest.json"
 
     def partitions_on_disk(self, dataset: str) -> dict[str, Path]:
-        """Every table of `dataset` with a partition manifest for this day, whatever lists it."""
+        """Every table of `dataset` with a partition manifest for this day, whatever lists it:
+        the table named in the manifest (a shortened file name does not say), else by its file name."""
         if dataset == "csv":
             found = (self.data_dir / "csv" / self.iso).glob("*.manifest.json")
         else:
             found = (self.data_dir / dataset).glob(f"*/{self.iso}/*.manifest.json")
-        return {name_of(path.name.removesuffix(".manifest.json")): path for path in found}
+        tables = {}
+        for path in found:
+            try:
+                table = json.loads(path.read_text()).get("table")
+            except (OSError, ValueError, AttributeError):
+                table = None  # unreadable: still on disk, named by its file
+            tables[table if isinstance(table, str) and table else name_of(path.name.removesuffix(".manifest.json"))] = (
+                path
+            )
+        return tables
 
     def step_manifest(self, step: str) -> Path:
         """Written last by a step's commit: the day's output of that step is complete."""

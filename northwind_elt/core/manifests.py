@@ -3,9 +3,11 @@
 - begin record  `.staging/{step}/{day}/_begin.json`: written by a step's begin task (run id,
   start time, owner process, the tables the step must produce).
 - partition     `{dataset}/{table}/{day}/{table}.manifest.json`: one table's file of the day
-  (rows, Arrow schema, sha256, bytes); written after its file.
+  (rows, Arrow schema, sha256, bytes) and the table's real name (a file name too long for
+  the file system is shortened, see `core.day.path_component`); written after its file.
 - step          `_manifests/{day}/{step}.json`: written last by an extract commit; the
-  step's output for the day is complete, and lists exactly its tables.
+  step's output for the day is complete, and lists exactly its tables (for the source
+  database also the tables it left out: excluded by the user, not readable by the role).
 - load intent   `.staging/load/{day}/intent.json`: written by load's begin task; it is also
   tap-parquet-manifest's manifest (streams, files with rows and sha256); `_day` and `_load_id`
   are added to the rows by the commit, as constant columns of the attached partition.
@@ -69,8 +71,28 @@ def write_partition(layout: DayLayout, dataset: str, table: str, step: str, desc
 
 
 def write_step(
-    layout: DayLayout, step: str, dataset: str, run_id: str, tables: dict[str, dict[str, Any]], expected: list[str]
+    layout: DayLayout,
+    step: str,
+    dataset: str,
+    run_id: str,
+    tables: dict[str, dict[str, Any]],
+    expected: list[str],
+    *,
+    excluded_tables: list[str] | None = None,
+    unreadable_tables: list[str] | None = None,
+    views: list[str] | None = None,
 ) -> None:
+    """The step's tables; for the source database also what it left out: the tables the user
+    excluded (SOURCE_PG_EXCLUDE_TABLES), those the role may not read, and the views it took."""
+    left_out = {
+        key: sorted(value)
+        for key, value in (
+            ("excluded_tables", excluded_tables),
+            ("unreadable_tables", unreadable_tables),
+            ("views", views),
+        )
+        if value is not None
+    }
     atomic_write_json(
         layout.step_manifest(step),
         {
@@ -80,6 +102,7 @@ def write_step(
             "run_id": run_id,
             "tables": tables,
             "expected_tables": sorted(expected),
+            **left_out,
             "published_at": dt.datetime.now(dt.UTC).isoformat(),
         },
     )

@@ -195,6 +195,8 @@ def cmd_ads(args: argparse.Namespace) -> int:
     action = args.ads_command
     if action == "load":
         return commands.load(resolve_day(args.date), args.run_id)
+    if action == "replay":
+        return commands.replay(args.key, args.run_id)
     if action == "archive":
         print(commands.archive(resolve_day(args.date), args.run_id))
     elif action == "status":
@@ -230,12 +232,19 @@ def _add_ads(sub, common) -> None:
     for name, what in (
         ("up", "start the local API and S3 server (and the embedded Postgres), create the bucket and tables"),
         ("down", "stop the local API and S3 server"),
-        ("status", "the latest loads and archives, and what api_ad_data holds"),
+        (
+            "status",
+            "latest loads and archives, api_ad_data, quarantined records, held backups, refused responses",
+        ),
         ("begin-load", "(task of ads-load) check the run may write its backup"),
         ("verify-backup", "(task of ads-load) verify the backup object, then write its manifest"),
         ("commit", "(task of ads-load) the landed backup -> api_ad_data, one transaction"),
     ):
         actions.add_parser(name, help=what, description=what)
+    what = "a kept refused response through the load (checks, backup, insert), no API call"
+    replay = actions.add_parser("replay", help=what, description=what)
+    replay.add_argument("key", help="refused/<day>/<run id>.json or .jsonl, as nw ads status lists it")
+    replay.add_argument("--run-id", help="the replay's run id (default: the refused run's)")
 
 
 def _add_padam(sub) -> None:

@@ -33,7 +33,7 @@ from rich.table import Table
 from northwind_elt.core import ledger, locks
 from northwind_elt.core.day import DayLayout
 from northwind_elt.pipelines import REGISTRY, pipeline_of_step
-from northwind_elt.protocol.definition import MONTH, RUN, Pipeline
+from northwind_elt.protocol.definition import EXTRACT, MONTH, RUN, Pipeline
 from northwind_elt.protocol.units import needed_steps, unit_of
 
 FAILED = ledger.FAILED
@@ -216,6 +216,8 @@ def overview(units: int, extras: dict[str, Extra] | None = None) -> int:
         states = _states(pipeline, units, extra)
         if states:
             _print_table(out, pipeline, states, extra)
+            for line in _left_out(pipeline, states):
+                print(line)
         elif extra and extra.notes:
             print(f"{pipeline.name}: nothing in the ledger yet")
         for line in extra.notes if extra else ():
@@ -256,6 +258,19 @@ def _print_table(out: Console, pipeline: Pipeline, states: list[UnitState], extr
     with out.capture() as captured:
         out.print(table)
     print("\n".join(line.rstrip() for line in captured.get().splitlines()))  # no padding in files
+
+
+def _left_out(pipeline: Pipeline, states: list[UnitState]) -> list[str]:
+    """The tables each unit's extracts left out (excluded by the user, not readable by the role),
+    as their successful attempt noted them: a day complete for the tables it declares, never
+    silently short."""
+    lines = []
+    for state in states:
+        for step in pipeline.steps:
+            entry = state.entries.get(step.name)
+            if step.kind == EXTRACT and entry and entry["status"] == "success" and entry.get("notes"):
+                lines.append(f"  {state.unit} {step.name}: {entry['notes']}")
+    return lines
 
 
 def day_detail(day: dt.date, extras: dict[str, Extra] | None = None) -> list[str]:

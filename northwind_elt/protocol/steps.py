@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import json
 import os
 import shutil
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 
 from northwind_elt.core import ledger, settings
-from northwind_elt.core.day import DayLayout, UnsafeName, name_of, path_component, pinned_day
+from northwind_elt.core.day import DayLayout, name_of, path_component, pinned_day
 from northwind_elt.core.errors import PipelineError
 from northwind_elt.core.locks import AlreadyRunning, lease_held, lease_owner, release_lease, take_lease
 from northwind_elt.core.manifests import (
@@ -126,9 +128,10 @@ def begin(pipeline: Pipeline, step_name: str) -> str:
     ctx.take_leases()
     started = ledger.now().isoformat()
     record = {"run_id": uuid.uuid4().hex, "started_at": started, "owner": lease_owner()}
+    warnings: list[str] = []
     if ctx.step.kind == EXTRACT:
         ctx.clean_staging()
-        record["expected_tables"] = sorted(_expected_tables(ctx))
+        record.update(_expected_tables(ctx, warnings))
     elif ctx.step.kind == LOAD:
         warehouse = ctx.pipeline.warehouse
         settings.require(settings.pg_variables(warehouse), f"{ctx.name} writes to {settings.describe_conn(warehouse)}")
@@ -145,7 +148,7 @@ def begin(pipeline: Pipeline, step_name: str) -> str:
     else:
         ctx.clean_staging()
     write_begin(ctx.layout, ctx.name, record)
-    return f"{ctx.name} for {ctx.layout.iso}: begun (run {record['run_id']})"
+    return "\n".join([f"{ctx.name} for {ctx.layout.iso}: begun (run {record['run_id']})", *warnings])
 
 
 def _with_database(ctx: StepContext, prefix: str, action):
@@ -159,39 +162,174 @@ def _with_database(ctx: StepContext, prefix: str, action):
         ) from None
 
 
-def _expected_tables(ctx: StepContext) -> set[str]:
-    """The tables an extract must publish: declared for a file source, listed at the source otherwise."""
+# -- the tables of the source ------------------------------------------------------------
+#
+# Which relations of the source an extract delivers is decided twice, by one rule: by the
+# tap's discovery (extract/tap-postgres-arrow/tap_postgres_arrow/tables.py, `choose_tables`,
+# which cannot import this package) and here, for what `commit` must find. Ordinary and
+# partitioned tables, not partitions (their rows come through their parent); views,
+# materialized views and foreign tables only when named in SOURCE_PG_INCLUDE_VIEWS; nothing
+# named in SOURCE_PG_EXCLUDE_TABLES; nothing the extraction role may not SELECT from (skipped
+# with a warning). tests/unit/test_source_tables.py compares the two on a catalog, and
+# tests/e2e/northwind/test_hostile_sources.py on a real source; `commit` refuses a table the
+# tap delivered and this rule did not list, so the two cannot drift apart unnoticed.
+
+EXCLUDE_ENV = "SOURCE_PG_EXCLUDE_TABLES"
+VIEWS_ENV = "SOURCE_PG_INCLUDE_VIEWS"
+# The tap's failed_tables_file (plugins/extractors.meltano.yml), in the step's staging area.
+FAILED_TABLES_FILE = "_failed_tables.json"
+_TABLE_KINDS, _VIEW_KINDS = {"r", "p"}, {"v", "m", "f"}
+_RELATIONS_SQL = (
+    "SELECT c.relname, c.relkind::text, c.relispartition, has_table_privilege(c.oid, 'SELECT')"
+    " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
+)
+# Columns the load adds to every row of raw: a source table that has one cannot be loaded.
+_RESERVED_COLUMNS_SQL = (
+    "SELECT c.relname, a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+    " JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE n.nspname = 'public' AND a.attnum > 0 AND NOT a.attisdropped AND a.attname = ANY(%s)"
+    " ORDER BY c.relname, a.attnum"
+)
+
+
+def parse_names(value: str | None) -> list[str]:
+    """A list of names from an environment variable: `t1,t2` (blanks around each name dropped) or,
+    for names holding a comma, a JSON array. The tap reads its settings the same way."""
+    text = (value or "").strip()
+    if not text:
+        return []
+    if text.startswith("["):
+        names = json.loads(text)
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            raise ValueError(f"expected a JSON array of names, got {text!r}")
+        return names
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _plain(name: str) -> bool:
+    """A name that a comma-separated .env value carries as it is."""
+    return bool(name) and name == name.strip() and not name.startswith("[") and not set(name) & set(",'\"#$\\`\n\r")
+
+
+def env_line(variable: str, names: list[str]) -> str:
+    """The .env line that gives `variable` exactly `names`: comma-separated when every name allows
+    it, else a JSON array in single quotes (escaped as python-dotenv, which Meltano and nw read
+    .env with, reads them back)."""
+    if all(_plain(name) for name in names):
+        return f"{variable}={','.join(names)}"
+    text = json.dumps(names, ensure_ascii=False).replace("\\", "\\\\").replace("'", "\\'")
+    return f"{variable}='{text}'"
+
+
+@dataclass
+class SourceTables:
+    """The source's relations by what the extract does with them (the rule above)."""
+
+    extracted: list[str] = field(default_factory=list)
+    partitions: list[str] = field(default_factory=list)
+    views_not_included: list[str] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+
+
+def choose_source_tables(
+    relations: list[tuple[str, str, bool, bool]], include_views: list[str], exclude: list[str]
+) -> SourceTables:
+    """The rule on (name, relkind, is a partition, readable) rows, in their order."""
+    chosen = SourceTables()
+    for name, kind, is_partition, readable in relations:
+        if name in exclude:
+            chosen.excluded.append(name)
+        elif kind in _TABLE_KINDS and is_partition:
+            chosen.partitions.append(name)
+        elif kind in _VIEW_KINDS and name not in include_views:
+            chosen.views_not_included.append(name)
+        elif kind not in _TABLE_KINDS | _VIEW_KINDS:
+            continue
+        elif not readable:
+            chosen.unreadable.append(name)
+        else:
+            chosen.extracted.append(name)
+    return chosen
+
+
+def _names_setting(ctx: StepContext, variable: str) -> list[str]:
+    try:
+        return parse_names(os.environ.get(variable))
+    except ValueError as err:
+        raise ctx.error(
+            f"{variable} is not a list of table names: {err}",
+            f'set it in {settings.project_root() / ".env"} as t1,t2 or as a JSON array (["a,b", "c"])',
+        ) from None
+
+
+def _expected_tables(ctx: StepContext, warnings: list[str]) -> dict:
+    """What an extract must publish (`expected_tables`): declared for a file source; for the source
+    database, its tables by the rule above, with what was left out and why, and the tables that
+    cannot be extracted whatever their values (`refused`: a path separator in the name, a column
+    the load adds), which `commit` reports with the failures of the tap."""
     if ctx.step.expected_tables:
-        return set(ctx.step.expected_tables)
+        return {"expected_tables": sorted(ctx.step.expected_tables)}
     settings.require(settings.pg_variables("SOURCE_PG"), "extract-postgres reads the source database")
+    exclude, views = _names_setting(ctx, EXCLUDE_ENV), _names_setting(ctx, VIEWS_ENV)
+    from northwind_elt.protocol.swap import CONSTANT_COLUMNS
 
-    def list_tables() -> set[str]:
+    def read_catalog() -> tuple[list, list]:
         with psycopg.connect(settings.pg_conn("SOURCE_PG").conninfo()) as conn:
-            rows = conn.execute(
-                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition"
-                " AND has_table_privilege(c.oid, 'SELECT')"
-            ).fetchall()
-        return {row[0] for row in rows}
+            relations = conn.execute(_RELATIONS_SQL).fetchall()
+            reserved = conn.execute(_RESERVED_COLUMNS_SQL, [list(CONSTANT_COLUMNS)]).fetchall()
+        return sorted(relations), reserved
 
-    tables = _with_database(ctx, "SOURCE_PG", list_tables)
-    for table in sorted(tables):
-        try:
-            path_component(table)
-            if "/" in table or "\\" in table:
-                # tap-postgres puts stream names into its batch file names unencoded.
-                raise UnsafeName(f"the name contains {'/' if '/' in table else chr(92)!r}, a path separator")
-        except UnsafeName as err:
-            raise ctx.error(
-                f"source table {table!r} cannot be extracted: {err}",
-                "rename the table, or revoke SELECT on it from the extraction role (SOURCE_PG_USER)",
-            ) from None
+    relations, reserved = _with_database(ctx, "SOURCE_PG", read_catalog)
+    chosen = choose_source_tables(relations, views, exclude)
+    tables = chosen.extracted
     if not tables:
         raise ctx.error(
-            f"{settings.describe_conn('SOURCE_PG')} has no table the extraction role can read",
+            f"{settings.describe_conn('SOURCE_PG')} has no table the extraction role can read"
+            + (f" and {EXCLUDE_ENV} does not exclude" if exclude else ""),
             "check the source database and the role's grants (SOURCE_PG_* in .env)",
         )
-    return tables
+    refused: dict[str, list[str]] = {}
+    for table in tables:
+        if separators := [c for c in ("/", "\\") if c in table]:
+            # Kept from the days the stock tap put stream names into batch file names unencoded.
+            refused.setdefault(table, []).append(f"the name contains {separators[0]!r}, a path separator")
+    for table, column in reserved:
+        if table in tables:
+            refused.setdefault(table, []).append(
+                f"column {column}: the load adds a column of that name to every row of raw"
+            )
+    role = settings.pg_conn("SOURCE_PG").user
+    if chosen.unreadable:
+        warnings.append(
+            f"WARNING: {ctx.name} for {ctx.layout.iso}: skipping table(s) the extraction role {role} "
+            f"may not read: {', '.join(chosen.unreadable)} (GRANT SELECT to extract them, or list them "
+            f"in {EXCLUDE_ENV})"
+        )
+    known = {row[0] for row in relations}
+    return {
+        "expected_tables": sorted(tables),
+        "excluded_tables": exclude,
+        "excluded_not_found": [name for name in exclude if name not in known],
+        "unreadable_tables": chosen.unreadable,
+        "views": [name for name in tables if name in views],
+        "refused": refused,
+    }
+
+
+def _exclusion_notes(record: dict) -> str | None:
+    """What `nw status` shows of a day extracted without some of the source's tables."""
+    notes = []
+    if excluded := record.get("excluded_tables"):
+        missing = record.get("excluded_not_found") or []
+        notes.append(
+            f"excluded: {', '.join(excluded)} ({EXCLUDE_ENV})"
+            + (f"; not in the source: {', '.join(missing)}" if missing else "")
+        )
+    if unreadable := record.get("unreadable_tables"):
+        notes.append(f"skipped, the extraction role may not read them: {', '.join(unreadable)}")
+    return "; ".join(notes) or None
 
 
 # -- commit --------------------------------------------------------------------------
@@ -204,6 +342,7 @@ def commit(pipeline: Pipeline, step_name: str) -> str:
     notes = None
     if kind == EXTRACT:
         rows = _commit_extract(ctx, record)
+        notes = _exclusion_notes(record)
     elif kind == LOAD:
         rows = _commit_load(ctx, record)
     elif kind == TRANSFORM:
@@ -220,13 +359,82 @@ def commit(pipeline: Pipeline, step_name: str) -> str:
     return f"{ctx.name} for {ctx.layout.iso}: committed" + (f", {rows} rows" if rows is not None else "")
 
 
+def _staged_tables(ctx: StepContext, staging: Path, expected: set[str]) -> tuple[dict[str, Path], list[str]]:
+    """The staged file of each table (target-parquet-files names it as `path_component` does) and
+    the names of files no expected table has. A file source's step publishes those too (its
+    names are plain); the source database's may not."""
+    by_component = {path_component(table): table for table in expected}
+    staged, unexpected = {}, []
+    for path in staging.glob("*.parquet"):
+        if path.name.startswith("."):
+            continue
+        table = by_component.get(path.stem)
+        if table is None and not ctx.step.expected_tables:
+            unexpected.append(name_of(path.stem))
+            continue
+        staged[table or name_of(path.stem)] = path
+    return staged, sorted(unexpected)
+
+
+def _failing_tables(record: dict, staging: Path) -> dict[str, list[str]]:
+    """Every table that cannot be extracted exactly, with each of its problems: what `begin` found
+    in the catalog, and what the tap found in the values (its failed_tables_file)."""
+    failing = {table: list(problems) for table, problems in (record.get("refused") or {}).items()}
+    report = staging / FAILED_TABLES_FILE
+    if report.exists():
+        for table in json.loads(report.read_text()).get("tables", []):
+            problems = [f"column {c['column']} {c['pg_type']}: {c['problem']}" for c in table.get("columns", [])]
+            failing.setdefault(table.get("name") or table["table"], []).extend(problems or [table["detail"]])
+    return failing
+
+
+def _refuse_failing(ctx: StepContext, record: dict, failing: dict[str, list[str]]) -> PipelineError:
+    """One error naming every failing table and each of its problems, and the one setting that
+    leaves them out (the line to put in .env: the tables already excluded and these)."""
+    tables = sorted(failing)
+    if len(tables) == 1:
+        cause = f"source table {tables[0]!r} cannot be extracted: {'; '.join(failing[tables[0]])}"
+    else:
+        listed = ", ".join(f"{table!r} ({'; '.join(failing[table])})" for table in tables)
+        cause = f"{len(tables)} source tables cannot be extracted: {listed}"
+    current = list(record.get("excluded_tables") or [])
+    line = env_line(EXCLUDE_ENV, current + [t for t in tables if t not in current])
+    in_place = f" (in place of {env_line(EXCLUDE_ENV, current)})" if current else ""
+    problems = [p for table in tables for p in failing[table]]
+    it = "it" if len(tables) == 1 else "them"
+    ways = []
+    if any("path separator" in p for p in problems):
+        ways.append(
+            f"rename the table, or revoke SELECT on it from the extraction role ({settings.pg_conn('SOURCE_PG').user})"
+        )
+    if any(p.startswith("column ") for p in problems):
+        ways.append(
+            "fix the values or columns named at the source (nothing is changed or dropped to make a table pass)"
+        )
+    env_file = settings.project_root() / ".env"
+    fix = ", or ".join([*ways, f"leave {it} out of the pipeline with this line in {env_file}{in_place}: {line}"])
+    return ctx.error(cause, fix)
+
+
 def _commit_extract(ctx: StepContext, record: dict) -> int:
     """Move the staged files into their partitions; the step manifest is written last."""
     dataset = ctx.step.dataset
     assert dataset is not None
     staging = ctx.layout.staging_dir(ctx.name)
-    staged = {name_of(path.stem): path for path in staging.glob("*.parquet") if not path.name.startswith(".")}
     expected = set(record.get("expected_tables", []))
+    staged, unexpected = _staged_tables(ctx, staging, expected)
+    if failing := _failing_tables(record, staging):
+        for table in failing:  # nothing of a refused table stays, even in the private staging area
+            if table in staged:
+                staged[table].unlink(missing_ok=True)
+        raise _refuse_failing(ctx, record, failing)
+    if unexpected:
+        raise ctx.error(
+            f"the tap extracted table(s) {unexpected} that nw begin did not list: the rule of "
+            "extract/tap-postgres-arrow/tap_postgres_arrow/tables.py and northwind_elt/protocol/steps.py disagree",
+            "report it; meanwhile, leave the table(s) out with "
+            + env_line(EXCLUDE_ENV, [*(record.get("excluded_tables") or []), *unexpected]),
+        )
     missing = sorted(expected - set(staged))
     if not staged or missing:
         raise ctx.error(
@@ -249,8 +457,13 @@ def _commit_extract(ctx: StepContext, record: dict) -> int:
     for table, manifest_path in ctx.layout.partitions_on_disk(dataset).items():
         if table not in tables:
             manifest_path.unlink()
-            (manifest_path.parent / f"{path_component(table)}.parquet").unlink(missing_ok=True)
-    write_step(ctx.layout, ctx.name, dataset, record["run_id"], tables, sorted(expected))
+            manifest_path.with_name(manifest_path.name.removesuffix(".manifest.json") + ".parquet").unlink(
+                missing_ok=True
+            )
+    left_out = {
+        key: record[key] for key in ("excluded_tables", "unreadable_tables", "views") if record.get(key) is not None
+    }
+    write_step(ctx.layout, ctx.name, dataset, record["run_id"], tables, sorted(expected), **left_out)
     return sum(t["rows"] for t in tables.values())
 
 

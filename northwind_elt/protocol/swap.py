@@ -40,7 +40,8 @@ _TEXT_FAMILY = {"text", "character varying", "character", "bpchar"}
 # A type as format_type() prints it: base, typmod numbers, zone ("timestamp(3) with time zone").
 _TYPE_PARTS = re.compile(r"(?P<base>[^(]+?)(?:\((?P<a>\d+)(?:,\s*(?P<b>-?\d+))?\))?(?P<zone> with(?:out)? time zone)?")
 _INTEGERS = ["smallint", "integer", "bigint"]
-_CONSTANT_COLUMNS = ("_day", "_load_id")
+# Added by the load to every row; a source table with a column of that name cannot be loaded.
+CONSTANT_COLUMNS = ("_day", "_load_id")
 # The Postgres type of a column, as format_type() prints it: checked before it is
 # spliced into SQL, since it is read from a file.
 _PG_TYPE = re.compile(r'"?[A-Za-z_][A-Za-z0-9_ ]*"?(\(\d+(,\s*-?\d+)?\))?( with(out)? time zone)?(\[\])*')
@@ -132,19 +133,39 @@ def arrow_to_pg(kind: pa.DataType) -> str:
     raise ValueError(f"no Postgres type for Arrow type {kind}")
 
 
-def column_types(path: Path, step: str, day: dt.date, table: str) -> dict[str, str]:
-    """Each column of a partition file with the Postgres type `raw` gives it (the source's own, if recorded)."""
-    types = {}
+def file_columns(path: Path) -> tuple[dict[str, str], list[str]]:
+    """Each column of a partition file with the Postgres type `raw` gives it (the source's own, if
+    recorded), and every reason the file cannot be loaded (one per column)."""
+    types, problems = {}, []
     for field in pq.read_schema(path):
         declared = (field.metadata or {}).get(b"pg_type")
         pg_type = declared.decode() if declared else arrow_to_pg(field.type)
         if not _PG_TYPE.fullmatch(pg_type):
-            raise PipelineError(step, day, f"{path}: column {field.name!r} declares an unusable type {pg_type!r}")
-        if field.name in _CONSTANT_COLUMNS:
-            raise PipelineError(
-                step, day, f"{path}: table {table!r} has a column {field.name!r}, which the load adds to every row"
-            )
+            problems.append(f"column {field.name!r} declares an unusable type {pg_type!r}")
+        elif field.name in CONSTANT_COLUMNS:
+            problems.append(f"column {field.name!r}: the load adds a column of that name to every row")
         types[field.name] = pg_type
+    return types, problems
+
+
+def _unloadable(step: str, day: dt.date, problems: dict[str, tuple[Path, list[str]]]) -> PipelineError:
+    """One error naming every table of the day that cannot be loaded, each with all its problems."""
+    listed = "; ".join(
+        f"{path}: table {table!r}: {', '.join(found)}" for table, (path, found) in sorted(problems.items())
+    )
+    return PipelineError(
+        step,
+        day,
+        f"{len(problems)} table(s) of the day cannot be loaded: {listed}",
+        fix="rename the columns or leave the tables out of the extract that brings them in",
+    )
+
+
+def column_types(path: Path, step: str, day: dt.date, table: str) -> dict[str, str]:
+    """`file_columns`' types, or PipelineError naming every problem of the file."""
+    types, problems = file_columns(path)
+    if problems:
+        raise _unloadable(step, day, {table: (path, problems)})
     return types
 
 
@@ -196,12 +217,16 @@ def prepare_staging(target: settings.PgConn, step: str, day: dt.date, files: dic
     """An empty staging schema for the day (whatever a failed attempt left is gone), with a table
     per partition file whose columns have raw's types where the bulk copy can fill them."""
     schema = staging_schema(day)
+    # Every file first: a day that cannot be loaded names all its tables and touches nothing.
+    described = {table: file_columns(path) for table, path in sorted(files.items())}
+    if problems := {table: (files[table], found) for table, (_, found) in described.items() if found}:
+        raise _unloadable(step, day, problems)
     with psycopg.connect(target.conninfo()) as conn:
         _lock_day(conn, day)
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         for table, path in sorted(files.items()):
-            final = column_types(path, step, day, table)
+            final = described[table][0]
             arrow = pq.read_schema(path)
             columns = [
                 sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(staged_type(kind, arrow.field(name).type)))
@@ -213,35 +238,56 @@ def prepare_staging(target: settings.PgConn, step: str, day: dt.date, files: dic
 
 
 def _raw_columns(
-    conn: psycopg.Connection, step: str, day: dt.date, table: str, wanted: dict[str, str]
-) -> dict[str, str]:
-    """raw.<table>, created partitioned by day if missing, with every column of the day's file.
+    conn: psycopg.Connection, table: str, wanted: dict[str, str]
+) -> tuple[dict[str, str], list[tuple[str, str, str]]]:
+    """raw.<table>, created partitioned by day if missing, with every column of the day's file; and
+    each column whose type changed as (column, raw's type, the file's type).
 
     A column the file has and raw lacks is added (a column added at the source flows through).
     A column raw has with a wider type (numeric(12,4) for numeric(10,2), bigint for integer...)
-    takes the day's values unchanged; any other difference is refused: converting could change
-    values."""
+    takes the day's values unchanged; any other difference is a change the caller refuses:
+    converting could change values."""
     raw = sql.Identifier(RAW_SCHEMA, table)
     if _relkind(conn, RAW_SCHEMA, table) is None:
         columns = [sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in wanted.items()]
         columns += [sql.SQL("_day date NOT NULL"), sql.SQL("_load_id text NOT NULL")]
         conn.execute(sql.SQL("CREATE TABLE {} ({}) PARTITION BY LIST (_day)").format(raw, sql.SQL(", ").join(columns)))
     have = _columns(conn, RAW_SCHEMA, table)
+    changed = []
     for column, kind in wanted.items():
         if column not in have:
             conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(raw, sql.Identifier(column), sql.SQL(kind)))
         elif not holds(have[column], kind):
-            where = raw.as_string(conn)
-            raise PipelineError(
-                step,
-                day,
-                f"column {column!r} of {where} is {have[column]} but the day's file has {kind}: "
-                "the source changed the column's type",
-                fix=f"widen the column so that it holds both (ALTER TABLE {where} ALTER COLUMN "
-                f"{sql.Identifier(column).as_string(conn)} TYPE <a type holding {have[column]} and {kind}>), "
-                f"or drop {where} and reload its days",
+            changed.append((column, have[column], kind))
+    return _columns(conn, RAW_SCHEMA, table), changed
+
+
+def _changed_types(
+    conn: psycopg.Connection, step: str, day: dt.date, changed: dict[str, list[tuple[str, str, str]]]
+) -> PipelineError:
+    """One error naming every column of every table whose type raw cannot hold unchanged."""
+    found, widen = [], []
+    for table, columns in sorted(changed.items()):
+        where = sql.Identifier(RAW_SCHEMA, table).as_string(conn)
+        for column, raw, file in columns:
+            found.append(f"column {column!r} of {where} is {raw} but the day's file has {file}")
+            widen.append(
+                f"ALTER TABLE {where} ALTER COLUMN {sql.Identifier(column).as_string(conn)} "
+                f"TYPE <a type holding {raw} and {file}>"
             )
-    return _columns(conn, RAW_SCHEMA, table)
+    cause = "; ".join(found) + (
+        ": the source changed the column's type"
+        if len(found) == 1
+        else f": the source changed {len(found)} columns' types"
+    )
+    tables = ", ".join(sql.Identifier(RAW_SCHEMA, t).as_string(conn) for t in sorted(changed))
+    return PipelineError(
+        step,
+        day,
+        cause,
+        fix=f"widen {'the column' if len(found) == 1 else 'each column'} so that it holds both "
+        f"({'; '.join(widen)}), or drop {tables} and reload {'its' if len(changed) == 1 else 'their'} days",
+    )
 
 
 def _prepare_partition(
@@ -259,7 +305,7 @@ def _prepare_partition(
     changes += [
         sql.SQL("ADD COLUMN {} {}").format(sql.Identifier(c), sql.SQL(kind))
         for c, kind in raw.items()
-        if c not in staged and c not in _CONSTANT_COLUMNS
+        if c not in staged and c not in CONSTANT_COLUMNS
     ]
     # Constant columns with a default are a catalog change: no row is rewritten.
     changes += [
@@ -352,6 +398,7 @@ def _swap_day_once(target: settings.PgConn, step: str, day: dt.date, intent: dic
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(RAW_SCHEMA)))
         # 1. Check every staged table and make it raw's shape. Readers of raw are not blocked.
         loaded: dict[str, tuple[dict[str, str], dict[str, str], bool]] = {}
+        changed_types: dict[str, list[tuple[str, str, str]]] = {}
         for table, expected in sorted(intent["tables"].items()):
             staged = _columns(conn, staging_name, table)
             if not staged:
@@ -364,11 +411,17 @@ def _swap_day_once(target: settings.PgConn, step: str, day: dt.date, intent: dic
             wanted = column_types(files[table], step, day, table)
             if extra := [c for c in staged if c not in wanted]:
                 raise PipelineError(step, day, f"{staging_name}.{table} has columns the day's file lacks: {extra}")
-            raw = _raw_columns(conn, step, day, table, wanted)
+            raw, changed = _raw_columns(conn, table, wanted)
+            if changed:
+                changed_types[table] = changed
+            if changed_types:  # the swap is refused: name every changed column, prepare nothing more
+                continue
             partitioned = _relkind(conn, RAW_SCHEMA, table) == "p"
             if partitioned:
                 _prepare_partition(conn, day, table, load_id, staged, raw)
             loaded[table] = (staged, raw, partitioned)
+        if changed_types:
+            raise _changed_types(conn, step, day, changed_types)
         # 2. Swap: every raw table that holds days, in name order (the order other loads lock
         # them in). The day is exactly this load: a table an earlier load of D had, and this one
         # has not, loses its D rows.

@@ -3,6 +3,7 @@ tests, then the tap's own promises (records unchanged, one request, failures nam
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,10 +33,10 @@ def messages_of(config: dict, capsys: pytest.CaptureFixture[str]) -> list[dict]:
     return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
 
 
-def refusal(stub: ApiStub, capsys: pytest.CaptureFixture[str]) -> str:
+def refusal(stub: ApiStub, capsys: pytest.CaptureFixture[str], **config: str) -> str:
     capsys.readouterr()
     with pytest.raises(AdsApiError) as error:
-        TapAdsApi(config={"api_url": stub.url}, parse_env_config=False).sync_all()
+        TapAdsApi(config={"api_url": stub.url, **config}, parse_env_config=False).sync_all()
     assert not [line for line in capsys.readouterr().out.splitlines() if '"RECORD"' in line]
     return str(error.value)
 
@@ -139,6 +140,57 @@ def test_meltano_yml_declares_every_setting():
     project = yaml.safe_load((Path(__file__).resolve().parent.parent / "meltano.yml").read_text())
     (extractor,) = project["plugins"]["extractors"]
     declared = {s["name"] for s in extractor["settings"]}
-    assert declared == {"api_url", "path", "timeout_s"}
+    assert declared == {"api_url", "path", "timeout_s", "refused_path", "response_file"}
     assert declared <= set(TapAdsApi.config_jsonschema["properties"])
     assert extractor["pip_url"] == "-e ."
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_a_number_json_does_not_have_is_refused(stub, capsys, constant):
+    stub.body = bad(5).replace(b'"shown_at": ', f'"shown_at": {constant}, "x": '.encode(), 1)
+    message = refusal(stub, capsys)
+    assert message.startswith(f"response from GET {stub.url}/ads is not JSON: {constant} is not a JSON number")
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'[{"ad_id": "x", ', "is not JSON"),
+        (bad(99, surprise=1), "record 99 ("),
+        (json.dumps(FIXTURE_RECORDS[:99]).encode(), None),  # 99 records: the tap's checks pass
+    ],
+)
+def test_a_refused_body_is_kept_byte_for_byte_with_its_reason(stub, capsys, tmp_path, body, expected):
+    stub.body = body
+    kept = tmp_path / "kept" / "response.body"
+    if expected is None:
+        messages = messages_of({"api_url": stub.url, "refused_path": str(kept)}, capsys)
+        assert sum(m["type"] == "RECORD" for m in messages) == 99
+        assert not kept.exists() and not (tmp_path / "kept").exists()
+        return
+    message = refusal(stub, capsys, refused_path=str(kept))
+    assert expected in message
+    assert kept.read_bytes() == body
+    reason = json.loads((tmp_path / "kept" / "response.body.reason.json").read_text())
+    assert reason["reason"] == message
+    assert (reason["source"], reason["bytes"]) == (f"GET {stub.url}/ads", len(body))
+    assert reason["sha256"] == hashlib.sha256(body).hexdigest()
+    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["response.body", "response.body.reason.json"]
+
+
+def test_a_response_file_replaces_the_api_call(stub, capsys, tmp_path):
+    response = tmp_path / "response.json"
+    response.write_bytes(FIXTURE.read_bytes())
+    messages = messages_of({"api_url": stub.url, "response_file": str(response)}, capsys)
+    assert [m["record"] for m in messages if m["type"] == "RECORD"] == FIXTURE_RECORDS
+    assert stub.requests == []
+
+
+def test_a_response_file_gets_the_same_checks(stub, capsys, tmp_path):
+    response = tmp_path / "response.json"
+    response.write_bytes(bad(99, surprise=1))
+    message = refusal(stub, capsys, response_file=str(response))
+    assert message.startswith(f"record 99 (ad_id '{FIXTURE_RECORDS[99]['ad_id']}') from the file {response} breaks")
+    assert stub.requests == []
+    missing = tmp_path / "missing.json"
+    assert refusal(stub, capsys, response_file=str(missing)).startswith(f"cannot read the response file {missing}:")

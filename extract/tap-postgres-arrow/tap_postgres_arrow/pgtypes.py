@@ -179,6 +179,19 @@ def plan_column(col: PgColumn) -> ColumnPlan:
     return ColumnPlan(col, f"{ident}::text", "text" if user_defined else col.format_type)
 
 
+def _rows_sql(
+    select: str, schema: str, table: str, where: t.Sequence[str], order_by: str | None, limit: int | None, only: bool
+) -> str:
+    sql = f"SELECT {select} FROM {'ONLY ' if only else ''}{quote_ident(schema)}.{quote_ident(table)}"
+    if where:
+        sql += " WHERE " + " AND ".join(f"({w})" for w in where)
+    if order_by:
+        sql += f" ORDER BY {order_by}"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return sql
+
+
 def build_select(
     schema: str,
     table: str,
@@ -187,15 +200,52 @@ def build_select(
     where: t.Sequence[str] = (),
     order_by: str | None = None,
     limit: int | None = None,
+    only: bool = False,
 ) -> str:
-    """SELECT the planned columns, then one boolean column per guard (after the data columns)."""
+    """SELECT the planned columns, then one boolean column per guard (after the data columns).
+
+    `only`: FROM ONLY, for a table that others inherit from (their rows are theirs)."""
     items = [f"{p.select_sql} AS {quote_ident(p.column.name)}" for p in plans]
     items += [f"({g.sql}) AS {quote_ident(f'__guard_{i}')}" for i, g in enumerate(g for p in plans for g in p.guards)]
-    sql = f"SELECT {', '.join(items) or 'NULL'} FROM {quote_ident(schema)}.{quote_ident(table)}"
-    if where:
-        sql += " WHERE " + " AND ".join(f"({w})" for w in where)
-    if order_by:
-        sql += f" ORDER BY {order_by}"
-    if limit is not None:
-        sql += f" LIMIT {int(limit)}"
-    return sql
+    return _rows_sql(", ".join(items) or "NULL", schema, table, where, order_by, limit, only)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One way a column's values can fail its Arrow type: true for a value it cannot hold."""
+
+    plan: ColumnPlan
+    sql: str
+    problem: str
+
+
+def diagnosis_checks(plans: t.Sequence[ColumnPlan]) -> list[Check]:
+    """Every check a column's values must pass: its guards, and no NaN in a numeric(p,s) (the one
+    value such a column holds that no Arrow decimal can)."""
+    checks = [Check(p, g.sql, g.problem) for p in plans for g in p.guards]
+    for plan in plans:
+        if plan.decimal:
+            precision, scale = plan.decimal
+            arrow = f"decimal{128 if precision <= 38 else 256}({precision}, {scale})"
+            ident = quote_ident(plan.column.name)
+            checks.append(Check(plan, f"{ident} = 'NaN'::numeric", f"holds NaN, which Arrow {arrow} cannot represent"))
+    order = {id(p): i for i, p in enumerate(plans)}
+    return sorted(checks, key=lambda c: order[id(c.plan)])
+
+
+def build_diagnosis(
+    schema: str,
+    table: str,
+    checks: t.Sequence[Check],
+    *,
+    where: t.Sequence[str] = (),
+    order_by: str | None = None,
+    limit: int | None = None,
+    only: bool = False,
+) -> str:
+    """One row: for each check, whether any row the read selects fails it (a single scan)."""
+    found = ", ".join(f"coalesce(bool_or({c.sql}), false)" for c in checks)
+    if limit is None:
+        return _rows_sql(found, schema, table, where, None, None, only)
+    rows = _rows_sql("*", schema, table, where, order_by, limit, only)
+    return f"SELECT {found} FROM ({rows}) AS _rows"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import typing as t
 import urllib.parse
 import uuid
@@ -14,7 +15,17 @@ from singer_sdk.singerlib.catalog import REPLICATION_INCREMENTAL
 from tap_postgres.client import PostgresStream
 
 from tap_postgres_arrow.arrow import BatchConverter, ColumnValueError, json_compatible
-from tap_postgres_arrow.pgtypes import CATALOG_SQL, PgColumn, build_select, plan_column, quote_ident, quote_literal
+from tap_postgres_arrow.pgtypes import (
+    CATALOG_SQL,
+    ColumnPlan,
+    PgColumn,
+    build_diagnosis,
+    build_select,
+    diagnosis_checks,
+    plan_column,
+    quote_ident,
+    quote_literal,
+)
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -24,6 +35,11 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
 BATCH_BYTES = 4 << 20
+INHERITED_SQL = (
+    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhparent"
+    " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE n.nspname = :schema AND c.relname = :table AND c.relkind = 'r')"
+)
 # Session settings that make every ::text rendering and literal deterministic.
 SESSION_SETTINGS = {
     "TimeZone": "UTC",
@@ -35,12 +51,58 @@ SESSION_SETTINGS = {
 }
 
 
-class TableExtractionError(RuntimeError):
-    """One table could not be extracted exactly; the other tables go on."""
+# Bytes in one file name (ext4, xfs, btrfs, tmpfs...): a batch file's whole name stays within it.
+NAME_MAX = 255
+# What follows the stem of a batch file's name: "-{uuid hex}-{file number}.parquet" (10 digits kept).
+_AFTER_STEM = len("-") + 32 + len("-") + 10 + len(".parquet")
+_HASH_MARK = "%~"  # never produced by percent-encoding ('%' is always followed by two hex digits)
 
-    def __init__(self, table: str, detail: str) -> None:
-        self.table, self.detail = table, detail
-        super().__init__(f"{table} ({detail})")
+
+def fitted(text: str, limit: int, real: str) -> str:
+    """`text` if it takes at most `limit` bytes, else its longest head that leaves room for a mark
+    and 16 hex digits of the SHA-256 of `real` (the name it encodes): distinct names stay distinct.
+    The head is never cut inside a %XX escape or a UTF-8 character."""
+    if len(text.encode()) <= limit:
+        return text
+    suffix = _HASH_MARK + hashlib.sha256(real.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    head = text.encode()[: max(0, limit - len(suffix))].decode("utf-8", "ignore")
+    escape = head.rfind("%")
+    if escape != -1 and escape > len(head) - 3:
+        head = head[:escape]
+    return head + suffix
+
+
+def batch_stem(prefix: str, stream: str) -> str:
+    """`{prefix}{quoted stream name}`, shortened so the whole batch file name fits in NAME_MAX."""
+    room = NAME_MAX - _AFTER_STEM
+    if len(prefix.encode()) + len(_HASH_MARK) + 16 > room:
+        msg = f"batch_config.storage.prefix {prefix!r} is too long: batch file names would pass {NAME_MAX} bytes"
+        raise ValueError(msg)
+    return fitted(prefix + urllib.parse.quote(stream, safe=""), room, prefix + stream)
+
+
+class TableExtractionError(RuntimeError):
+    """One table could not be extracted exactly; the other tables go on.
+
+    `columns`: every failing column as (column, pg_type, problem), when the failure is in values."""
+
+    def __init__(
+        self, table: str, detail: str, columns: t.Sequence[tuple[str, str, str]] = (), *, name: str | None = None
+    ) -> None:
+        self.table, self.columns = table, list(columns)
+        # The table's own name (what exclude_tables lists): a schema may hold dots too.
+        self.name = name if name is not None else table.partition(".")[2] or table
+        self.detail = "; ".join(f"column {c} {pg}: {problem}" for c, pg, problem in self.columns) or detail
+        super().__init__(f"{table} ({self.detail})")
+
+    def as_dict(self) -> dict[str, t.Any]:
+        return {
+            "table": self.table,
+            "schema": self.table.removesuffix("." + self.name),
+            "name": self.name,
+            "columns": [{"column": c, "pg_type": pg, "problem": p} for c, pg, p in self.columns],
+            "detail": self.detail,
+        }
 
 
 def adbc_uri(params: t.Any) -> str:
@@ -73,6 +135,9 @@ class PostgresArrowStream(PostgresStream):
 
     rows_per_file = 1_000_000
     parquet_compression = "zstd"
+    # Set by build_arrow_query: read with FROM ONLY, and (plans, WHERE, ORDER BY) for diagnose().
+    _only = False
+    _query: tuple[list[ColumnPlan], list[str], str | None] | None = None
 
     @property
     def file_rows(self) -> int:
@@ -84,6 +149,11 @@ class PostgresArrowStream(PostgresStream):
     def table_label(self) -> str:
         entry = self._singer_catalog_entry
         return f"{entry.metadata.root.schema_name}.{entry.table}"
+
+    @property
+    def table_name(self) -> str:
+        """The table's own name (a table label's part after the schema may itself hold dots)."""
+        return self._singer_catalog_entry.table
 
     def _sync_batches(self, batch_config: BatchConfig, context: Context | None = None) -> None:
         try:
@@ -106,18 +176,53 @@ class PostgresArrowStream(PostgresStream):
         except TableExtractionError:
             raise
         except ColumnValueError as exc:
-            raise TableExtractionError(self.table_label, str(exc)) from exc
+            # The first bad value stops the read; one more scan names every column that has one.
+            try:
+                columns = self.diagnose() or [(exc.column, exc.pg_type, exc.problem)]
+            except Exception as diagnosis:  # the first bad column still names the table's failure
+                self.logger.warning("Could not look for more bad columns of %s: %s", self.table_label, diagnosis)
+                columns = [(exc.column, exc.pg_type, exc.problem)]
+            raise TableExtractionError(self.table_label, str(exc), columns, name=self.table_name) from exc
         except Exception as exc:
-            raise TableExtractionError(self.table_label, f"{type(exc).__name__}: {exc}") from exc
+            detail = f"{type(exc).__name__}: {exc}"
+            raise TableExtractionError(self.table_label, detail, name=self.table_name) from exc
+
+    def diagnose(self) -> list[tuple[str, str, str]]:
+        """Every (column, pg_type, problem) whose values the Arrow columns cannot hold, over the
+        rows the read selects; one query, run only after a read failed."""
+        plans, where, order_by = self._query_parts()
+        checks = diagnosis_checks(plans)
+        if not checks:
+            return []
+        entry = self._singer_catalog_entry
+        sql = build_diagnosis(
+            entry.metadata.root.schema_name,
+            entry.table,
+            checks,
+            where=where,
+            order_by=order_by,
+            limit=self.max_record_count(),
+            only=self._only,
+        )
+        import adbc_driver_postgresql.dbapi as adbc
+
+        # The read's own path (ADBC, no bind-parameter parsing): any identifier or literal is safe.
+        with adbc.connect(adbc_uri(self._tap.connection_parameters)) as conn, conn.cursor() as cur:  # type: ignore[attr-defined]
+            cur.execute(sql)
+            found = cur.fetchone()
+        return [(c.plan.column.name, c.plan.pg_type, c.problem) for c, hit in zip(checks, found, strict=True) if hit]
 
     def pg_columns(self) -> list[PgColumn]:
-        """The table's columns from pg_catalog, in attnum order (domains resolved)."""
+        """The table's columns from pg_catalog, in attnum order (domains resolved); also notes
+        whether other tables inherit from it (one connection for both)."""
         entry = self._singer_catalog_entry
+        names = {"schema": entry.metadata.root.schema_name, "table": entry.table}
         with self.connector._connect() as conn:
-            rows = conn.execute(
-                sa.text(CATALOG_SQL), {"schema": entry.metadata.root.schema_name, "table": entry.table}
-            ).mappings()
-            return [PgColumn.from_row(row) for row in rows]
+            rows = conn.execute(sa.text(CATALOG_SQL), names).mappings().all()
+            # An ordinary table others inherit from (INHERITS, not a partitioned table): a plain
+            # SELECT would return their rows too, and they are extracted as tables of their own.
+            self._only = bool(conn.execute(sa.text(INHERITED_SQL), names).scalar())
+        return [PgColumn.from_row(row) for row in rows]
 
     def build_arrow_query(self, context: Context | None) -> tuple[str, list, int | None]:
         """(SQL, column plans, index of the replication key among the plans or None)."""
@@ -144,6 +249,7 @@ class PostgresArrowStream(PostgresStream):
                 where.append(f"{rk_sql} >= CAST({literal} AS {plans[rk_index].column.format_type})")
         stream_options = self.config.get("stream_options", {}).get(self.name, {})
         where += [c.strip() for c in stream_options.get("custom_where_clauses") or []]
+        self._query = (plans, where, order_by)
         sql = build_select(
             entry.metadata.root.schema_name,
             entry.table,
@@ -151,8 +257,14 @@ class PostgresArrowStream(PostgresStream):
             where=where,
             order_by=order_by,
             limit=self.max_record_count(),
+            only=self._only,
         )
         return sql, plans, rk_index
+
+    def _query_parts(self) -> tuple[list[ColumnPlan], list[str], str | None]:
+        """The plans, WHERE conditions and ORDER BY of the last query built."""
+        assert self._query is not None, "build_arrow_query runs first"
+        return self._query
 
     def _arrow_batches(
         self,
@@ -166,7 +278,7 @@ class PostgresArrowStream(PostgresStream):
         file_rows = self.file_rows
         out_dir = _local_dir(batch_config.storage.root)
         out_dir.mkdir(parents=True, exist_ok=True)
-        stem = f"{batch_config.storage.prefix or ''}{urllib.parse.quote(self.name, safe='')}-{uuid.uuid4().hex}"
+        stem = f"{batch_stem(batch_config.storage.prefix or '', self.name)}-{uuid.uuid4().hex}"
         encoding = BaseBatchFileEncoding(format="parquet", compression="none")
         self.logger.info("Reading %s with ADBC: %s", self.table_label, sql)
 

@@ -63,9 +63,45 @@ INSERT INTO bad.multi_dim VALUES (1, '{{1,2},{3,4}}');
 CREATE TABLE bad.fine (id int, v text);
 INSERT INTO bad.fine VALUES (1, 'ok');
 
+CREATE TABLE bad.many (id int, amount numeric(10,2), ts timestamp, d date, tstz timestamptz, ok text);
+INSERT INTO bad.many VALUES
+    (1, 'NaN', '2024-01-01', '2024-01-01', '2024-01-01 00:00:00+00', 'a'),
+    (2, 1.50, 'infinity', '2024-01-01', '2024-01-01 00:00:00+00', 'b'),
+    (3, 2.50, '2024-01-01', '-infinity', 'infinity', 'c');
+
+-- Which relations are extracted: a partitioned table, views, an excluded and an unreadable
+-- table, a table others inherit from.
+CREATE SCHEMA sel;
+CREATE TABLE sel.t (id int, k int) PARTITION BY RANGE (k);
+CREATE TABLE sel.t_p1 PARTITION OF sel.t FOR VALUES FROM (0) TO (10);
+CREATE TABLE sel.t_p2 PARTITION OF sel.t FOR VALUES FROM (10) TO (20);
+INSERT INTO sel.t VALUES (1, 1), (2, 2), (3, 15);
+CREATE TABLE sel.plain (id int);
+INSERT INTO sel.plain VALUES (1);
+CREATE VIEW sel.v AS SELECT id FROM sel.plain;
+CREATE MATERIALIZED VIEW sel.mv AS SELECT id FROM sel.plain;
+CREATE TABLE sel.skip_me (id int);
+CREATE TABLE sel.secret (id int);
+REVOKE SELECT ON sel.secret FROM tap;
+CREATE TABLE sel.parent (id int);
+CREATE TABLE sel.child (note text) INHERITS (sel.parent);
+INSERT INTO sel.parent VALUES (1);
+INSERT INTO sel.child VALUES (2, 'x'), (3, 'y');
+
 CREATE SCHEMA std;
 CREATE TABLE std.small (id int PRIMARY KEY, name text, amount numeric(10,2), updated_at timestamptz);
 INSERT INTO std.small VALUES (1, 'a', 1.50, '2024-01-01 00:00:00+00'), (2, 'b', NULL, '2024-01-02 00:00:00+00');
+"""
+
+# Names as long as Postgres allows (63 bytes), three times longer once percent-encoded.
+PERCENT_NAME = "%" * 63
+CJK_NAME = "東京都渋谷区神宮前一丁目二番三号四五六七八"  # 21 characters, 63 bytes of UTF-8
+NAMES_SQL = f"""
+CREATE SCHEMA names;
+CREATE TABLE names."{PERCENT_NAME}" (id int);
+INSERT INTO names."{PERCENT_NAME}" VALUES (1), (2);
+CREATE TABLE names."{CJK_NAME}" (id int);
+INSERT INTO names."{CJK_NAME}" VALUES (7);
 """
 
 ZOO_ROW_1 = r"""
@@ -120,6 +156,7 @@ def seeded_server() -> embedded_pg.EmbeddedPostgres:
         with psycopg.connect(server.superuser_conninfo("tapdb"), autocommit=True) as conn:
             conn.execute("SET ROLE tap")
             conn.execute(SETUP_SQL)
+            conn.execute(NAMES_SQL)
             conn.execute(ZOO_ROW_1, {"big": BIG_TEXT})
             conn.execute(ZOO_ROWS_MORE)
         _SERVER = server

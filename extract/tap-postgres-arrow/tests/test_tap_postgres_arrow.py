@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import decimal
+import json
 import logging
 import math
 import struct
@@ -12,19 +13,22 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from tap_postgres_arrow.stream import PostgresArrowStream, adbc_uri
+from tap_postgres_arrow.stream import NAME_MAX, PostgresArrowStream, adbc_uri, batch_stem, fitted
+from tap_postgres_arrow.tables import Relation, choose_tables, parse_names
 from tap_postgres_arrow.tap import ExtractionFailedError, TapPostgresArrow
 
-from conftest import BIG_TEXT, PASSWORD, capture_stdout, make_catalog, tap_config
+from conftest import BIG_TEXT, CJK_NAME, PASSWORD, PERCENT_NAME, capture_stdout, make_catalog, tap_config
 
 
-def run_tap(config: dict, selected: dict[str, str | None], out_dir: Path | None, state: dict | None = None):
+def run_tap(
+    config: dict, selected: dict[str, str | None], out_dir: Path | None, state: dict | None = None, prefix: str = "pre-"
+):
     """Run sync_all in-process; returns (messages, error or None)."""
     config = dict(config)
     if out_dir is not None:
         config["batch_config"] = {
             "encoding": {"format": "parquet", "compression": "none"},
-            "storage": {"root": out_dir.as_uri(), "prefix": "pre-"},
+            "storage": {"root": out_dir.as_uri(), "prefix": prefix},
         }
     tap = TapPostgresArrow(config=config, catalog=make_catalog(config, selected), state=state or {})
     error = None
@@ -294,10 +298,12 @@ def test_failing_tables_do_not_stop_the_others(pg, tmp_path, caplog):
     assert error is not None
     text = str(error)
     assert text.startswith("tables that could not be extracted exactly: ")
-    assert "bad.nan_numeric (column amount numeric(5,2): value 'nan'" in text
+    assert "bad.nan_numeric (column amount numeric(5,2): holds NaN, which Arrow decimal128(5, 2)" in text
     assert "bad.inf_ts (column ts timestamp without time zone: holds ±infinity" in text
     assert "bad.multi_dim (column m integer[]: holds a multi-dimensional array)" in text
-    assert text.endswith("exclude them with a select rule or map the type")
+    assert text.endswith(
+        'leave them out with exclude_tables: ["inf_ts", "multi_dim", "nan_numeric"], or fix the values at the source'
+    )
     assert "bad.fine" not in text
     assert read_stream(messages, "bad-fine").to_pylist() == [{"id": 1, "v": "ok"}]
     for stream in ("bad-nan_numeric", "bad-inf_ts", "bad-multi_dim"):
@@ -305,6 +311,147 @@ def test_failing_tables_do_not_stop_the_others(pg, tmp_path, caplog):
     assert sorted(p.name.split("-")[2] for p in tmp_path.iterdir()) == ["fine"]  # no half-written files
     assert "Could not extract bad.nan_numeric exactly" in caplog.text
     assert PASSWORD not in caplog.text
+
+
+def test_every_failing_column_of_a_table_is_named_not_only_the_first(pg, tmp_path):
+    """bad.many: NaN in a numeric(10,2) (row 1), infinity in ts (row 2), -infinity in d and
+    infinity in tstz (row 3): the read stops at the first, one more scan names all four."""
+    messages, error = run_tap(tap_config(pg, "bad"), {"bad-many": None, "bad-fine": None}, tmp_path)
+    assert error is not None
+    detail = str(error).removeprefix("tables that could not be extracted exactly: bad.many (").split(");")[0]
+    assert detail.split("; ") == [
+        "column amount numeric(10,2): holds NaN, which Arrow decimal128(10, 2) cannot represent",
+        "column ts timestamp without time zone: holds ±infinity or a timestamp past Arrow's int64-microsecond range",
+        "column d date: holds ±infinity, which Arrow date32 cannot represent",
+        "column tstz timestamp with time zone: holds ±infinity or a timestamp past Arrow's int64-microsecond range",
+    ]
+    assert str(error).endswith('leave them out with exclude_tables: ["many"], or fix the values at the source')
+    assert read_stream(messages, "bad-fine").num_rows == 1
+
+
+def test_with_a_failed_tables_file_the_failures_are_written_and_the_tap_ends_normally(pg, tmp_path):
+    report = tmp_path / "report" / "failed.json"
+    config = {**tap_config(pg, "bad"), "failed_tables_file": str(report)}
+    messages, error = run_tap(config, {"bad-many": None, "bad-fine": None}, tmp_path / "out")
+    assert error is None
+    written = json.loads(report.read_text())
+    assert [t["table"] for t in written["tables"]] == ["bad.many"]
+    assert [c["column"] for c in written["tables"][0]["columns"]] == ["amount", "ts", "d", "tstz"]
+    assert written["tables"][0]["columns"][0] == {
+        "column": "amount",
+        "pg_type": "numeric(10,2)",
+        "problem": "holds NaN, which Arrow decimal128(10, 2) cannot represent",
+    }
+    assert not batch_files(messages, "bad-many")
+    assert read_stream(messages, "bad-fine").num_rows == 1
+    # A run with nothing failing writes an empty report (the caller reads "none", not an old file).
+    run_tap(config, {"bad-fine": None}, tmp_path / "out2")
+    assert json.loads(report.read_text()) == {"tables": []}
+
+
+# --------------------------------------------------------------------------- which tables
+
+
+def discovered(config: dict) -> set[str]:
+    return {entry["tap_stream_id"] for entry in TapPostgresArrow(config=config).catalog_dict["streams"]}
+
+
+def test_discovery_keeps_tables_not_partitions_views_only_when_listed_and_skips_unreadable(pg, caplog):
+    config = tap_config(pg, "sel")
+    with caplog.at_level(logging.INFO):
+        assert discovered(config) == {"sel-t", "sel-plain", "sel-skip_me", "sel-parent", "sel-child"}
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "Skipping sel.secret: the role may not SELECT from them (GRANT SELECT to extract them, "
+        "or list them in exclude_tables to silence this)"
+    ]
+    assert "Leaving out partitions (their rows come through their parent): sel.t_p1, sel.t_p2" in caplog.text
+    chosen = {**config, "include_views": "v,mv", "exclude_tables": ["skip_me", "secret"]}
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert discovered(chosen) == {"sel-t", "sel-plain", "sel-v", "sel-mv", "sel-parent", "sel-child"}
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]  # an excluded table is not warned of
+    assert "Leaving out tables listed in exclude_tables: sel.secret, sel.skip_me" in caplog.text
+
+
+def test_each_row_is_extracted_once(pg, tmp_path):
+    """A partitioned table's rows come through it alone; a table others inherit from gives its own rows."""
+    selected = {"sel-t": None, "sel-parent": None, "sel-child": None}
+    messages, error = run_tap(tap_config(pg, "sel"), selected, tmp_path)
+    assert error is None
+    assert sorted(read_stream(messages, "sel-t").column("id").to_pylist()) == [1, 2, 3]
+    assert read_stream(messages, "sel-parent").column("id").to_pylist() == [1]
+    assert sorted(read_stream(messages, "sel-child").column("id").to_pylist()) == [2, 3]
+
+
+RELATIONS = [
+    Relation("s", "t", "p"),
+    Relation("s", "t_p1", "r", is_partition=True),
+    Relation("s", "sub", "p", is_partition=True),  # a partition that is partitioned itself
+    Relation("s", "plain", "r"),
+    Relation("s", "v", "v"),
+    Relation("s", "mv", "m"),
+    Relation("s", "ft", "f"),
+    Relation("s", "secret", "r", readable=False),
+    Relation("s", "gone", "r"),
+]
+
+
+def test_the_rule_on_a_catalog():
+    choice = choose_tables(RELATIONS, include_views=["mv"], exclude_tables=["gone", "missing"])
+    assert [r.name for r in choice.extracted] == ["t", "plain", "mv"]
+    assert [r.name for r in choice.partitions] == ["t_p1", "sub"]
+    assert [r.name for r in choice.views_not_included] == ["v", "ft"]
+    assert [r.name for r in choice.unreadable] == ["secret"]
+    assert [r.name for r in choice.excluded] == ["gone"]
+
+
+@pytest.mark.parametrize(
+    ("value", "names"),
+    [
+        (None, []),
+        ("", []),
+        ("  ", []),
+        ("t1,t2", ["t1", "t2"]),
+        (" t1 , ,t2 ", ["t1", "t2"]),
+        ('["a,b", " c "]', ["a,b", " c "]),
+        (["x", "y"], ["x", "y"]),
+    ],
+)
+def test_name_lists_are_read_from_lists_json_or_commas(value, names):
+    assert parse_names(value) == names
+
+
+# --------------------------------------------------------------------------- file names
+
+
+def test_batch_file_names_fit_whatever_the_table_name(pg, tmp_path):
+    """63 '%' signs and 21 CJK characters are 189 bytes once percent-encoded: with the prefix,
+    the stream name's schema and the uuid, the batch file name would pass 255 bytes."""
+    selected = {f"names-{PERCENT_NAME}": None, f"names-{CJK_NAME}": None}
+    messages, error = run_tap(tap_config(pg, "names"), selected, tmp_path, prefix="tap-postgres-")
+    assert error is None
+    files = [f for stream in selected for f in batch_files(messages, stream)]
+    assert len(files) == 2
+    assert all(len(f.name.encode()) <= NAME_MAX for f in files), [len(f.name.encode()) for f in files]
+    assert read_stream(messages, f"names-{PERCENT_NAME}").column("id").to_pylist() == [1, 2]
+    assert read_stream(messages, f"names-{CJK_NAME}").column("id").to_pylist() == [7]
+    assert read_stream(messages, f"names-{PERCENT_NAME}").schema.metadata[b"pg_table"].decode() == (
+        f"names.{PERCENT_NAME}"
+    )
+
+
+def test_fitted_names_are_short_enough_distinct_and_never_cut_an_escape():
+    assert fitted("plain", 10, "plain") == "plain"
+    long_a, long_b = "%25" * 70 + "a", "%25" * 70 + "b"
+    a, b = fitted(long_a, 100, "a"), fitted(long_b, 100, "b")
+    assert a != b and len(a) <= 100 and len(b) <= 100
+    head = a.split("%~")[0]
+    assert head == "%25" * (len(head) // 3)  # whole escapes only
+    stem = batch_stem("tap-postgres-", "public-" + "%" * 63)
+    assert len(f"{stem}-{'0' * 32}-{99999:05d}.parquet".encode()) <= NAME_MAX
+    with pytest.raises(ValueError, match="prefix"):
+        batch_stem("p" * 240, "x")
 
 
 # --------------------------------------------------------------------------- connection

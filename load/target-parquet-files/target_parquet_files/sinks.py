@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchFileFormat
 from singer_sdk.sinks import BatchSink
 
-from target_parquet_files.naming import output_path
+from target_parquet_files.naming import check_fits, output_path
 from target_parquet_files.types import adopt, arrow_schema, records_to_table
 
 if TYPE_CHECKING:
@@ -57,7 +57,10 @@ class ParquetSink(BatchSink):
         self._written: set[Path] = getattr(target, "written_paths", set())
         self.output_dir = Path(self.config["output_dir"])
         self.final_path = output_path(self.output_dir, self.table_name, stream=stream_name)
-        self.temp_path = self.final_path.with_name(f".{self.final_path.name}.{os.getpid()}-{id(self)}.tmp")
+        temporary = f".{self.final_path.name}.{os.getpid()}-{id(self)}.tmp"
+        self.temp_path = check_fits(self.final_path.with_name(temporary), stream=stream_name)
+        # The longest name this sink may write: its temporary name with ".merged" (or ".first").
+        check_fits(self.final_path.with_name(temporary + ".merged"), stream=stream_name)
         self._writer: pq.ParquetWriter | None = None
         # Rows of the batch file taken as the output file as is (None: no file taken).
         self._adopted: int | None = None

@@ -13,7 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from target_parquet_files.naming import (
+    HASH_MARK,
+    LONGEST_AROUND_FINAL,
     MAX_FILE_NAME_BYTES,
+    MAX_STEM_BYTES,
+    NAME_MAX,
     InvalidStreamNameError,
     file_name,
     file_stem,
@@ -240,16 +244,38 @@ def test_plain_names_are_unchanged() -> None:
 def test_bad_names_are_refused_naming_the_stream(tmp_path: Path) -> None:
     with pytest.raises(InvalidStreamNameError):
         file_name("")
-    too_long = "x" * (MAX_FILE_NAME_BYTES - len(".parquet") + 1)
-    with pytest.raises(InvalidStreamNameError, match=too_long):
-        file_name(too_long)
-    assert len(file_name(too_long[:-1]).encode()) == MAX_FILE_NAME_BYTES
     # A name whose prefix is all there is leaves an empty table name.
     with pytest.raises(InvalidStreamNameError, match="public-"):
         run({"output_dir": str(tmp_path), "stream_prefix_to_strip": "public-"}, schema_message("public-"))
-    with pytest.raises(InvalidStreamNameError, match=too_long):
-        run({"output_dir": str(tmp_path)}, schema_message(too_long))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_names_too_long_to_encode_whole_get_a_short_distinct_stem_and_their_file(out: Path) -> None:
+    """A name is never refused for its length: its stem is shortened with a hash of the name, so
+    every name the target writes (final, temporary, merged) stays within NAME_MAX bytes."""
+    fits = "x" * (MAX_FILE_NAME_BYTES - len(".parquet"))
+    assert len(file_name(fits).encode()) == MAX_FILE_NAME_BYTES and file_stem(fits) == fits
+    too_long = fits + "x"
+    percents, cjk = "%" * 63, "東京都渋谷区神宮前一丁目二番三号四五六七八" * 3
+    stems = {name: file_stem(name) for name in (too_long, too_long + "y", percents * 2, percents * 2 + "%", cjk)}
+    assert len(set(stems.values())) == len(stems)  # distinct names, distinct files
+    for name, stem in stems.items():
+        assert len(stem.encode()) <= MAX_STEM_BYTES and HASH_MARK in stem, name
+        assert "/" not in stem and not stem.startswith(".")
+        assert "%" not in stem.split(HASH_MARK)[0][-2:], stem  # no escape cut in half
+    assert file_stem(percents) == "%25" * 63  # 189 bytes: whole, and reversible
+    assert table_name(file_stem(percents)) == percents
+    # Through the target: one file per stream, named as above, every row in it.
+    run(
+        {"output_dir": str(out)},
+        schema_message(cjk),
+        record(cjk, id=1),
+        schema_message(too_long),
+        record(too_long, id=2),
+    )
+    assert sorted(p.name for p in out.iterdir()) == sorted([file_name(cjk), file_name(too_long)])
+    assert pq.read_table(out / file_name(cjk)).column("id").to_pylist() == [1]
+    assert all(len(p.name.encode()) + LONGEST_AROUND_FINAL <= NAME_MAX for p in out.iterdir())
 
 
 def test_output_path_is_directly_inside_the_folder(tmp_path: Path) -> None:

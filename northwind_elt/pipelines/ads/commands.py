@@ -2,12 +2,21 @@
 
   nw ads up | down | status            the local API and S3 server (and the embedded Postgres)
   nw ads load [--date D] [--run-id R]  API -> S3 backup (verified) -> Postgres, once per run
+  nw ads replay KEY [--run-id R]       a kept refused response (refused/<day>/<run id>.json[l]) as
+                                       that run's response: the same checks, backup and insert, no API call
   nw ads archive [--date D]            rows shown before (D 00:00 UTC - ADS_RETENTION_HOURS) -> S3, then deleted
 
 Meltano tasks of the job `ads-load` (they read the day and run id the entry point pinned):
   nw ads begin-load       refuse to overwrite a verified backup; check the settings
   nw ads verify-backup    the backup object: sha256 as written, 100 JSON lines; then the manifest
-  nw ads commit           the landed lines -> api_ad_data in one transaction; the ledger
+                          (a response it refuses is kept under refused/)
+  nw ads commit           the landed lines -> api_ad_data in one transaction, the lines it cannot
+                          take -> ads_meta.quarantine; the ledger
+
+Every line of a response is accounted for: inserted, already there (named with the backup that
+inserted it), or quarantined with its line, field and reason (records.py). A refused response is
+kept under refused/ (refused.py). A verified backup whose insert failed records.MAX_INSERT_FAILURES
+times is held: no load retries it by itself, and each says so.
 """
 
 from __future__ import annotations
@@ -19,8 +28,12 @@ import json
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
 
 import psycopg
 
@@ -28,7 +41,7 @@ from northwind_elt.core import ledger, settings
 from northwind_elt.core.day import DAY_ENV, DayLayout, pinned_day
 from northwind_elt.core.errors import CommandError, ConfigError, PipelineError
 from northwind_elt.core.manifests import ArchiveManifest, BackupManifest, iso_utc, verified_now
-from northwind_elt.pipelines.ads import config, s3, store
+from northwind_elt.pipelines.ads import config, records, refused, s3, store
 from northwind_elt.pipelines.ads.config import PG, RUN_ID_ENV, AdsSettings, BackupKeys
 from northwind_elt.pipelines.ads.pipeline import ADS
 from northwind_elt.protocol import meltano
@@ -38,6 +51,12 @@ PIPELINE = ADS.name
 LOAD, ARCHIVE = "ads-load", "ads-archive"
 INSERT_JOB = "ads-insert"  # the second half of ads-load: a verified backup -> Postgres
 API_NOT_CALLED = "the API was not called, nothing was written"
+# The tap-ads-api settings the entry point sets per run (Meltano reads TAP_ADS_API_<SETTING>).
+TAP_REFUSED_PATH_ENV = "TAP_ADS_API_REFUSED_PATH"
+TAP_RESPONSE_FILE_ENV = "TAP_ADS_API_RESPONSE_FILE"
+TAP_REASON_SUFFIX = ".reason.json"  # tap_ads_api.tap.REASON_SUFFIX (the plugin is not importable here)
+# Set while a kept response is replayed: its key (a refusal again keeps nothing new).
+REPLAY_OF_ENV = "ADS_REPLAY_OF"
 
 
 class AdsError(CommandError):
@@ -167,20 +186,17 @@ def verify_backup() -> str:
         try:
             record = json.loads(line)
         except ValueError as err:
-            cause = f"{keys.incoming} line {number} is not JSON ({err}); nothing was inserted"
-            raise AdsError("load", day, cause, None, rerun) from None
+            _refuse(cfg, keys, body, f"{keys.incoming} line {number} is not JSON ({err})")
         if not isinstance(record, dict) or not isinstance(record.get("ad_id"), str):
-            cause = f"{keys.incoming} line {number} has no ad_id; nothing was inserted"
-            raise AdsError("load", day, cause, None, rerun)
+            _refuse(cfg, keys, body, f"{keys.incoming} line {number} has no ad_id")
         ids.add(record["ad_id"])
     if len(lines) != config.RECORDS_PER_RESPONSE:
-        raise AdsError(
-            "load",
-            day,
+        _refuse(
+            cfg,
+            keys,
+            body,
             f"the response {cfg.where(keys.incoming)} holds {len(lines)} records; the API's contract is "
-            f"{config.RECORDS_PER_RESPONSE} per call; nothing was inserted",
-            None,
-            rerun,
+            f"{config.RECORDS_PER_RESPONSE} per call",
         )
     manifest = BackupManifest(
         key=keys.object,
@@ -201,6 +217,29 @@ def verify_backup() -> str:
     return (
         f"ads verify-backup: {cfg.where(keys.object)}: {len(lines)} lines, {len(body)} bytes, sha256 {sha256}; "
         "manifest written"
+    )
+
+
+def _refuse(cfg: AdsSettings, keys: BackupKeys, body: bytes, cause: str) -> NoReturn:
+    """verify-backup refuses the response: it is kept under refused/ (never overwritten), the
+    incoming object removed, nothing inserted. A replay refused again stays where it was kept."""
+    day, rerun = keys.day, load_rerun(keys.day)
+    replay_of = os.environ.get(REPLAY_OF_ENV)
+    if replay_of:
+        raise AdsError("load", day, f"{cause}; refused again, it stays kept as {replay_of}; nothing was inserted")
+    try:
+        where, already = refused.keep(s3.Bucket(cfg), day, keys.run_id, body, ".jsonl", refused.BY_VERIFY, cause)
+    except s3.S3Error as err:
+        cause = f"{cause}; nothing was inserted, and the response could not be kept: {err}"
+        raise AdsError("load", day, cause, None, rerun) from None
+    _drop_incoming(cfg, keys)
+    kept = "was kept already as" if already else "is kept as"
+    raise AdsError(
+        "load",
+        day,
+        f"{cause}; nothing was inserted; the response {kept} {cfg.where(where.body)} (why: {where.reason})",
+        f"once the cause is fixed, replay it (no API call): {refused.replay_command(where.body)}",
+        rerun,
     )
 
 
@@ -227,17 +266,51 @@ def commit() -> str:
     except (ValueError, TypeError) as err:
         cause = f"{cfg.where(keys.manifest)} is {err}; the backup is not verified, nothing was inserted"
         raise AdsError("load", day, cause, None, load_rerun(day)) from None
+    bucket = s3.Bucket(cfg)
+
+    def raw_lines() -> list[str]:
+        """The backup's lines as S3 holds them, for the quarantine (only read when a line goes there)."""
+        body = bucket.get(keys.object)
+        if body is None or hashlib.sha256(body).hexdigest() != manifest.sha256:
+            raise store.StoreError(f"{cfg.where(keys.object)} no longer matches its manifest; nothing was inserted")
+        lines = body.decode("utf-8", errors="replace").split("\n")
+        return lines[:-1] if lines and lines[-1] == "" else lines
+
     with _db("load", day, f"the verified backup {keys.object} is not inserted yet", rerun) as conn:
         try:
-            done = store.commit_backup(conn, keys.object, keys.run_id, day, manifest.rows, manifest.sha256)
-        except store.StoreError as err:
+            done = store.commit_backup(conn, keys.object, keys.run_id, day, manifest.rows, manifest.sha256, raw_lines)
+        except (store.StoreError, s3.S3Error) as err:
             raise AdsError("load", day, str(err), None, rerun) from None
+        except psycopg.Error as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            cause = f"{type(err).__name__}: {reason} (inserting {keys.object}); rolled back, nothing was inserted"
+            raise AdsError("load", day, cause, None, rerun) from None
     # The commit records the success (it alone knows the rows); the entry point waits for it.
     load_attempt(keys, None).succeeded(done.summary(), rows=done.inserted)
-    return f"ads commit: {done.summary()}"
+    return "\n".join(f"ads commit: {line}" for line in [done.summary(), *done.details()])
 
 
-def pending(cfg: AdsSettings, days: list[dt.date]) -> list[BackupKeys]:
+@dataclass(frozen=True)
+class Pending:
+    """A verified backup that no commit has inserted yet, and its failed inserts so far."""
+
+    keys: BackupKeys
+    failures: int = 0
+    last_error: str = ""
+
+    @property
+    def held(self) -> bool:
+        return self.failures >= records.MAX_INSERT_FAILURES
+
+    def held_note(self) -> str:
+        last = self.last_error.strip().split("\n", 1)[0]
+        return (
+            f"held: its insert failed {self.failures} times (last: {last}); no load retries it by itself. "
+            f"Fix the cause, then: {load_rerun(self.keys.day, self.keys.run_id)}"
+        )
+
+
+def pending(cfg: AdsSettings, days: list[dt.date]) -> list[Pending]:
     """The verified backups of these days that no commit has inserted yet, oldest first."""
     bucket = s3.Bucket(cfg)
     manifests = {
@@ -245,20 +318,30 @@ def pending(cfg: AdsSettings, days: list[dt.date]) -> list[BackupKeys]:
     }
     with _db("load", None, "nothing was inserted", None) as conn:
         committed = store.committed_keys(conn, days)
-    found = []
-    for day, keys in manifests.items():
-        for key in keys:
-            backup = BackupKeys(day, key.rsplit("/", 1)[1].removesuffix(".manifest.json"))
-            if backup.object not in committed:
-                found.append(backup)
-    return found
+        found = []
+        for day, keys in manifests.items():
+            for key in keys:
+                backup = BackupKeys(day, key.rsplit("/", 1)[1].removesuffix(".manifest.json"))
+                if backup.object not in committed:
+                    found.append(backup)
+        failures = store.insert_failures(conn, [backup.object for backup in found])
+    return [Pending(backup, *failures.get(backup.object, (0, ""))) for backup in found]
 
 
-def load(day: dt.date, given_run_id: str | None = None) -> int:
+@dataclass(frozen=True)
+class Replay:
+    """A kept refused response fed to the tap instead of an API call."""
+
+    key: str  # refused/<day>/<stem>.json(l)
+    response: Path  # its body as tap-ads-api reads it
+
+
+def load(day: dt.date, given_run_id: str | None = None, replay: Replay | None = None) -> int:
     """The entry point: one API call per run, backed up and verified before anything is inserted.
 
     Then the verified backups of this day and the day before that were never inserted (a run
-    that failed after its backup, whose retries ran out) are inserted too, without the API.
+    that failed after its backup, whose retries ran out) are inserted too, without the API;
+    one whose insert failed records.MAX_INSERT_FAILURES times is held and named instead.
     """
     cfg = config.load()
     _need_pg("the load inserts into api_ad_data")
@@ -269,7 +352,7 @@ def load(day: dt.date, given_run_id: str | None = None) -> int:
     lock = f"run-{PIPELINE}-{LOAD}"
     try:
         with meltano.Signals() as signals, meltano.holding(signals, LOAD, DayLayout.for_day(day), lock):
-            code = _load(cfg, keys, given_run_id, signals)
+            code = _load(cfg, keys, given_run_id, signals, replay)
     except meltano.Interrupted as stop:
         return 128 + stop.signum
     if code == 0:
@@ -277,7 +360,55 @@ def load(day: dt.date, given_run_id: str | None = None) -> int:
     return code
 
 
-def _load(cfg: AdsSettings, keys: BackupKeys, given_run_id: str | None, signals: meltano.Signals) -> int:
+def replay(key: str, given_run_id: str | None = None) -> int:
+    """`nw ads replay KEY`: a kept refused response, as run <stem> of its day (or --run-id), through
+    the load's checks, backup and insert; no API call."""
+    try:
+        where = refused.RefusedKey.parse(key)
+    except ValueError as err:
+        raise ConfigError(str(err), "pass a key that nw ads status lists as refused", "ads replay") from None
+    cfg = config.load()
+    _need_pg("the replay inserts into api_ad_data")
+    day, rerun = where.day, refused.replay_command(where.body)
+    run_id = config.run_id_from(given_run_id or where.stem)
+    bucket = s3.Bucket(cfg)
+    try:
+        body = bucket.get(where.body)
+        found = bucket.get_json(where.reason)
+    except s3.S3Error as err:
+        raise AdsError("replay", day, f"{err}; nothing was replayed", None, rerun) from None
+    if body is None:
+        raise AdsError("replay", day, f"{cfg.where(where.body)} does not exist; nothing was replayed", None, None)
+    if found is not None:
+        try:
+            kept = refused.Refusal.from_json(found)
+        except (ValueError, TypeError) as err:
+            raise AdsError("replay", day, f"{cfg.where(where.reason)} is {err}; nothing was replayed") from None
+        sha256 = hashlib.sha256(body).hexdigest()
+        if kept.sha256 != sha256:
+            cause = (
+                f"{cfg.where(where.body)} has sha256 {sha256}, but {kept.sha256} was kept ({where.reason}): "
+                "it changed since; nothing was replayed"
+            )
+            raise AdsError("replay", day, cause)
+    with tempfile.TemporaryDirectory(prefix="nw-ads-replay-") as scratch:
+        response = Path(scratch) / "response.json"
+        response.write_bytes(refused.as_response(body, where.extension))
+        code = load(day, run_id, Replay(where.body, response))
+    if code == 0:
+        backup = BackupKeys(day, run_id).object
+        marker = {"key": where.body, "run_id": run_id, "backup": backup, "replayed_at": verified_now()}
+        try:
+            bucket.put_new(where.replayed, (json.dumps(marker, indent=2) + "\n").encode(), "application/json")
+        except s3.S3Error as err:
+            print(f"(the replay is not marked in {where.replayed}: {err})", file=sys.stderr)
+        print(f"==> replayed: {where.body} is inserted as {backup}")
+    return code
+
+
+def _load(
+    cfg: AdsSettings, keys: BackupKeys, given_run_id: str | None, signals: meltano.Signals, replay: Replay | None
+) -> int:
     """Inside the load's locks: the run, then the verified backups of its days not inserted yet."""
     day, run_id = keys.day, keys.run_id
     started = ledger.now()
@@ -288,54 +419,118 @@ def _load(cfg: AdsSettings, keys: BackupKeys, given_run_id: str | None, signals:
         except s3.S3Error as err:
             cause = f"{err}; the API was not called"
             return _load_failed(keys, load_attempt(keys, started), cause, load_rerun(day, run_id))
+    if reuse and replay:
+        cause = (
+            f"run {run_id} already has a verified backup {cfg.where(keys.object)}; replaying {replay.key} "
+            "as that run would replace it; nothing was replayed"
+        )
+        rerun = f"{refused.replay_command(replay.key)} --run-id {run_id}-replay"
+        return _load_failed(keys, load_attempt(keys, started), cause, rerun)
     if reuse:
         print(f"ads load: run {run_id} has a verified backup {cfg.where(keys.object)}: inserting it, no API call")
-    code, _ = _run_one(cfg, keys, INSERT_JOB if reuse else LOAD, signals, started)
+    if replay:
+        print(f"ads replay: {cfg.where(replay.key)} as run {run_id} of {day}, no API call")
+    code, _ = _run_one(cfg, keys, INSERT_JOB if reuse else LOAD, signals, started, replay=replay)
     if code:
         return code
     try:
-        earlier = [b for b in pending(cfg, [day - dt.timedelta(days=1), day]) if b != keys]
+        earlier = [b for b in pending(cfg, [day - dt.timedelta(days=1), day]) if b.keys != keys]
     except (s3.S3Error, PipelineError) as err:
         print(f"ads load: could not look for verified backups not inserted yet: {err}", file=sys.stderr)
         earlier = []
     for backup in earlier:
-        print(f"ads load: {backup.object} is verified but was never inserted: inserting it, no API call")
-        code, why = _run_one(cfg, backup, INSERT_JOB, signals, ledger.now(), quiet_failure=True)
+        if backup.held:
+            print(f"WARNING: {backup.keys.object} is verified but not inserted, {backup.held_note()}", file=sys.stderr)
+            continue
+        print(f"ads load: {backup.keys.object} is verified but was never inserted: inserting it, no API call")
+        code, why = _run_one(cfg, backup.keys, INSERT_JOB, signals, ledger.now(), quiet_failure=True)
         if code:
             if signals.received is not None:
                 return 128 + signals.received
-            print(
-                f"WARNING: {backup.object} is still not inserted ({why}); "
-                f"rerun: {load_rerun(backup.day, backup.run_id)}",
-                file=sys.stderr,
-            )
+            note = _failures_note(backup.keys, _count_failed_insert(backup.keys, why))
+            print(f"WARNING: {backup.keys.object} is still not inserted ({why}); {note}", file=sys.stderr)
     return 0
 
 
+def _count_failed_insert(keys: BackupKeys, cause: str) -> int | None:
+    """One more failed insert of a verified backup, in Postgres; the count so far. None when
+    Postgres cannot be reached: that failure is not the backup's, and is not counted."""
+    try:
+        with store.connect(settings.pg_conn(PG).conninfo()) as conn:
+            return store.record_insert_failure(conn, keys.object, keys.day, keys.run_id, ledger.redact(cause))
+    except (psycopg.Error, PipelineError):
+        return None
+
+
+def _failures_note(keys: BackupKeys, failures: int | None) -> str:
+    """What a failed insert means for the next loads, and the command that inserts the backup."""
+    rerun = load_rerun(keys.day, keys.run_id)
+    if failures is not None and failures >= records.MAX_INSERT_FAILURES:
+        return (
+            f"its insert has failed {failures} times: held, no load retries it by itself "
+            f"(nw ads status lists it). Fix the cause, then: {rerun}"
+        )
+    if failures is not None:
+        return f"failed insert {failures} of {records.MAX_INSERT_FAILURES} before it is held; rerun: {rerun}"
+    return f"rerun: {rerun}"
+
+
 def _run_one(
-    cfg: AdsSettings, keys: BackupKeys, job: str, signals: meltano.Signals, started: dt.datetime, *, quiet_failure=False
+    cfg: AdsSettings,
+    keys: BackupKeys,
+    job: str,
+    signals: meltano.Signals,
+    started: dt.datetime,
+    *,
+    quiet_failure: bool = False,
+    replay: Replay | None = None,
 ) -> tuple[int, str]:
     """One `meltano run` of ads-load or ads-insert for a run id: (0, "") once its commit is in the
     ledger, else the exit status and the cause."""
     print(f"==> ads: {job} for {keys.day}, run {keys.run_id}", flush=True)
     recorded = load_attempt(keys, started)
-    # The day is pinned for the job's tasks, and its log goes with the day's other logs.
-    code, tail, recorded.log = meltano.run_meltano_job(
-        job, keys.day, signals, {RUN_ID_ENV: keys.run_id}, echo=_worth_showing
-    )
-    if signals.received is not None:
-        name = signal.Signals(signals.received).name
-        recorded.interrupted(signals.received)
-        _drop_incoming(cfg, keys)
-        after = _after_failure(cfg, keys)
-        print(f"\nINTERRUPTED: ads load for {keys.day} ({name}).\n{after}", file=sys.stderr)
-        return 128 + signals.received, f"stopped by {name}"
-    if code == 0 and succeeded_since(ADS, LOAD, ledger.run_key(keys.day, keys.run_id), started):
-        return 0, ""
+    with tempfile.TemporaryDirectory(prefix="nw-ads-") as scratch:
+        refused_path = Path(scratch) / "refused-response"
+        # Only this run's tap settings: a replay reads its file, any other call keeps what it refuses.
+        env: dict[str, str | None] = {
+            RUN_ID_ENV: keys.run_id,
+            TAP_RESPONSE_FILE_ENV: str(replay.response) if replay else None,
+            REPLAY_OF_ENV: replay.key if replay else None,
+            TAP_REFUSED_PATH_ENV: None if replay or job != LOAD else str(refused_path),
+        }
+        # The day is pinned for the job's tasks, and its log goes with the day's other logs.
+        code, tail, recorded.log = meltano.run_meltano_job(job, keys.day, signals, env, echo=_worth_showing)
+        if signals.received is not None:
+            name = signal.Signals(signals.received).name
+            recorded.interrupted(signals.received)
+            _drop_incoming(cfg, keys)
+            after = _after_failure(cfg, keys)
+            print(f"\nINTERRUPTED: ads load for {keys.day} ({name}).\n{after}", file=sys.stderr)
+            return 128 + signals.received, f"stopped by {name}"
+        if code == 0 and succeeded_since(ADS, LOAD, ledger.run_key(keys.day, keys.run_id), started):
+            return 0, ""
+        kept = _keep_tap_refusal(cfg, keys, refused_path)
     cause = meltano.find_cause(tail) or f"meltano run {job} exited {code}"
     if quiet_failure:
         return code or 1, f"{cause}; log {recorded.log}"
-    return _load_failed(keys, recorded, cause, None, cfg, meltano.task_message(tail)), cause
+    return _load_failed(keys, recorded, cause, None, cfg, meltano.task_message(tail), kept, replay), cause
+
+
+def _keep_tap_refusal(cfg: AdsSettings, keys: BackupKeys, path: Path) -> str | None:
+    """The response tap-ads-api refused (left at `path` with its reason), kept under refused/."""
+    reason_path = Path(f"{path}{TAP_REASON_SUFFIX}")
+    if not reason_path.exists() or not path.exists():
+        return None
+    try:
+        reason = json.loads(reason_path.read_text())["reason"]
+        where, already = refused.keep(
+            s3.Bucket(cfg), keys.day, keys.run_id, path.read_bytes(), ".json", refused.BY_TAP, reason
+        )
+    except s3.S3Error as err:
+        return f"The refused response could not be kept in S3 ({err})."
+    except (OSError, ValueError, KeyError) as err:
+        return f"The refused response could not be read back from {path} ({err})."
+    return refused.kept_line(cfg.where(where.body), where, already)
 
 
 def _worth_showing(line: str) -> bool:
@@ -349,8 +544,9 @@ def _drop_incoming(cfg: AdsSettings, keys: BackupKeys) -> None:
         s3.Bucket(cfg).delete(keys.incoming)
 
 
-def _after_failure(cfg: AdsSettings, keys: BackupKeys) -> str:
-    """What a failed run left, and the rerun that completes it without losing or doubling anything."""
+def _after_failure(cfg: AdsSettings, keys: BackupKeys, cause: str | None = None) -> str:
+    """What a failed run left, and the rerun that completes it without losing or doubling anything.
+    With the failure's cause, a failed insert of a verified backup is counted."""
     try:
         verified = s3.Bucket(cfg).exists(keys.manifest)
     except s3.S3Error as err:
@@ -360,10 +556,22 @@ def _after_failure(cfg: AdsSettings, keys: BackupKeys) -> str:
             "there, without the API; otherwise it calls the API once)"
         )
     if verified:
-        return (
+        text = (
             f"The backup {cfg.where(keys.object)} is verified and not yet inserted.\n"
             f"Rerun (inserts that backup, no API call): {load_rerun(keys.day, keys.run_id)}"
         )
+        failures = _count_failed_insert(keys, cause) if cause is not None else None
+        if failures is not None and failures >= records.MAX_INSERT_FAILURES:
+            text += (
+                f"\nIts insert has failed {failures} times: held, no load retries it by itself "
+                "(nw ads status lists it)."
+            )
+        elif failures is not None:
+            text += (
+                f"\nFailed inserts of this backup: {failures} of {records.MAX_INSERT_FAILURES} "
+                "(then it is held: no load retries it by itself)."
+            )
+        return text
     return f"Nothing of run {keys.run_id} was inserted.\nRerun (a new API call): {load_rerun(keys.day)}"
 
 
@@ -378,6 +586,8 @@ def _load_failed(
     rerun: str | None = None,
     cfg: AdsSettings | None = None,
     said: Sequence[str] = (),
+    kept: str | None = None,
+    replay: Replay | None = None,
 ) -> int:
     """Say why the run failed and how to complete it, and record that in the ledger."""
     cfg = cfg or config.load()
@@ -389,11 +599,18 @@ def _load_failed(
     elif API_NOT_CALLED in cause:  # the first task refused: this run wrote nothing anywhere
         after = f"Rerun (a new API call): {load_rerun(keys.day)}"
     else:
-        after = _after_failure(cfg, keys)
+        after = _after_failure(cfg, keys, cause)
+        if replay and after.startswith("Nothing"):
+            after = (
+                f"Nothing of run {keys.run_id} was inserted; the response stays kept as {cfg.where(replay.key)}.\n"
+                f"Once the cause is fixed, replay it again: {refused.replay_command(replay.key)}"
+            )
+    if kept:
+        after = f"{kept}\n{after}"
     recorded.failed(f"{cause}\n{after}")
     print(
         f"\nFAILED: ads load for {keys.day}, run {keys.run_id}.\nCause: {ledger.redact(cause)}\n"
-        + "".join(f"  | {line}\n" for line in said if line not in cause)
+        + "".join(f"  | {line}\n" for line in said if line.removeprefix("ERROR: ") not in cause)
         + (f"Full log: {recorded.log}\n" if recorded.log else "")
         + after,
         file=sys.stderr,
@@ -518,7 +735,8 @@ def _adopt(conn, bucket: s3.Bucket) -> tuple[list[str], int]:
 
 
 def status_lines(with_s3: bool = False, recent: int = 6) -> list[str]:
-    """The `recent` latest attempts (ledger), what api_ad_data holds, and (with_s3) backups not inserted yet."""
+    """The `recent` latest attempts (ledger); what api_ad_data holds, the quarantined records and
+    the held backups (Postgres); with_s3, the backups not inserted yet and the kept refused responses."""
     lines = []
     for entry in ledger.recent(PIPELINE, recent) if recent else []:
         what = entry["notes"] or (entry["error"] or "").strip().split("\n", 1)[0]
@@ -530,6 +748,10 @@ def status_lines(with_s3: bool = False, recent: int = 6) -> list[str]:
     try:
         with _db("status", None, "no counts", None) as conn:
             c = store.counts(conn)
+            held = [
+                Pending(BackupKeys(h.day, h.run_id), h.failures, h.last_error)
+                for h in (store.held(conn, records.MAX_INSERT_FAILURES) if c is not None else [])
+            ]
         if c is None:
             lines.append("  api_ad_data does not exist yet (nw ads up creates it)")
         else:
@@ -537,17 +759,56 @@ def status_lines(with_s3: bool = False, recent: int = 6) -> list[str]:
                 f"  api_ad_data: {c['rows']} rows (newest shown_at {c['newest'] or '-'}), "
                 f"{c['loads']} backups inserted, {c['archived_rows']} rows archived in {c['archives']} objects"
             )
+            lines.append(_quarantine_line(c))
+            for backup in held:
+                lines.append(f"  verified, not inserted: {backup.keys.object} {backup.held_note()}")
     except PipelineError as err:
         lines.append(f"  {err.cause.splitlines()[0]}")
     if with_s3:
-        today = dt.datetime.now(dt.UTC).date()
-        try:
-            waiting = pending(config.load(), [today - dt.timedelta(days=n) for n in range(7, -1, -1)])
-        except (s3.S3Error, PipelineError) as err:
-            lines.append(f"  cannot list the backups of the last 7 days: {str(err).splitlines()[0]}")
-        else:
-            for backup in waiting:
-                lines.append(f"  verified, not inserted: {backup.object} -> {load_rerun(backup.day, backup.run_id)}")
-            if not waiting:
-                lines.append("  every verified backup of the last 7 days is inserted")
+        lines += _s3_status_lines()
+    return lines
+
+
+def _quarantine_line(c: dict) -> str:
+    if not c["quarantined"]:
+        return "  quarantined: no record (ads_meta.quarantine)"
+    key, latest = c["latest_quarantined"]
+    lines, backups = c["quarantined"], c["quarantined_backups"]
+    return (
+        f"  quarantined: {lines} record{'s' * (lines != 1)} of {backups} backup{'s' * (backups != 1)} "
+        f"in ads_meta.quarantine (latest: {key} {latest.describe()})"
+    )
+
+
+def _s3_status_lines() -> list[str]:
+    """The verified backups of the last 7 days not inserted yet (held ones are listed from Postgres),
+    and the refused responses kept under refused/ that no replay has inserted."""
+    lines = []
+    cfg = config.load()
+    today = dt.datetime.now(dt.UTC).date()
+    try:
+        waiting = [b for b in pending(cfg, [today - dt.timedelta(days=n) for n in range(7, -1, -1)]) if not b.held]
+    except (s3.S3Error, PipelineError) as err:
+        lines.append(f"  cannot list the backups of the last 7 days: {str(err).splitlines()[0]}")
+    else:
+        for backup in waiting:
+            keys = backup.keys
+            lines.append(f"  verified, not inserted: {keys.object} -> {load_rerun(keys.day, keys.run_id)}")
+        if not waiting:
+            lines.append("  every verified backup of the last 7 days is inserted (or held)")
+    bucket = s3.Bucket(cfg)
+    try:
+        kept = bucket.keys(refused.PREFIX)
+        replayed = {k.removesuffix(".replayed.json") for k in kept if k.endswith(".replayed.json")}
+        for key in kept:
+            if not key.endswith(".reason.json") or key.removesuffix(".reason.json") in replayed:
+                continue
+            why = refused.Refusal.from_json(bucket.get_json(key) or {})
+            lines.append(
+                f"  refused, kept: {why.key} ({why.refused_by}: {why.reason.splitlines()[0][:200]}) -> {why.replay}"
+            )
+        if replayed:
+            lines.append(f"  refused responses replayed since: {len(replayed)}")
+    except (s3.S3Error, ValueError, TypeError) as err:
+        lines.append(f"  cannot list the refused responses: {str(err).splitlines()[0]}")
     return lines

@@ -94,6 +94,36 @@ class Bucket:
             raise S3Error(f"{self.cfg.where(key)} reads back as {got}, but sha256 {expected} was written")
         return expected
 
+    def put_new(self, key: str, body: bytes, content_type: str) -> bool:
+        """Create the object unless the key exists (never overwrite): True if created, False if
+        there was one already. The put is conditional (If-None-Match: *), which S3 enforces; a
+        server that ignores the condition (s3rver) is covered by the check before it, and the
+        ads load's lock keeps two runs from racing between the two."""
+        if self.exists(key):
+            return False
+        expected = hashlib.sha256(body).hexdigest()
+        try:
+            self.client.put_object(
+                Bucket=self.name,
+                Key=key,
+                Body=body,
+                ContentType=content_type,
+                Metadata={"sha256": expected},
+                IfNoneMatch="*",
+            )
+        except ClientError as error:
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status in (409, 412):  # created by someone else since the check
+                return False
+            raise self._fail("write", key, error) from error
+        except BotoCoreError as error:
+            raise self._fail("write", key, error) from error
+        stored = self.get(key)
+        if stored is None or hashlib.sha256(stored).hexdigest() != expected:
+            got = "nothing" if stored is None else f"sha256 {hashlib.sha256(stored).hexdigest()}"
+            raise S3Error(f"{self.cfg.where(key)} reads back as {got}, but sha256 {expected} was written")
+        return True
+
     def delete(self, key: str) -> None:
         try:
             self.client.delete_object(Bucket=self.name, Key=key)

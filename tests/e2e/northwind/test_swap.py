@@ -228,3 +228,73 @@ def test_a_column_dropped_at_the_source_is_null_on_later_days_and_an_empty_table
     load(warehouse, DAY2, "D3", {"dropped": (partition_file(tmp_path / "d3.parquet", only_id, []), [])})
     assert query(warehouse, "SELECT _day, id FROM raw.dropped ORDER BY _day") == [(DAY1, 1)]
     assert query(warehouse, "SELECT count(*) FROM raw._loaded_days WHERE day = %s AND load_id = 'D3'", DAY2) == [(1,)]
+
+
+def test_every_column_whose_type_changed_is_named_in_every_table_and_raw_is_untouched(
+    warehouse: settings.PgConn, tmp_path: Path
+) -> None:
+    before = {
+        "changed_a": {
+            "id": (pa.int64(), "bigint"),
+            "n": (pa.decimal128(10, 2), "numeric(10,2)"),
+            "c": (pa.string(), "character(5)"),
+        },
+        "changed_b": {"id": (pa.int32(), "integer"), "v": (pa.string(), "character varying(15)")},
+    }
+    after = {  # what raw cannot hold unchanged: numeric(10,2) -> (12,4), char(5) -> text, integer -> text
+        "changed_a": {
+            "id": (pa.int64(), "bigint"),
+            "n": (pa.decimal128(12, 4), "numeric(12,4)"),
+            "c": (pa.string(), "text"),
+        },
+        "changed_b": {"id": (pa.string(), "text"), "v": (pa.string(), "character varying(15)")},
+    }
+    rows = {"changed_a": [(1, Decimal("1.50"), "ab")], "changed_b": [(1, "x")]}
+    load(
+        warehouse,
+        DAY1,
+        "C1",
+        {t: (partition_file(tmp_path / f"{t}-1.parquet", before[t], rows[t]), rows[t]) for t in before},
+    )
+    new_rows = {"changed_a": [(2, Decimal("1.5001"), "cd")], "changed_b": [("2", "y")]}
+    with pytest.raises(PipelineError) as raised:
+        load(
+            warehouse,
+            DAY1,
+            "C2",
+            {t: (partition_file(tmp_path / f"{t}-2.parquet", after[t], new_rows[t]), new_rows[t]) for t in after},
+        )
+    changed = [
+        (table, column, before[table][column][1], after[table][column][1])
+        for table in before
+        for column in before[table]
+        if before[table][column][1] != after[table][column][1]
+    ]
+    message = str(raised.value)
+    for table, column, old, new in changed:
+        assert f"""column '{column}' of "raw"."{table}" is {old} but the day's file has {new}""" in message
+    assert f"the source changed {len(changed)} columns' types" in message
+    assert query(warehouse, "SELECT id, _load_id FROM raw.changed_a") == [(1, "C1")]
+    assert query(warehouse, "SELECT id, _load_id FROM raw.changed_b") == [(1, "C1")]
+
+
+def test_every_column_the_load_adds_is_named_for_every_table_and_nothing_is_staged(
+    warehouse: settings.PgConn, tmp_path: Path
+) -> None:
+    files = {
+        "has_day": partition_file(
+            tmp_path / "d.parquet", {"id": (pa.int32(), "integer"), "_day": (pa.date32(), "date")}, []
+        ),
+        "has_both": partition_file(
+            tmp_path / "b.parquet", {"_load_id": (pa.string(), "text"), "_day": (pa.date32(), "date")}, []
+        ),
+    }
+    with pytest.raises(PipelineError) as raised:
+        prepare_staging(warehouse, "load", DAY2, files)
+    message = str(raised.value)
+    assert "2 table(s) of the day cannot be loaded" in message
+    for table, path in files.items():
+        reserved = [n for n in pq.read_schema(path).names if n in ("_day", "_load_id")]
+        found = ", ".join(f"column {n!r}: the load adds a column of that name to every row" for n in reserved)
+        assert f"{path}: table {table!r}: {found}" in message
+    assert query(warehouse, "SELECT to_regnamespace(%s)", staging_schema(DAY2)) == [(None,)]
