@@ -114,7 +114,9 @@ SOURCE = Pipeline(
 def test_a_commit_names_every_failing_table_and_column_and_the_line_that_leaves_them_out(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Both: the Makefile exports MELTANO_PROJECT_ROOT, which wins over NW_PROJECT_ROOT.
     monkeypatch.setenv("NW_PROJECT_ROOT", str(data_dir.parent))
+    monkeypatch.setenv("MELTANO_PROJECT_ROOT", str(data_dir.parent))
     protocol.begin(SOURCE, "extract-a")
     layout = DayLayout(DAY, data_dir)
     staging = layout.staging_dir("extract-a")
