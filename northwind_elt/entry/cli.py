@@ -129,7 +129,6 @@ def _padam_status() -> dict:
         extra.notes.append(f"  reconciled: not checked: {err.message.splitlines()[0]}")
         return {"padam": extra}
     # The report's month lines: "YYYY-MM  rows / sum (production)  (warehouse raw)  (published stats)  state".
-    fixes = {"unpublished": commands.PREPARE, "stale": commands.FULL_REFRESH}
     for line in report.splitlines()[1:]:
         found = re.fullmatch(r"(\d{4}-\d{2})\s+(.*\S)\s+(\w+)", line)
         pairs = re.findall(r"(\d+) / (\d+)", found[2]) if found else []
@@ -141,7 +140,9 @@ def _padam_status() -> dict:
         if state == "ok":
             extra.checks[month] = Check(state, detail=detail)
         else:
-            extra.checks[month] = Check(state, f"not reconciled ({state})", fixes.get(state, commands.PREPARE), detail)
+            extra.checks[month] = Check(
+                state, f"not reconciled ({state})", commands.reconcile_fix(state, month), detail
+            )
     return {"padam": extra}
 
 

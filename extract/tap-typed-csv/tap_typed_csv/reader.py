@@ -4,11 +4,13 @@ The reader streams the file with pyarrow (``pyarrow.csv.open_csv``) in blocks, s
 the file size. Every error is a :class:`CsvContractError` whose message names the file, the 1-based
 file line (header = line 1) and, where there is one, the column. When pyarrow refuses a value, the
 failing record is looked up again with Python's ``csv`` module to name its line and value exactly.
+A data line equal to the header is refused too (`_refuse_header_rows`, vectorised per block).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +27,8 @@ TRUE_VALUES = ["true", "True", "TRUE", "1"]
 FALSE_VALUES = ["false", "False", "FALSE", "0"]
 TYPE_NAMES = ("string", "integer", "number", "decimal(P,S)", "date", "timestamp", "boolean")
 _DECIMAL = re.compile(r"decimal\(\s*(\d+)\s*,\s*(\d+)\s*\)")
+ASCII_SPACES = " \t\n\v\f\r"  # what pyarrow's ascii_trim_whitespace removes
+BOM = "\ufeff"
 _SIMPLE_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
     "integer": pa.int64(),
@@ -226,23 +230,92 @@ def _check_header(spec: FileSpec) -> None:
 # -- naming a refused record -----------------------------------------------------------
 
 
-def _find_record(path: Path, record: int) -> tuple[int, list[str]] | None:
-    """The first file line and fields of CSV record `record` (1 = header), counted as pyarrow does:
-    blank lines are not records, a quoted field may span lines."""
+def _find_records(path: Path, records: Sequence[int]) -> dict[int, tuple[int, list[str]]]:
+    """The first file line and fields of each CSV record in `records` (1 = header), counted as
+    pyarrow does: blank lines are not records, a quoted field may span lines. One pass."""
+    wanted, found = set(records), {}
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         seen = 0
-        while True:
+        while wanted - found.keys():
             start = reader.line_num + 1
             try:
                 row = next(reader)
             except (StopIteration, csv.Error):
-                return None
+                break
             if not row:
                 continue
             seen += 1
-            if seen == record:
-                return start, row
+            if seen in wanted:
+                found[seen] = (start, row)
+    return found
+
+
+def _find_record(path: Path, record: int) -> tuple[int, list[str]] | None:
+    return _find_records(path, [record]).get(record)
+
+
+# -- a header line among the data ------------------------------------------------------
+
+
+def _is_header(spec: FileSpec, fields: Sequence[str]) -> bool:
+    """Whether a data line's fields are the header's names: outer spaces and tabs ignored, and a BOM
+    at the line's start (two files concatenated), as line 1 may have one."""
+    if len(fields) != len(spec.columns):
+        return False
+    bare = [field.strip(ASCII_SPACES) for field in fields]
+    return bare[1:] == spec.names[1:] and bare[0] in (spec.names[0], BOM + spec.names[0])
+
+
+def _repeated_header(spec: FileSpec, line: int) -> CsvContractError:
+    return CsvContractError(
+        f"{spec.path}: line {line}: a repeated header line ({','.join(spec.names)}), not a data row; "
+        "remove it (the header belongs on line 1 only)"
+    )
+
+
+def _header_as_row(spec: FileSpec, options: dict[str, Any]) -> list[Any] | None:
+    """The header's names as the typed values pyarrow makes of them in a data row, one per column
+    (text columns: the name); None when a typed column cannot hold its own name: a repeated header
+    then fails conversion, and `_explain` names it."""
+    line = io.StringIO()
+    csv.writer(line).writerow(spec.names)
+    read = pacsv.ReadOptions(column_names=spec.names, use_threads=False)
+    try:
+        row = pacsv.read_csv(
+            pa.py_buffer(line.getvalue().encode()), read, options["parse_options"], options["convert_options"]
+        )
+    except pa.ArrowInvalid:
+        return None
+    return [
+        name if column.is_string else row.column(i)[0]
+        for i, (name, column) in enumerate(zip(spec.names, spec.columns, strict=True))
+    ]
+
+
+def _refuse_header_rows(spec: FileSpec, batch: pa.RecordBatch, rows_before: int, header: list[Any]) -> None:
+    """Refuse a data row equal to the header, vectorised: the rows equal to the header in the first
+    column, narrowed column by column (almost always to none after the first); text is compared with
+    outer ASCII spaces trimmed. Candidates are confirmed on the file's own text (`_is_header`)."""
+    candidates: pa.Array | None = None
+    for position, (column, wanted) in enumerate(zip(spec.columns, header, strict=True)):
+        values = batch.column(position)
+        if candidates is not None:
+            values = values.take(candidates)
+        if column.is_string:
+            values = pc.ascii_trim_whitespace(values)
+            equal = pc.is_in(values, pa.array([wanted, BOM + wanted])) if position == 0 else pc.equal(values, wanted)
+        else:
+            equal = pc.equal(values, wanted)
+        hits = pc.indices_nonzero(equal)
+        candidates = hits if candidates is None else candidates.take(hits)
+        if len(candidates) == 0:
+            return
+    records = [rows_before + index + 2 for index in candidates.to_pylist()]
+    found = _find_records(spec.path, records)
+    for record in records:
+        if record in found and _is_header(spec, found[record][1]):
+            raise _repeated_header(spec, found[record][0])
 
 
 _CONVERSION = re.compile(r"In CSV column #(\d+): Row #(\d+): (.*)", re.DOTALL)
@@ -258,6 +331,8 @@ def _explain(spec: FileSpec, message: str) -> str:
         index, record, detail = int(conversion.group(1)), int(conversion.group(2)), conversion.group(3)
         column = spec.columns[index]
         found = _find_record(path, record)
+        if found and _is_header(spec, found[1]):
+            return str(_repeated_header(spec, found[0]))
         value_hit = _BAD_VALUE.search(detail.splitlines()[0] if detail else "")
         if found and index < len(found[1]):
             line, fields = found
@@ -277,6 +352,8 @@ def _explain(spec: FileSpec, message: str) -> str:
 
 def _refuse_row(spec: FileSpec, record: int, column: Column, what: str | None = None) -> CsvContractError:
     found = _find_record(spec.path, record)
+    if found and _is_header(spec, found[1]):
+        return _repeated_header(spec, found[0])
     line = found[0] if found else record
     if what is None:
         value = found[1][spec.columns.index(column)] if found else "?"
@@ -338,6 +415,7 @@ def iter_batches(spec: FileSpec, block_size: int = BLOCK_SIZE) -> Iterator[pa.Re
             false_values=FALSE_VALUES,
         ),
     }
+    header = _header_as_row(spec, options)
     rows = 0
     try:
         reader = pacsv.open_csv(path, **options)
@@ -349,6 +427,8 @@ def iter_batches(spec: FileSpec, block_size: int = BLOCK_SIZE) -> Iterator[pa.Re
             if batch.num_rows == 0:
                 continue
             _check_batch(spec, batch, rows)
+            if header is not None:
+                _refuse_header_rows(spec, batch, rows, header)
             rows += batch.num_rows
             yield pa.RecordBatch.from_arrays(batch.columns, schema=schema)
     except pa.ArrowInvalid as err:

@@ -117,6 +117,30 @@ def test_a_bad_file_in_batch_mode_sends_no_batch_and_leaves_no_file(
     assert not list(root.glob("*.parquet"))
 
 
+def test_a_repeated_header_deep_in_a_large_file_in_batch_mode_sends_no_batch(
+    tmp_path: Path, big_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every column text: the header is found by the vectorised check, in a later block."""
+    bad = tmp_path / "order_details.csv"
+    lines = big_csv.read_text().splitlines()
+    lines.insert(150_000, lines[0])  # file line 150001
+    bad.write_text("\n".join(lines) + "\n")
+    root = tmp_path / "batches"
+    as_text = dict.fromkeys(ORDER_COLUMNS, "string")
+    config = {
+        "files": [entry(bad, as_text, "order_details")],
+        "batch_config": {"encoding": {"format": "parquet"}, "storage": {"root": str(root)}, "batch_size": 10_000},
+    }
+    with pytest.raises(CsvContractError) as raised:
+        run_batches(config, capsys)
+    assert str(raised.value) == (
+        f"{bad}: line 150001: a repeated header line ({','.join(ORDER_COLUMNS)}), not a data row; "
+        "remove it (the header belongs on line 1 only)"
+    )
+    assert '"BATCH"' not in capsys.readouterr().out
+    assert not list(root.glob("*.parquet"))
+
+
 def test_a_large_file_is_read_in_blocks_with_exact_types(big_csv: Path) -> None:
     spec = parse_files([entry(big_csv, ORDER_COLUMNS, "order_details")])[0]
     batches = list(iter_batches(spec, block_size=1 << 20))

@@ -124,6 +124,15 @@ ORDER_CASES = {
         f"{HEADER}\n1,2,3,99999999999999999999,0\n",
         "line 2, column 'quantity': '99999999999999999999' is not an integer",
     ),
+    # An integer column cannot hold its own name: the conversion error says it is the header again.
+    "repeated header": (
+        f"{HEADER}\n1,2,3,4,0\n{HEADER}\n1,2,3,4,0\n",
+        f"line 3: a repeated header line ({HEADER}), not a data row; remove it (the header belongs on line 1 only)",
+    ),
+    "header again as the last line, after a blank line": (
+        f"{HEADER}\n1,2,3,4,0\n\n{HEADER}",
+        f"line 4: a repeated header line ({HEADER}), not a data row; remove it (the header belongs on line 1 only)",
+    ),
 }
 
 
@@ -189,6 +198,111 @@ def test_each_type_refuses_what_it_cannot_hold(tmp_path: Path, case: str) -> Non
     with pytest.raises(CsvContractError) as raised:
         read_table(spec(path, TYPED_COLUMNS))
     assert str(raised.value).startswith(f"{path}: line 3, column '{column}': {message}")
+
+
+# -- a header line among the data ---------------------------------------------------------
+
+
+def repeated_header(path: Path, line: int, columns: dict[str, str]) -> str:
+    return (
+        f"{path}: line {line}: a repeated header line ({','.join(columns)}), not a data row; "
+        "remove it (the header belongs on line 1 only)"
+    )
+
+
+def with_line(source: Path, line: int, text: str) -> list[str]:
+    """The source file's lines with `text` inserted as file line `line`."""
+    lines = source.read_text(encoding="utf-8").splitlines()
+    return [*lines[: line - 1], text, *lines[line - 1 :]]
+
+
+PLACES_HEADER = ",".join(PLACES_COLUMNS)
+# How the header line comes back among the data (all text columns: the vectorised check).
+HEADER_SPELLINGS = {
+    "as line 1": PLACES_HEADER,
+    "quoted": ",".join(f'"{name}"' for name in PLACES_COLUMNS),
+    "outer spaces and tabs": " city ,\tcounty, country ",
+    "after a BOM (two files concatenated)": "\ufeff" + PLACES_HEADER,
+}
+
+
+@pytest.mark.parametrize("spelling", sorted(HEADER_SPELLINGS))
+@pytest.mark.parametrize("line", [2, 4])
+def test_a_repeated_header_line_is_refused_with_file_and_line(tmp_path: Path, spelling: str, line: int) -> None:
+    path = tmp_path / "places.csv"
+    path.write_text("\n".join(with_line(FIXTURES / "places.csv", line, HEADER_SPELLINGS[spelling])))
+    with pytest.raises(CsvContractError) as raised:
+        read_table(spec(path, PLACES_COLUMNS))
+    assert str(raised.value) == repeated_header(path, line, PLACES_COLUMNS)
+
+
+def test_a_header_line_is_refused_even_where_the_header_is_all_a_file_has(tmp_path: Path) -> None:
+    path = tmp_path / "places.csv"
+    path.write_text(f"{PLACES_HEADER}\n{PLACES_HEADER}\n")
+    with pytest.raises(CsvContractError) as raised:
+        read_table(spec(path, PLACES_COLUMNS))
+    assert str(raised.value) == repeated_header(path, 2, PLACES_COLUMNS)
+
+
+def test_a_line_that_only_looks_like_the_header_is_data(tmp_path: Path) -> None:
+    """Case matters, and a typed column compares the file's text, not its value (01 is not 1)."""
+    places = tmp_path / "places.csv"
+    places.write_text(f"{PLACES_HEADER}\ncity,county,Country\ncity,county\tx,country\n")
+    assert read_table(spec(places, PLACES_COLUMNS)).to_pylist() == [
+        dict(zip(PLACES_COLUMNS, row, strict=True)) for row in csv_rows(places)
+    ]
+    numbered = tmp_path / "numbered.csv"
+    numbered.write_text("1,label\n01,label\n1.0,label\n")
+    assert read_table(spec(numbered, {"1": "number", "label": "string"})).to_pylist() == [
+        {"1": float(value), "label": label} for value, label in csv_rows(numbered)
+    ]
+
+
+# Files whose typed columns cannot hold the header's text: pyarrow's conversion error, or a
+# later check, meets the header line first; the message says what it is.
+TYPED_HEADER_CASES = {
+    "a date column (people)": (PEOPLE_COLUMNS, (FIXTURES / "people.csv").read_text()),
+    "an integer first column (typed)": (TYPED_COLUMNS, (FIXTURES / "typed.csv").read_text()),
+    "a column named nan of numbers (the finite check)": ({"nan": "number", "label": "string"}, "nan,label\n1.5,a\n2,b"),
+    "a column named 7 of integers (its name is a value)": ({"7": "integer", "label": "string"}, "7,label\n1,a\n2,b"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TYPED_HEADER_CASES))
+def test_a_repeated_header_in_typed_columns_is_named_as_such(tmp_path: Path, case: str) -> None:
+    columns, content = TYPED_HEADER_CASES[case]
+    source = tmp_path / "source.csv"
+    source.write_text(content)
+    path = tmp_path / "repeated.csv"
+    path.write_text("\n".join(with_line(source, 3, ",".join(columns))) + "\n")
+    with pytest.raises(CsvContractError) as raised:
+        read_table(spec(path, columns))
+    assert str(raised.value) == repeated_header(path, 3, columns)
+    assert read_table(spec(source, columns)).num_rows == len(csv_rows(source))  # the file without it is good
+
+
+def test_a_repeated_header_deep_in_a_later_block_is_named_by_its_file_line(tmp_path: Path) -> None:
+    """Quoted line breaks and blank lines before it: the line is the file's, not the record's."""
+    lines = [PLACES_HEADER]
+    for i in range(3000):
+        lines += [f'"Two\nline {i}",County {i},Country'] if i % 3 else [f"City {i},County {i},Country", ""]
+    header_at = sum(line.count("\n") + 1 for line in lines) + 1
+    lines += [PLACES_HEADER, "Last,County,Country"]
+    path = tmp_path / "places.csv"
+    path.write_text("\n".join(lines) + "\n")
+    assert path.stat().st_size > 8 * 4096
+    with pytest.raises(CsvContractError) as raised:
+        read_table(spec(path, PLACES_COLUMNS), block_size=4096)
+    assert str(raised.value) == repeated_header(path, header_at, PLACES_COLUMNS)
+    assert path.read_text().split("\n")[header_at - 1] == PLACES_HEADER
+
+
+def test_no_record_leaves_a_file_with_a_repeated_header(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "places.csv"
+    path.write_text("\n".join(with_line(FIXTURES / "places.csv", 2, PLACES_HEADER)))
+    with pytest.raises(CsvContractError, match="line 2: a repeated header line"):
+        run_tap({"files": [entry(path, PLACES_COLUMNS, "places", ["city"])]}, capsys)
+    assert '"type":"RECORD"' not in capsys.readouterr().out.replace(" ", "")
 
 
 # -- accepted files --------------------------------------------------------------------

@@ -3,7 +3,8 @@
   nw padam insert-month YEAR MONTH     replace the month in production (RANDOM_MAIN_CONTROLLER rows)
   nw padam prepare [--full-refresh]    meltano run padam-prepare: incremental EL, merge, dbt build
   nw padam export YEAR MONTH           the month's stats files and the year to date
-  nw padam reconcile                   count and sum per month, production vs warehouse
+  nw padam reconcile                   count and sum per month, production vs warehouse; exported
+                                       files that no longer match production, marked _STALE
   nw padam up                          start the embedded server if PADAM lives on it, else check
   nw padam merge                       (Meltano task of padam-prepare) apply the landed rows, reconcile
 
@@ -22,12 +23,13 @@ from pathlib import Path
 from typing import NoReturn
 
 import psycopg
+from filelock import FileLock
 
-from northwind_elt.core import ledger, settings
+from northwind_elt.core import ledger, locks, settings
 from northwind_elt.core.day import today_utc
 from northwind_elt.core.errors import CommandError, ConfigError
 from northwind_elt.core.locks import plugin_lock
-from northwind_elt.pipelines.padam import generator, warehouse
+from northwind_elt.pipelines.padam import generator, staleness, warehouse
 from northwind_elt.pipelines.padam import outputs as padam_export
 from northwind_elt.pipelines.padam.pipeline import PADAM
 from northwind_elt.protocol import meltano
@@ -41,6 +43,8 @@ INSERT_MONTH_STEP, PREPARE_STEP, EXPORT_STEP = "padam-insert-month", "padam-prep
 PREPARE_JOB = PADAM.step(PREPARE_STEP).job
 # The prepare covers every month: its lock and log folder are keyed by the pipeline, not by a month.
 EVERY_MONTH = PADAM.name
+# reconcile()'s state of a month whose exported files no longer match production (marked _STALE).
+EXPORT_STALE = "export_stale"
 
 
 class PadamError(CommandError):
@@ -70,6 +74,48 @@ def export_root() -> Path:
 def stale_marker() -> Path:
     """Written by the merge when production changed behind the bookmark; read by `prepare`."""
     return padam_dir() / "stale-months.json"
+
+
+def _exports_lock() -> FileLock:
+    """Held while export files or their _STALE markers are written: a reconcile reading a month
+    half written by an export would mark it stale after the export had unmarked it."""
+    path = locks.locks_dir() / "padam-exports.lock"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(
+            f"cannot write under the data directory {settings.data_dir()}: {err.strerror or err}",
+            f"make {settings.data_dir()} writable, or point {settings.DATA_DIR_ENV} in .env to a writable directory",
+        ) from None
+    return FileLock(path)
+
+
+def _mark_stale_exports(prod: psycopg.Connection, root: Path, years: list[int] | None = None) -> list[str]:
+    """Check the exported files of `years` (default: every exported year) against production now,
+    mark the stale ones and unmark the rest (the caller holds `_exports_lock`). Returns the stale
+    folders' summaries and the markers that could not be written, as lines of text."""
+    exported = staleness.exported_months(root)
+    checked = [year for year in exported if years is None or year in years]
+    daily = staleness.production_daily(prod, checked)
+    stale = staleness.find_stale(root, daily, checked)
+    problems = staleness.mark(root, stale, checked)
+    return [f"{entry.summary()}\n    marked: {entry.marker}; refresh: {entry.refresh}" for entry in stale] + [
+        f"WARNING: {problem}" for problem in problems
+    ]
+
+
+def _stale_note(lines: list[str]) -> str:
+    if not lines:
+        return ""
+    return "\nExported files that no longer match production (marked _STALE):\n  " + "\n  ".join(lines)
+
+
+def reconcile_fix(state: str, month: str) -> str:
+    """The command that puts a month of the reconcile report right (`month` is "YYYY-MM")."""
+    if state == EXPORT_STALE:
+        year, number = month.split("-")
+        return f"{PREPARE} && nw padam export {int(year)} {int(number)}"
+    return FULL_REFRESH if state == "stale" else PREPARE
 
 
 def _need(*prefixes: str, why: str) -> None:
@@ -317,52 +363,75 @@ def _export(year: str, month: str) -> str:
         plugin_lock(PREPARE_JOB, waiting="padam export: waiting for the running padam prepare (or export) to finish"),
         _connect(PRODUCTION, "export", rerun) as prod,
         _connect(WAREHOUSE, "export", rerun) as wh,
+        _exports_lock(),
     ):
-        produced = warehouse.monthly_counts(prod, "public.entity")
-        # One snapshot of the marts for the checks and the files.
-        wh.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        published = warehouse.mart_monthly_counts(wh)
-        if (y, m) not in produced:
-            raise PadamError(
-                "export",
-                f"{y}-{m} has no rows in production; nothing was written",
-                "generate it first",
-                f"nw padam insert-month {y} {m} && {PREPARE} && nw padam export {y} {m}",
-            )
-        # The year-to-date file covers months 1..m: every one of them must be current.
-        stale = warehouse.differences(produced, published, [(y, month) for month in range(1, m + 1)])
-        if stale:
-            months = "\n  ".join(d.describe() for d in stale)
-            raise PadamError(
-                "export",
-                f"{y}-{m} is not fully prepared: the published stats differ from production for\n  {months}\n"
-                "Nothing was written.",
-                None,
-                f"{PREPARE} && nw padam export {y} {m}",
-            )
-        # The yearly file comes from the year-to-date model: it must add up to months 1..m too.
-        through = [produced[(y, month)] for month in range(1, m + 1) if (y, month) in produced]
-        expected_ytd = (sum(c for c, _ in through), sum(s for _, s in through))
-        year_to_date = warehouse.year_to_date_counts(wh, y, m)
-        if year_to_date != expected_ytd:
-            raise PadamError(
-                "export",
-                f"the published year to date through {y}-{m} ({year_to_date}) is not production's "
-                f"{expected_ytd} (count, sum); nothing was written",
-                None,
-                f"{PREPARE} && nw padam export {y} {m}",
-            )
+        # Written or refused, the year's files that no longer match production are marked (the
+        # month just written is unmarked), and the message names them.
         try:
-            exported = padam_export.export_month(wh, root, y, m)
-        except ValueError as err:
-            raise PadamError(
-                "export", f"{err}; nothing was written", None, f"{PREPARE} && nw padam export {y} {m}"
-            ) from None
-    return f"padam export: {y}-{m}: {len(exported.files)} files under {root / f'year={y}'}"
+            exported = _write_month(prod, wh, root, y, m)
+        except PadamError as refused:
+            note = _stale_note(_mark_stale_exports(prod, root, [y]))
+            raise PadamError("export", refused.cause + note, refused.fix, refused.rerun) from None
+        note = _stale_note(_mark_stale_exports(prod, root, [y]))
+    return f"padam export: {y}-{m}: {len(exported.files)} files under {root / f'year={y}'}{note}"
+
+
+def _write_month(
+    prod: psycopg.Connection, wh: psycopg.Connection, root: Path, y: int, m: int
+) -> padam_export.ExportedMonth:
+    """Check the month against production and write its files, or refuse (PadamError) writing nothing."""
+    produced = warehouse.monthly_counts(prod, "public.entity")
+    # One snapshot of the marts for the checks and the files.
+    wh.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    published = warehouse.mart_monthly_counts(wh)
+    if (y, m) not in produced:
+        raise PadamError(
+            "export",
+            f"{y}-{m} has no rows in production; nothing was written",
+            "generate it first",
+            f"nw padam insert-month {y} {m} && {PREPARE} && nw padam export {y} {m}",
+        )
+    # The year-to-date file covers months 1..m: every one of them must be current.
+    stale = warehouse.differences(produced, published, [(y, month) for month in range(1, m + 1)])
+    if stale:
+        months = "\n  ".join(d.describe() for d in stale)
+        raise PadamError(
+            "export",
+            f"{y}-{m} is not fully prepared: the published stats differ from production for\n  {months}\n"
+            "Nothing was written.",
+            None,
+            f"{PREPARE} && nw padam export {y} {m}",
+        )
+    # The yearly file comes from the year-to-date model: it must add up to months 1..m too.
+    through = [produced[(y, month)] for month in range(1, m + 1) if (y, month) in produced]
+    expected_ytd = (sum(c for c, _ in through), sum(s for _, s in through))
+    year_to_date = warehouse.year_to_date_counts(wh, y, m)
+    if year_to_date != expected_ytd:
+        raise PadamError(
+            "export",
+            f"the published year to date through {y}-{m} ({year_to_date}) is not production's "
+            f"{expected_ytd} (count, sum); nothing was written",
+            None,
+            f"{PREPARE} && nw padam export {y} {m}",
+        )
+    try:
+        return padam_export.export_month(wh, root, y, m)
+    except ValueError as err:
+        raise PadamError(
+            "export", f"{err}; nothing was written", None, f"{PREPARE} && nw padam export {y} {m}"
+        ) from None
 
 
 def reconcile() -> tuple[str, int]:
+    """Count and sum per month in production, the warehouse and the published stats, and the
+    exported files checked against production (stale ones marked _STALE, the rest unmarked).
+
+    A month line ends with its state: ok, unpublished (prepare), stale (the warehouse: prepare
+    reloads it) or export_stale (its exported files, or the year-to-date file its export writes,
+    differ from production: prepare, then export the month). `nw status` reads these lines.
+    """
     _need(PRODUCTION, WAREHOUSE, why="reconcile reads both databases")
+    root = export_root()
     with (
         _connect(PRODUCTION, "reconcile", "nw padam reconcile") as prod,
         _connect(WAREHOUSE, "reconcile", "nw padam reconcile") as wh,
@@ -370,14 +439,28 @@ def reconcile() -> tuple[str, int]:
         produced = warehouse.monthly_counts(prod, "public.entity")
         stored = warehouse.monthly_counts(wh, f"{warehouse.RAW_SCHEMA}.entity")
         published = warehouse.mart_monthly_counts(wh)
+        with _exports_lock():
+            exported = staleness.exported_months(root)
+            stale = staleness.find_stale(root, staleness.production_daily(prod, exported))
+            problems = staleness.mark(root, stale)
+    stale_by_month = staleness.by_month(stale)
     lines = [f"{'month':<9}{'production rows / sum':>24}{'warehouse raw':>24}{'published stats':>24}  state"]
-    bad = 0
-    for key in sorted(set(produced) | set(stored) | set(published)):
+    bad = not_current = 0
+    for key in sorted(set(produced) | set(stored) | set(published) | set(stale_by_month)):
         p, s, pub = (produced.get(key, (0, 0)), stored.get(key, (0, 0)), published.get(key, (0, 0)))
         state = "ok" if p == s == pub else ("unpublished" if p == s else "stale")
+        not_current += state != "ok"
+        if key in stale_by_month:
+            state = EXPORT_STALE
         bad += state != "ok"
         fmt = "{0[0]} / {0[1]}".format
         lines.append(f"{key[0]}-{key[1]:02d}  {fmt(p):>24}{fmt(s):>24}{fmt(pub):>24}  {state}")
-    if bad:
-        lines.append(f"{bad} month(s) not current; fix: {PREPARE} (stale months: {FULL_REFRESH})")
+    if not_current:
+        lines.append(f"{not_current} month(s) not current; fix: {PREPARE} (stale months: {FULL_REFRESH})")
+    if stale:
+        lines.append(f"{len(stale)} exported folder(s) no longer match production, marked {staleness.MARKER}:")
+        for entry in stale:
+            lines.append(f"  {entry.summary()}")
+            lines.append(f"    marked: {entry.marker}; refresh: {entry.refresh}")
+    lines.extend(f"  WARNING: {problem}" for problem in problems)
     return "\n".join(lines), 1 if bad else 0

@@ -12,6 +12,9 @@ transform/models/padam/_models.yml), written by the shared exporter
 snapshot: integers as integers (the models cast the double source column), the mean as
 Postgres's shortest round-trip text of a double (extra_float_digits = 1), which equals
 Python's repr(sum / count) except that a whole mean prints without ".0".
+
+Files that no longer match production later (rows deleted or changed there) get a `_STALE`
+marker beside them (staleness.py); the month's next export removes it.
 """
 
 from __future__ import annotations

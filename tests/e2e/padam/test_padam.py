@@ -24,6 +24,7 @@ import pytest
 from support import PROJECT, Pipeline, wait_for
 
 from northwind_elt.pipelines.padam.generator import month_rows
+from northwind_elt.pipelines.padam.staleness import MARKER
 
 YEAR = 2022
 SCRIPT = PROJECT / "scripts" / "insert_all_data.sh"
@@ -94,6 +95,22 @@ def snapshot(root: Path) -> dict[str, str]:
         for path in sorted(root.rglob("*"))
         if path.is_file()
     }
+
+
+def export_files(root: Path) -> dict[str, str]:
+    """The snapshot of the export files alone, without the _STALE markers beside them."""
+    return {name: digest for name, digest in snapshot(root).items() if Path(name).name != MARKER}
+
+
+def markers(root: Path) -> list[str]:
+    return sorted(path.relative_to(root).as_posix() for path in root.rglob(MARKER))
+
+
+def stats_of(rows: list[tuple[dt.datetime, int]]) -> Stats:
+    stats = Stats()
+    for _, value in rows:
+        stats.add(value)
+    return stats
 
 
 @pytest.fixture(scope="module")
@@ -273,6 +290,7 @@ def test_months_changed_behind_the_bookmark_are_refused_then_reloaded(
 ) -> None:
     ok(year_run)
     before = snapshot(exports)
+    assert markers(exports) == []
     # March regenerated with another controller, and a month older than the bookmark loaded late.
     ok(padam.nw("padam", "insert-month", str(YEAR), "3", extra_env={"RANDOM_MAIN_CONTROLLER": "2"}))
     ok(padam.nw("padam", "insert-month", str(YEAR - 1), "12"))
@@ -281,7 +299,9 @@ def test_months_changed_behind_the_bookmark_are_refused_then_reloaded(
     assert refused.returncode != 0
     assert f"{YEAR}-12 is not fully prepared" in refused.stderr and f"{YEAR}-03: production" in refused.stderr
     assert "Then rerun: nw padam prepare && nw padam export 2022 12" in refused.stderr
-    assert snapshot(exports) == before  # nothing written
+    assert export_files(exports) == before  # no export file written (the markers below are new)
+    # March's files (and the year to date, which holds March) no longer match production: marked.
+    assert markers(exports) == [f"year={YEAR}/{MARKER}", f"year={YEAR}/month=3/{MARKER}"]
     reconcile = padam.nw("padam", "reconcile")
     assert reconcile.returncode == 1 and "stale" in reconcile.stdout
 
@@ -430,3 +450,86 @@ def test_a_preparation_killed_between_load_and_merge_leaves_the_warehouse_consis
         monthly[1],
         {"year": YEAR + 1, "month": 1},
     )
+
+
+def test_rows_deleted_from_an_exported_month_mark_its_files_stale_until_it_is_exported_again(
+    padam: Pipeline, exports: Path, year_run: subprocess.CompletedProcess
+) -> None:
+    """Last of the module: it leaves 2022-05-10's afternoon deleted (production, warehouse and files agree)."""
+    ok(year_run)
+    before = snapshot(exports)
+    assert markers(exports) == []
+    month, day = 5, 10
+    cut, end = dt.datetime(YEAR, month, day, 12), dt.datetime(YEAR, month, day + 1)
+    generated = list(month_rows(YEAR, month, 1))
+    kept = [(at, value) for at, value in generated if not cut <= at < end]
+    with padam.connect("PADAM_PROD_PG") as conn:
+        deleted = conn.execute("DELETE FROM entity WHERE created_at >= %s AND created_at < %s", (cut, end)).rowcount
+    assert deleted == len(generated) - len(kept) > 0
+    _, monthly, _ = expected(YEAR)
+    month_after = stats_of(kept)
+    day_after = stats_of([(at, value) for at, value in kept if at.day == day])
+    year_dir = exports / f"year={YEAR}"
+    month_dir = year_dir / f"month={month}"
+
+    # The export is refused (as before) and now marks the files that describe the deleted rows.
+    refused = padam.nw("padam", "export", str(YEAR), str(month))
+    assert refused.returncode != 0 and f"{YEAR}-{month} is not fully prepared" in refused.stderr, refused.stderr
+    assert export_files(exports) == before  # no export file written
+    assert markers(exports) == [f"year={YEAR}/{MARKER}", f"year={YEAR}/month={month}/{MARKER}"]
+    assert "Exported files that no longer match production (marked _STALE):" in refused.stderr
+    assert (
+        f"{YEAR}-05: entity_stats_monthly_{YEAR}_{month}.csv: sum_values {monthly[month].sum} "
+        f"(production {month_after.sum})"
+    ) in refused.stderr, refused.stderr
+    assert f"daily files that differ: day {day}" in refused.stderr
+    refresh = f"nw padam prepare && nw padam export {YEAR} {month}"
+    assert f"marked: {month_dir / MARKER}; refresh: {refresh}" in refused.stderr
+    marker = (month_dir / MARKER).read_text()
+    assert marker.startswith(
+        f"STALE: the files of {YEAR}-05 in this folder and its day=* folders no longer match production:\n"
+    )
+    assert f"Refresh them: {refresh}\n" in marker
+    # The year-to-date file was written by December's export: December's export refreshes it.
+    yearly_marker = (year_dir / MARKER).read_text()
+    assert yearly_marker.startswith(f"STALE: entity_stats_yearly_{YEAR}.csv (the year to date) in this folder")
+    assert f"Refresh it: nw padam prepare && nw padam export {YEAR} 12\n" in yearly_marker
+
+    def month_states(report: str) -> dict[str, str]:
+        return dict(re.findall(rf"^({YEAR}-\d\d)\s.*\s(\w+)$", report, re.M))
+
+    reconcile = padam.nw("padam", "reconcile")
+    assert reconcile.returncode == 1
+    states = month_states(reconcile.stdout)
+    assert states == {f"{YEAR}-{m:02d}": "export_stale" if m in (month, 12) else "ok" for m in range(1, 13)}, states
+    assert f"2 exported folder(s) no longer match production, marked {MARKER}:" in reconcile.stdout
+    # nw status: the reconciled column (the refused export is the month's state, the year to date December's).
+    status = ok(padam.nw("status", "--last", "24"))
+    assert re.search(rf"^\s*{YEAR}-05\s.*\sexport_stale\s+failed at padam-export$", status, re.M), status
+    assert re.search(rf"^\s*{YEAR}-12\s.*\sexport_stale\s+not reconciled \(export_stale\)$", status, re.M), status
+    assert f"padam {YEAR}-12: not reconciled (export_stale) -> nw padam prepare" in status
+
+    # Prepared: production, warehouse and published stats agree, but the files are still the old ones.
+    ok(padam.nw("padam", "prepare"))
+    reconcile = padam.nw("padam", "reconcile")
+    assert reconcile.returncode == 1 and month_states(reconcile.stdout)[f"{YEAR}-05"] == "export_stale"
+    pair = f"{month_after.count} / {month_after.sum}"
+    assert re.search(rf"^{YEAR}-05\s+{pair}\s+{pair}\s+{pair}\s+export_stale$", reconcile.stdout, re.M)
+
+    # Exported again: the markers are gone, the files hold production's stats.
+    exported = ok(padam.nw("padam", "export", str(YEAR), str(month)))
+    assert "no longer match production" not in exported
+    assert markers(exports) == []
+    assert_stats(month_dir / f"entity_stats_monthly_{YEAR}_{month}.csv", month_after, {"year": YEAR, "month": month})
+    assert_stats(
+        month_dir / f"day={day}" / f"entity_stats_daily_{YEAR}_{month}_{day}.csv",
+        day_after,
+        {"year": YEAR, "month": month, "day": day},
+    )
+    year_to_date = Stats()
+    for m in range(1, 13):
+        year_to_date.merge(month_after if m == month else monthly[m])
+    ok(padam.nw("padam", "export", str(YEAR), "12"))
+    assert_stats(year_dir / f"entity_stats_yearly_{YEAR}.csv", year_to_date, {"year": YEAR})
+    reconcile = padam.nw("padam", "reconcile")
+    assert reconcile.returncode == 0 and "export_stale" not in reconcile.stdout, reconcile.stdout

@@ -136,6 +136,35 @@ def test_bad_input_fails_the_extract_naming_file_line_and_column(pipeline: Pipel
     assert not list(pipeline.data_dir.glob(f"people/*/{day}/*"))
 
 
+def test_a_repeated_header_line_fails_the_day_naming_file_and_line_and_publishes_nothing(
+    people_day: Pipeline, tmp_path: Path
+) -> None:
+    """places.csv with its header again as line 2: never a place ('city', 'county', 'country')."""
+    day = "2024-09-05"
+    summary = people_day.data_dir / "summary_output.json"
+    before = summary.read_bytes()
+    lines = (DATA / "places.csv").read_text(encoding="utf-8").splitlines()
+    places = tmp_path / "places.csv"
+    places.write_text("\n".join([lines[0], *lines]) + "\n", encoding="utf-8")
+    result = people_day.run("people-daily", day, extra_env=files_env(DATA / "people.csv", places))
+    assert result.returncode != 0
+    message = (
+        f"{places}: line 2: a repeated header line ({lines[0]}), not a data row; "
+        "remove it (the header belongs on line 1 only)"
+    )
+    assert f"FAILED: step 'people-extract' for {day}" in result.stderr, result.stderr[-3000:]
+    assert f"Cause: {message}" in result.stderr, result.stderr[-3000:]
+    assert f"Fix the cause, then rerun: nw run --date {day} --from people-extract" in result.stderr
+    # Nothing of the day: no manifest, no partition, no row, no output; the summary is the last day's.
+    assert not list((people_day.data_dir / "_manifests" / day).glob("*"))
+    assert not list(people_day.data_dir.glob(f"people/*/{day}/*"))
+    assert not (people_day.data_dir / "output" / day).exists()
+    with people_db(people_day) as conn:
+        for table in ("people", "places"):
+            assert conn.execute(f"SELECT count(*) FROM raw.{table} WHERE _day = %s", [day]).fetchone() == (0,)
+    assert summary.read_bytes() == before
+
+
 def test_a_person_born_in_an_unknown_place_fails_the_audit_and_keeps_the_summary(
     people_day: Pipeline, tmp_path: Path
 ) -> None:
