@@ -64,6 +64,13 @@ def _writable_parent(path: Path) -> None:
         )
 
 
+def data_lock(name: str) -> FileLock:
+    """A plain file lock in the data directory's lock folder, its folder checked writable."""
+    path = locks_dir() / name
+    _writable_parent(path)
+    return FileLock(path)
+
+
 def _unit(unit: DayLayout | str, name: str) -> tuple[str, Path]:
     """The unit's key and the lock file of (name, unit)."""
     if isinstance(unit, DayLayout):

@@ -79,15 +79,7 @@ def stale_marker() -> Path:
 def _exports_lock() -> FileLock:
     """Held while export files or their _STALE markers are written: a reconcile reading a month
     half written by an export would mark it stale after the export had unmarked it."""
-    path = locks.locks_dir() / "padam-exports.lock"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(
-            f"cannot write under the data directory {settings.data_dir()}: {err.strerror or err}",
-            f"make {settings.data_dir()} writable, or point {settings.DATA_DIR_ENV} in .env to a writable directory",
-        ) from None
-    return FileLock(path)
+    return locks.data_lock("padam-exports.lock")
 
 
 def _mark_stale_exports(prod: psycopg.Connection, root: Path, years: list[int] | None = None) -> list[str]:
