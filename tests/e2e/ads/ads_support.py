@@ -9,6 +9,8 @@ import decimal
 import json
 import subprocess
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import boto3
@@ -98,6 +100,17 @@ class Ads:
                 "SELECT ad_id, ad_group, ad_campaign, ad_scheme, shown_at FROM api_ad_data ORDER BY ad_id"
             ).fetchall()
         return {row[0]: tuple(row) for row in found}
+
+
+@contextmanager
+def ads_up(pipeline: Pipeline, root: Path) -> Iterator[Ads]:
+    """The ads pipeline's local API and S3 server up in `root` for a test module, stopped after."""
+    ads = Ads(pipeline, root)
+    try:
+        print(ads.ok("ads", "up"))
+        yield ads
+    finally:
+        ads.nw("ads", "down")
 
 
 def backup_objects(ads: Ads, day: str) -> list[str]:

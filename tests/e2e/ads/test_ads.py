@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e.ads.ads_support import BUCKET, FIXTURE, RECORDS, Ads, backup_objects, decimal_records, mapped, shown_at
+from e2e.ads.ads_support import BUCKET, FIXTURE, RECORDS, Ads, ads_up, backup_objects, decimal_records, mapped, shown_at
 from support import Pipeline, free_port
 
 from northwind_elt.local import ads_api as api
@@ -25,12 +25,8 @@ from northwind_elt.local import ads_api as api
 
 @pytest.fixture(scope="module")
 def ads(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ads]:
-    ads = Ads(pipeline, tmp_path_factory.mktemp("ads"))
-    try:
-        print(ads.ok("ads", "up"))
+    with ads_up(pipeline, tmp_path_factory.mktemp("ads")) as ads:
         yield ads
-    finally:
-        ads.nw("ads", "down")
 
 
 @pytest.fixture(scope="module")

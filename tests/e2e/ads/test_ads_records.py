@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from e2e.ads.ads_support import BUCKET, FIXTURE, Ads, decimal_records, mapped
+from e2e.ads.ads_support import BUCKET, FIXTURE, Ads, ads_up, decimal_records, mapped
 from support import Pipeline, free_port
 
 from northwind_elt.local import ads_api as api
@@ -62,12 +62,8 @@ def run_id_in(out: str, day: str) -> str:
 
 @pytest.fixture(scope="module")
 def ads(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ads]:
-    ads = Ads(pipeline, tmp_path_factory.mktemp("ads-records"))
-    try:
-        print(ads.ok("ads", "up"))
+    with ads_up(pipeline, tmp_path_factory.mktemp("ads-records")) as ads:
         yield ads
-    finally:
-        ads.nw("ads", "down")
 
 
 @pytest.fixture(scope="module")
