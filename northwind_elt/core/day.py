@@ -14,11 +14,12 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import quote, unquote
 
 from northwind_elt.core import settings
 from northwind_elt.core.errors import ConfigError
+from northwind_elt.core.lake import LAKE_URL_ENV, Lake, from_settings
 
 DAY_ENV = "RUN_DATE"
 MAX_FUTURE_ENV = "RUN_DATE_MAX_FUTURE_DAYS"
@@ -30,7 +31,8 @@ _DAY_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # "{component}.manifest.json" written through ".{name}.XXXXXXXX.tmp", stays within NAME_MAX.
 MAX_NAME_BYTES = 200
 NAME_MAX = 255
-LONGEST_AROUND_COMPONENT = len(".manifest.json") + len(".") + len(".XXXXXXXX.tmp")
+ATTEMPT_CHARS = 16  # of a run id, in a partition file's name: "{component}.{attempt}.parquet"
+LONGEST_AROUND_COMPONENT = len(".") + ATTEMPT_CHARS + len(".parquet") + len(".") + len(".XXXXXXXX.tmp")
 assert MAX_NAME_BYTES + LONGEST_AROUND_COMPONENT <= NAME_MAX
 HASH_MARK = "%~"  # marks a shortened component: percent-encoding never writes '%' without two hex digits
 
@@ -122,52 +124,66 @@ def name_of(component: str) -> str:
 
 @dataclass(frozen=True)
 class DayLayout:
-    """Where everything of one day lives under the data directory."""
+    """Where everything of one day lives: what a step publishes in the lake (`core.lake`, the
+    data directory unless NW_LAKE_URL names a bucket), its private work in the data directory."""
 
     day: dt.date
     data_dir: Path
+    lake: Lake | None = None  # None: the data directory itself
 
     @classmethod
     def for_day(cls, day: dt.date) -> DayLayout:
-        return cls(day, settings.data_dir())
+        data_dir = settings.data_dir()
+        try:
+            lake = from_settings(data_dir)
+        except ValueError as err:
+            raise ConfigError(str(err), f"fix {LAKE_URL_ENV} in {settings.project_root() / '.env'}") from None
+        return cls(day, data_dir, lake)
+
+    @property
+    def store(self) -> Lake:
+        return self.lake if self.lake is not None else Lake.local(self.data_dir)
 
     @property
     def iso(self) -> str:
         return self.day.isoformat()
 
-    # Step 1 outputs: one partition (directory) per table per day.
-    def partition_dir(self, dataset: str, table: str) -> Path:
+    # Step 1 outputs, in the lake: one partition (folder) per table per day, holding the table's
+    # file (named per attempt) and its manifest, the partition's commit.
+    def partition_dir(self, dataset: str, table: str) -> PurePosixPath:
         if dataset == "csv":
-            return self.data_dir / "csv" / self.iso
-        return self.data_dir / dataset / path_component(table) / self.iso
+            return self.store.root / "csv" / self.iso
+        return self.store.root / dataset / path_component(table) / self.iso
 
-    def partition_file(self, dataset: str, table: str) -> Path:
-        return self.partition_dir(dataset, table) / f"{path_component(table)}.parquet"
+    def partition_file(self, dataset: str, table: str, attempt: str) -> PurePosixPath:
+        """The table's file written by one attempt (its run id): never overwritten by a retry."""
+        return self.partition_dir(dataset, table) / f"{path_component(table)}.{attempt[:ATTEMPT_CHARS]}.parquet"
 
-    def partition_manifest(self, dataset: str, table: str) -> Path:
+    def partition_manifest(self, dataset: str, table: str) -> PurePosixPath:
         return self.partition_dir(dataset, table) / f"{path_component(table)}.manifest.json"
 
-    def partitions_on_disk(self, dataset: str) -> dict[str, Path]:
+    def partitions_on_disk(self, dataset: str) -> dict[str, PurePosixPath]:
         """Every table of `dataset` with a partition manifest for this day, whatever lists it:
         the table named in the manifest (a shortened file name does not say), else by its file name."""
+        lake = self.store
         if dataset == "csv":
-            found = (self.data_dir / "csv" / self.iso).glob("*.manifest.json")
+            found = lake.glob(lake.root / "csv" / self.iso / "*.manifest.json")
         else:
-            found = (self.data_dir / dataset).glob(f"*/{self.iso}/*.manifest.json")
+            found = lake.glob(lake.root / dataset / "*" / self.iso / "*.manifest.json")
         tables = {}
         for path in found:
             try:
-                table = json.loads(path.read_text()).get("table")
+                table = json.loads(lake.read_bytes(path) or b"").get("table")
             except (OSError, ValueError, AttributeError):
-                table = None  # unreadable: still on disk, named by its file
+                table = None  # unreadable: still there, named by its file
             tables[table if isinstance(table, str) and table else name_of(path.name.removesuffix(".manifest.json"))] = (
                 path
             )
         return tables
 
-    def step_manifest(self, step: str) -> Path:
+    def step_manifest(self, step: str) -> PurePosixPath:
         """Written last by a step's commit: the day's output of that step is complete."""
-        return self.data_dir / "_manifests" / self.iso / f"{step}.json"
+        return self.store.root / "_manifests" / self.iso / f"{step}.json"
 
     def staging_dir(self, step: str) -> Path:
         """Private work area of one step and day (files, batch files, run state)."""
@@ -181,10 +197,10 @@ class DayLayout:
         """Written by load's begin task: the files tap-parquet-manifest reads and the rows expected."""
         return self.staging_dir(step) / "intent.json"
 
-    def output_dir(self) -> Path:
-        return self.data_dir / "output" / self.iso
+    def output_dir(self) -> PurePosixPath:
+        return self.store.root / "output" / self.iso
 
-    def output_file(self, name: str) -> Path:
+    def output_file(self, name: str) -> PurePosixPath:
         return self.output_dir() / name
 
     def lock_file(self, name: str) -> Path:

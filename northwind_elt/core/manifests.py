@@ -2,12 +2,14 @@
 
 - begin record  `.staging/{step}/{day}/_begin.json`: written by a step's begin task (run id,
   start time, owner process, the tables the step must produce).
-- partition     `{dataset}/{table}/{day}/{table}.manifest.json`: one table's file of the day
-  (rows, Arrow schema, sha256, bytes) and the table's real name (a file name too long for
-  the file system is shortened, see `core.day.path_component`); written after its file.
-- step          `_manifests/{day}/{step}.json`: written last by an extract commit; the
-  step's output for the day is complete, and lists exactly its tables (for the source
-  database also the tables it left out: excluded by the user, not readable by the role).
+- partition     `{dataset}/{table}/{day}/{table}.manifest.json` in the lake: one table's file of
+  the day (`{table}.{attempt}.parquet`: rows, Arrow schema, sha256, bytes) and the table's
+  real name (a file name too long for the file system is shortened, see
+  `core.day.path_component`); created or replaced (compare and swap) after its file.
+- step          `_manifests/{day}/{step}.json` in the lake: created or replaced (compare and
+  swap) last by an extract commit; the step's output for the day is complete, and lists
+  exactly its tables, each with its file, rows and sha256 (for the source database also the
+  tables it left out: excluded by the user, not readable by the role). Readers go through it.
 - load intent   `.staging/load/{day}/intent.json`: written by load's begin task; it is also
   tap-parquet-manifest's manifest (streams, files with rows and sha256); `_day` and `_load_id`
   are added to the rows by the commit, as constant columns of the attached partition.
@@ -26,13 +28,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from northwind_elt.core.day import DayLayout
 from northwind_elt.core.files import atomic_write_json, read_json, sha256_of
+from northwind_elt.core.lake import Lake
 
 
 class IncompletePartition(RuntimeError):
@@ -63,10 +67,19 @@ def read_begin(layout: DayLayout, step: str) -> dict[str, Any] | None:
     return record if record.get("day") == layout.iso and record.get("step") == step else None
 
 
-def write_partition(layout: DayLayout, dataset: str, table: str, step: str, described: dict[str, Any]) -> None:
-    atomic_write_json(
+def manifest_bytes(payload: dict[str, Any]) -> bytes:
+    return (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode()
+
+
+def write_partition(
+    layout: DayLayout, dataset: str, table: str, step: str, described: dict[str, Any], version: str | None
+) -> None:
+    """Commit one partition: CommitConflict if its manifest is no longer `version` (what the
+    attempt read when it began; None: there was none)."""
+    layout.store.replace(
         layout.partition_manifest(dataset, table),
-        {**described, "table": table, "day": layout.iso, "step": step, "dataset": dataset},
+        manifest_bytes({**described, "table": table, "day": layout.iso, "step": step, "dataset": dataset}),
+        version,
     )
 
 
@@ -78,6 +91,7 @@ def write_step(
     tables: dict[str, dict[str, Any]],
     expected: list[str],
     *,
+    version: str | None,
     excluded_tables: list[str] | None = None,
     unreadable_tables: list[str] | None = None,
     views: list[str] | None = None,
@@ -93,49 +107,67 @@ def write_step(
         )
         if value is not None
     }
-    atomic_write_json(
+    layout.store.replace(
         layout.step_manifest(step),
-        {
-            "day": layout.iso,
-            "step": step,
-            "dataset": dataset,
-            "run_id": run_id,
-            "tables": tables,
-            "expected_tables": sorted(expected),
-            **left_out,
-            "published_at": dt.datetime.now(dt.UTC).isoformat(),
-        },
+        manifest_bytes(
+            {
+                "day": layout.iso,
+                "step": step,
+                "dataset": dataset,
+                "run_id": run_id,
+                "tables": tables,
+                "expected_tables": sorted(expected),
+                **left_out,
+                "published_at": dt.datetime.now(dt.UTC).isoformat(),
+            }
+        ),
+        version,
     )
 
 
+def read_lake_json(lake: Lake, path: PurePosixPath) -> dict[str, Any] | None:
+    raw = lake.read_bytes(path)
+    return None if raw is None else json.loads(raw)
+
+
 def read_step(layout: DayLayout, step: str) -> dict[str, Any] | None:
-    path = layout.step_manifest(step)
-    return read_json(path) if path.exists() else None
+    return read_lake_json(layout.store, layout.step_manifest(step))
 
 
-def verify_partition(manifest_path: Path) -> dict[str, Any]:
-    """Check a partition against its manifest; raise IncompletePartition naming the file."""
-    if not manifest_path.exists():
-        raise IncompletePartition(f"missing manifest {manifest_path}")
-    manifest = read_json(manifest_path)
-    data_file = manifest_path.parent / manifest["file"]
-    if not data_file.exists():
-        raise IncompletePartition(f"missing file {data_file} (listed in {manifest_path})")
-    if sha256_of(data_file) != manifest["sha256"]:
-        raise IncompletePartition(f"checksum mismatch: {data_file} is not the file {manifest_path} describes")
+def verify_file(lake: Lake, data_file: PurePosixPath, rows: int, sha256: str, described_by: str) -> pa.Schema:
+    """Check a published file against what a manifest says of it; its Arrow schema, or
+    IncompletePartition naming the file."""
+    where = lake.where(data_file)
     try:
-        rows = pq.ParquetFile(data_file).metadata.num_rows
+        actual = lake.sha256(data_file)
+    except FileNotFoundError:
+        raise IncompletePartition(f"missing file {where} (listed in {described_by})") from None
+    if actual != sha256:
+        raise IncompletePartition(f"checksum mismatch: {where} is not the file {described_by} describes")
+    try:
+        with lake.open_input(data_file) as handle:
+            parquet = pq.ParquetFile(handle)
+            found, schema = parquet.metadata.num_rows, parquet.schema_arrow
     except Exception as err:  # pyarrow raises several types for corrupt files
-        raise IncompletePartition(f"unreadable Parquet file {data_file}: {err}") from None
-    if rows != manifest["rows"]:
-        raise IncompletePartition(
-            f"row count mismatch: {data_file} has {rows} rows, its manifest says {manifest['rows']}"
-        )
+        raise IncompletePartition(f"unreadable Parquet file {where}: {err}") from None
+    if found != rows:
+        raise IncompletePartition(f"row count mismatch: {where} has {found} rows, {described_by} says {rows}")
+    return schema
+
+
+def verify_partition(lake: Lake, manifest_path: PurePosixPath) -> dict[str, Any]:
+    """Check a partition against its manifest; raise IncompletePartition naming the file."""
+    manifest = read_lake_json(lake, manifest_path)
+    if manifest is None:
+        raise IncompletePartition(f"missing manifest {lake.where(manifest_path)}")
+    verify_file(
+        lake, manifest_path.parent / manifest["file"], manifest["rows"], manifest["sha256"], lake.where(manifest_path)
+    )
     return manifest
 
 
 def write_intent(
-    layout: DayLayout, step: str, load_id: str, started_at: str, partitions: list[tuple[str, Path, dict[str, Any]]]
+    layout: DayLayout, step: str, load_id: str, started_at: str, partitions: list[tuple[str, str, dict[str, Any]]]
 ) -> None:
     """tap-parquet-manifest's manifest, plus what the load's commit checks the target against."""
     atomic_write_json(
@@ -145,8 +177,8 @@ def write_intent(
             "load_id": load_id,
             "started_at": started_at,
             "streams": [
-                {"name": table, "files": [{"path": str(path), "rows": m["rows"], "sha256": m["sha256"]}]}
-                for table, path, m in partitions
+                {"name": table, "files": [{"path": where, "rows": m["rows"], "sha256": m["sha256"]}]}
+                for table, where, m in partitions
             ],
             "tables": {table: m["rows"] for table, _, m in partitions},
         },

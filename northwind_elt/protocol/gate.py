@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PurePosixPath
 
 from northwind_elt.core.day import DayLayout
 from northwind_elt.core.errors import PipelineError
-from northwind_elt.core.manifests import IncompletePartition, read_step, verify_partition
+from northwind_elt.core.manifests import IncompletePartition, read_step, verify_file, verify_partition
 from northwind_elt.protocol.definition import Pipeline, Step
 
 
@@ -15,8 +15,8 @@ from northwind_elt.protocol.definition import Pipeline, Step
 class Partition:
     step: str
     table: str
-    file: Path
-    manifest: dict
+    file: PurePosixPath  # in the lake
+    manifest: dict  # rows and sha256
 
 
 def _refuse(layout: DayLayout, load_step: str, cause: str, extract: Step) -> PipelineError:
@@ -35,11 +35,12 @@ def verified_partitions(pipeline: Pipeline, layout: DayLayout, load_step: str = 
     missing = [step for step in extracts if read_step(layout, step.name) is None]
     if missing:
         names = " and ".join(step.name for step in missing)
-        folder = layout.step_manifest(missing[0].name).parent
+        folder = layout.store.where(layout.step_manifest(missing[0].name).parent)
         raise _refuse(
             layout, load_step, f"{names} did not complete for that day (no manifest under {folder})", missing[0]
         )
     partitions: list[Partition] = []
+    lake = layout.store
     for step in extracts:
         manifest = read_step(layout, step.name)
         assert manifest is not None and step.dataset is not None
@@ -56,29 +57,38 @@ def verified_partitions(pipeline: Pipeline, layout: DayLayout, load_step: str = 
             )
         on_disk = layout.partitions_on_disk(step.dataset)
         unlisted = sorted(set(on_disk) - listed)
+        step_where = lake.where(layout.step_manifest(step.name))
         if unlisted:
             raise _refuse(
                 layout,
                 load_step,
-                f"partition(s) of {sorted(unlisted)} on disk are not listed in {layout.step_manifest(step.name)} "
+                f"partition(s) of {sorted(unlisted)} in the lake are not listed in {step_where} "
                 "(the manifest was edited, or an older run left them)",
                 step,
             )
         for table in sorted(listed):
+            entry = manifest["tables"][table]
             manifest_path = layout.partition_manifest(step.dataset, table)
             try:
-                partition = verify_partition(manifest_path)
+                if "file" in entry:  # the step manifest names the file it committed
+                    data_file = manifest_path.parent / entry["file"]
+                    verify_file(lake, data_file, entry["rows"], entry["sha256"], step_where)
+                    partition = {"rows": entry["rows"], "sha256": entry["sha256"]}
+                else:  # a day committed before files were named per attempt: its partition manifest does
+                    partition = verify_partition(lake, manifest_path)
+                    data_file = manifest_path.parent / partition["file"]
+                    verify_file(lake, data_file, partition["rows"], partition["sha256"], step_where)
             except IncompletePartition as err:
                 raise _refuse(layout, load_step, f"{step.name} output is not intact: {err}", step) from None
-            if partition["sha256"] != manifest["tables"][table].get("sha256"):
+            if partition["sha256"] != entry.get("sha256"):
                 raise _refuse(
                     layout,
                     load_step,
-                    f"{manifest_path} does not match what {step.name} published "
-                    f"(sha256 differs from {layout.step_manifest(step.name)})",
+                    f"{lake.where(manifest_path)} does not match what {step.name} published "
+                    f"(sha256 differs from {step_where})",
                     step,
                 )
-            partitions.append(Partition(step.name, table, layout.partition_file(step.dataset, table), partition))
+            partitions.append(Partition(step.name, table, data_file, partition))
     tables = [p.table for p in partitions]
     duplicated = sorted({t for t in tables if tables.count(t) > 1})
     if duplicated:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 import string
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
 import psycopg
@@ -46,6 +46,7 @@ from northwind_elt.core import settings
 from northwind_elt.core.day import DayLayout, UnsafeName, path_component
 from northwind_elt.core.errors import PipelineError
 from northwind_elt.core.files import atomic_write_bytes, read_json
+from northwind_elt.core.lake import Lake
 from northwind_elt.protocol.definition import TRANSFORM, Pipeline
 
 EXPORT_TAG = "export"
@@ -112,7 +113,7 @@ class ModelExport:
 class RenderedFile:
     model: ModelExport
     spec: FileSpec
-    path: Path  # under the export root
+    path: PurePath  # under the export root (a local path, or a path in the lake)
     data: bytes
     rows: int
     group: dict[str, str] = field(default_factory=dict)  # one_file_per column -> value (text)
@@ -377,7 +378,7 @@ def _groups(conn: psycopg.Connection, model: ModelExport, spec: FileSpec, unit: 
     return [{column: (row[i], row[width + i]) for i, column in enumerate(spec.one_file_per)} for row in found]
 
 
-def render(conn: psycopg.Connection, models: list[ModelExport], root: Path, unit: dict[str, Any]) -> Rendered:
+def render(conn: psycopg.Connection, models: list[ModelExport], root: PurePath, unit: dict[str, Any]) -> Rendered:
     """Every file of every model for the unit, in memory; raises ExportError before anything is written.
 
     The caller holds one snapshot (a repeatable read transaction) for all of them.
@@ -428,9 +429,13 @@ def render(conn: psycopg.Connection, models: list[ModelExport], root: Path, unit
     return Rendered(files, reported if declared else total)
 
 
-def write(rendered: Rendered) -> None:
+def write(rendered: Rendered, lake: Lake | None = None) -> None:
+    """Each file whole, in place of an earlier render's (a rename locally, one PUT on S3)."""
     for file in rendered.files:
-        atomic_write_bytes(file.path, file.data)
+        if lake is None:
+            atomic_write_bytes(file.path, file.data)
+        else:
+            lake.write_bytes(file.path, file.data)
 
 
 # -- the day protocol's export step -------------------------------------------------------------
@@ -453,13 +458,14 @@ def export_day(pipeline: Pipeline, step: str, layout: DayLayout, target: setting
             rendered = render(conn, models, layout.output_dir(), {"day": layout.day})
     except ExportError as err:
         raise PipelineError(step, layout.day, err.cause, err.fix, rerun_from=rerun) from None
-    write(rendered)
+    lake = layout.store
+    write(rendered, lake)
     # A file with a fixed copy holds the newest day's: a backfill of an older day writes its dated file only.
-    output = layout.data_dir / "output"
+    output = lake.root / "output"
     for file in rendered.files:
         if file.spec.newest_day_copy:
             relative = file.path.relative_to(layout.output_dir()).as_posix()
-            days = [p.relative_to(output).parts[0] for p in output.glob(f"*/{relative}")]
+            days = [p.relative_to(output).parts[0] for p in lake.glob(output / "*" / relative)]
             if layout.iso >= max(days, default=layout.iso):
-                atomic_write_bytes(layout.data_dir / file.spec.newest_day_copy, file.data)
+                lake.write_bytes(lake.root / file.spec.newest_day_copy, file.data)
     return rendered.reported_rows

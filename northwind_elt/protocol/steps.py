@@ -26,16 +26,9 @@ from northwind_elt.core import ledger, settings
 from northwind_elt.core.day import DayLayout, name_of, path_component, pinned_day
 from northwind_elt.core.errors import PipelineError
 from northwind_elt.core.locks import AlreadyRunning, lease_held, lease_owner, release_lease, take_lease
-from northwind_elt.core.manifests import (
-    describe_parquet,
-    read_begin,
-    read_intent,
-    write_begin,
-    write_intent,
-    write_partition,
-    write_step,
-)
+from northwind_elt.core.manifests import read_begin, read_intent, write_begin, write_intent
 from northwind_elt.protocol.definition import EXPORT, EXTRACT, LOAD, TRANSFORM, Pipeline, Step
+from northwind_elt.protocol.publish import Conflict, publish, versions_at_begin
 
 
 class StepContext:
@@ -132,6 +125,8 @@ def begin(pipeline: Pipeline, step_name: str) -> str:
     if ctx.step.kind == EXTRACT:
         ctx.clean_staging()
         record.update(_expected_tables(ctx, warnings))
+        assert ctx.step.dataset is not None
+        record["lake_versions"] = versions_at_begin(ctx.layout, ctx.step.dataset, ctx.name)
     elif ctx.step.kind == LOAD:
         warehouse = ctx.pipeline.warehouse
         settings.require(settings.pg_variables(warehouse), f"{ctx.name} writes to {settings.describe_conn(warehouse)}")
@@ -140,10 +135,11 @@ def begin(pipeline: Pipeline, step_name: str) -> str:
 
         ctx.clean_staging()
         partitions = verified_partitions(pipeline, ctx.layout, ctx.name)
-        files = {p.table: p.file for p in partitions}
-        _with_database(ctx, warehouse, lambda: prepare_staging(settings.pg_conn(warehouse), ctx.name, ctx.day, files))
+        schemas = {p.table: p.schema for p in partitions}
+        _with_database(ctx, warehouse, lambda: prepare_staging(settings.pg_conn(warehouse), ctx.name, ctx.day, schemas))
+        where = ctx.layout.store.where
         write_intent(
-            ctx.layout, ctx.name, record["run_id"], started, [(p.table, p.file, p.manifest) for p in partitions]
+            ctx.layout, ctx.name, record["run_id"], started, [(p.table, where(p.file), p.manifest) for p in partitions]
         )
     else:
         ctx.clean_staging()
@@ -441,29 +437,27 @@ def _commit_extract(ctx: StepContext, record: dict) -> int:
             f"the extract wrote {len(staged)} table(s) to {staging}; missing: {missing or 'every table'}",
             "the tap stopped early or another run cleared its files; see the step's log",
         )
-    # From here until the new step manifest is written, the step counts as not done.
-    ctx.layout.step_manifest(ctx.name).unlink(missing_ok=True)
-    tables = {}
-    for table, source in sorted(staged.items()):
-        described = describe_parquet(source)
-        manifest_path = ctx.layout.partition_manifest(dataset, table)
-        manifest_path.unlink(missing_ok=True)
-        destination = ctx.layout.partition_file(dataset, table)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(source, destination)  # atomic: same filesystem
-        write_partition(ctx.layout, dataset, table, ctx.name, described)
-        tables[table] = {"rows": described["rows"], "sha256": described["sha256"]}
-    # Partitions of this day an earlier run published for tables that are gone.
-    for table, manifest_path in ctx.layout.partitions_on_disk(dataset).items():
-        if table not in tables:
-            manifest_path.unlink()
-            manifest_path.with_name(manifest_path.name.removesuffix(".manifest.json") + ".parquet").unlink(
-                missing_ok=True
-            )
     left_out = {
         key: record[key] for key in ("excluded_tables", "unreadable_tables", "views") if record.get(key) is not None
     }
-    write_step(ctx.layout, ctx.name, dataset, record["run_id"], tables, sorted(expected), **left_out)
+    try:
+        tables = publish(
+            ctx.layout,
+            dataset,
+            ctx.name,
+            record["run_id"],
+            staged,
+            record.get("lake_versions") or {},
+            sorted(expected),
+            left_out,
+        )
+    except Conflict as conflict:
+        raise ctx.error(
+            f"another attempt committed {conflict.what} of {ctx.name} for {ctx.layout.iso} after this one began "
+            f"({conflict.detail}); this attempt's files were removed, the day is as that attempt published it",
+            "nothing, if that attempt's output is what you want; otherwise extract the day again",
+            rerun_from=ctx.name,
+        ) from None
     return sum(t["rows"] for t in tables.values())
 
 
@@ -534,4 +528,4 @@ def export(pipeline: Pipeline, step_name: str) -> str:
         ctx.record_success(started, rows)
     finally:
         ctx.release_leases()
-    return f"{ctx.name} for {ctx.layout.iso}: {rows} rows to {ctx.layout.output_dir()}"
+    return f"{ctx.name} for {ctx.layout.iso}: {rows} rows to {ctx.layout.store.where(ctx.layout.output_dir())}"

@@ -32,6 +32,7 @@ from psycopg import sql
 
 from northwind_elt.core import settings
 from northwind_elt.core.errors import PipelineError
+from northwind_elt.core.lake import from_settings
 
 RAW_SCHEMA = "raw"
 _TYPMOD = re.compile(r"\(\d+(,\s*-?\d+)?\)")
@@ -133,11 +134,20 @@ def arrow_to_pg(kind: pa.DataType) -> str:
     raise ValueError(f"no Postgres type for Arrow type {kind}")
 
 
-def file_columns(path: Path) -> tuple[dict[str, str], list[str]]:
+def read_schema(location: Path | str) -> pa.Schema:
+    """The Arrow schema of a partition file: a local path, or an `s3://` URL in the lake."""
+    if str(location).startswith("s3://"):
+        lake = from_settings(settings.data_dir())
+        with lake.open_input(lake.path_of(str(location))) as handle:
+            return pq.read_schema(handle)
+    return pq.read_schema(location)
+
+
+def file_columns(path: Path | str) -> tuple[dict[str, str], list[str]]:
     """Each column of a partition file with the Postgres type `raw` gives it (the source's own, if
     recorded), and every reason the file cannot be loaded (one per column)."""
     types, problems = {}, []
-    for field in pq.read_schema(path):
+    for field in read_schema(path):
         declared = (field.metadata or {}).get(b"pg_type")
         pg_type = declared.decode() if declared else arrow_to_pg(field.type)
         if not _PG_TYPE.fullmatch(pg_type):
@@ -148,7 +158,7 @@ def file_columns(path: Path) -> tuple[dict[str, str], list[str]]:
     return types, problems
 
 
-def _unloadable(step: str, day: dt.date, problems: dict[str, tuple[Path, list[str]]]) -> PipelineError:
+def _unloadable(step: str, day: dt.date, problems: dict[str, tuple[Path | str, list[str]]]) -> PipelineError:
     """One error naming every table of the day that cannot be loaded, each with all its problems."""
     listed = "; ".join(
         f"{path}: table {table!r}: {', '.join(found)}" for table, (path, found) in sorted(problems.items())
@@ -161,7 +171,7 @@ def _unloadable(step: str, day: dt.date, problems: dict[str, tuple[Path, list[st
     )
 
 
-def column_types(path: Path, step: str, day: dt.date, table: str) -> dict[str, str]:
+def column_types(path: Path | str, step: str, day: dt.date, table: str) -> dict[str, str]:
     """`file_columns`' types, or PipelineError naming every problem of the file."""
     types, problems = file_columns(path)
     if problems:
@@ -213,7 +223,7 @@ def staged_type(final: str, arrow_type: pa.DataType) -> str:
     return sent
 
 
-def prepare_staging(target: settings.PgConn, step: str, day: dt.date, files: dict[str, Path]) -> None:
+def prepare_staging(target: settings.PgConn, step: str, day: dt.date, files: dict[str, Path | str]) -> None:
     """An empty staging schema for the day (whatever a failed attempt left is gone), with a table
     per partition file whose columns have raw's types where the bulk copy can fill them."""
     schema = staging_schema(day)
@@ -227,7 +237,7 @@ def prepare_staging(target: settings.PgConn, step: str, day: dt.date, files: dic
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         for table, path in sorted(files.items()):
             final = described[table][0]
-            arrow = pq.read_schema(path)
+            arrow = read_schema(path)
             columns = [
                 sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(staged_type(kind, arrow.field(name).type)))
                 for name, kind in final.items()
@@ -389,7 +399,7 @@ def swap_day(target: settings.PgConn, step: str, day: dt.date, intent: dict, att
 
 def _swap_day_once(target: settings.PgConn, step: str, day: dt.date, intent: dict) -> int:
     load_id = intent["load_id"]
-    files = {stream["name"]: Path(stream["files"][0]["path"]) for stream in intent["streams"]}
+    files = {stream["name"]: stream["files"][0]["path"] for stream in intent["streams"]}
     staging_name = staging_schema(day)
     with psycopg.connect(target.conninfo()) as conn:
         # Partition bounds are matched as text (see _partition_of_day).

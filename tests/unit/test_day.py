@@ -68,7 +68,7 @@ def test_names_become_one_safe_reversible_path_component(name: str, tmp_path: Pa
     assert "/" not in component and component not in (".", "..") and not component.startswith(".")
     assert name_of(component) == name
     layout = DayLayout(dt.date(2024, 1, 15), tmp_path)
-    target = layout.partition_file("postgres", name).resolve()
+    target = Path(layout.partition_file("postgres", name, "0123456789abcdef0123")).resolve()
     assert target.is_relative_to(tmp_path / "postgres")
     assert target.parent.parent.parent == (tmp_path / "postgres").resolve()
 
@@ -93,8 +93,11 @@ def test_a_name_too_long_to_encode_whole_gets_a_short_distinct_component(tmp_pat
         assert "%" not in component.split(HASH_MARK)[0][-2:], component  # no escape cut in half
         # Every file name written around it fits the file system: the manifest, its temporary name.
         manifest = layout.partition_manifest("postgres", name)
-        assert len(f".{manifest.name}.XXXXXXXX.tmp".encode()) <= NAME_MAX
-        assert manifest.parent.parent.parent == tmp_path / "postgres"
+        data_file = layout.partition_file("postgres", name, "f" * 32)  # a run id: its first 16 name the attempt
+        assert data_file.name == f"{component}.{'f' * 16}.parquet"
+        for written in (manifest, data_file):
+            assert len(f".{written.name}.XXXXXXXX.tmp".encode()) <= NAME_MAX
+        assert Path(manifest.parent.parent.parent) == tmp_path / "postgres"
 
 
 def test_the_longest_postgres_names_are_stored_whole() -> None:
@@ -112,7 +115,7 @@ def test_target_parquet_files_names_a_table_s_file_as_the_partitions_do(name: st
 def test_partitions_on_disk_are_named_by_their_manifest(tmp_path: Path) -> None:
     layout = DayLayout(dt.date(2024, 1, 15), tmp_path)
     for name in ("plain", LONG_NAMES[0]):
-        manifest = layout.partition_manifest("postgres", name)
+        manifest = Path(layout.partition_manifest("postgres", name))
         manifest.parent.mkdir(parents=True)
         manifest.write_text(json.dumps({"table": name, "file": "x.parquet"}))
     assert set(layout.partitions_on_disk("postgres")) == {"plain", LONG_NAMES[0]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -30,6 +30,17 @@ FILES = Pipeline(
 )
 
 
+def local(path: PurePath) -> Path:
+    """A path in the lake, which is the data directory here."""
+    return Path(str(path))
+
+
+def published_file(layout: DayLayout, step: str, dataset: str, table: str) -> Path:
+    """The file the step manifest names for `table` (its name is the attempt's)."""
+    entry = json.loads(local(layout.step_manifest(step)).read_text())["tables"][table]
+    return local(layout.partition_dir(dataset, table)) / entry["file"]
+
+
 def stage(data_dir: Path, step: str, tables: dict[str, int]) -> None:
     """What target-parquet-files leaves in a step's staging area: one finished file per table."""
     staging = DayLayout(DAY, data_dir).staging_dir(step)
@@ -46,9 +57,9 @@ def extract(data_dir: Path, step: str, tables: dict[str, int]) -> str:
 def test_commit_publishes_every_table_then_the_step_manifest_and_records_success(data_dir: Path) -> None:
     assert "3 rows" in extract(data_dir, "extract-a", {"one": 1, "two": 2})
     layout = DayLayout(DAY, data_dir)
-    manifest = json.loads(layout.step_manifest("extract-a").read_text())
+    manifest = json.loads(local(layout.step_manifest("extract-a")).read_text())
     assert {t: v["rows"] for t, v in manifest["tables"].items()} == {"one": 1, "two": 2}
-    assert pq.read_table(layout.partition_file("a", "two")).num_rows == 2
+    assert pq.read_table(published_file(layout, "extract-a", "a", "two")).num_rows == 2
     assert not layout.staging_dir("extract-a").exists()
     assert ledger.latest("files", DAY)["extract-a"]["status"] == "success"
 
@@ -58,13 +69,13 @@ def test_commit_refuses_a_step_with_no_tables_and_publishes_nothing(data_dir: Pa
         extract(data_dir, "extract-a", {})
     assert "wrote 0 table(s)" in str(raised.value)
     assert "nw run --date 2024-01-15 --from extract-a" in str(raised.value)
-    assert not DayLayout(DAY, data_dir).step_manifest("extract-a").exists()
+    assert not local(DayLayout(DAY, data_dir).step_manifest("extract-a")).exists()
 
 
 def test_commit_refuses_fewer_tables_than_expected_naming_the_missing_ones(data_dir: Path) -> None:
     with pytest.raises(PipelineError, match=r"missing: \['two'\]"):
         extract(data_dir, "extract-a", {"one": 1})
-    assert not DayLayout(DAY, data_dir).step_manifest("extract-a").exists()
+    assert not local(DayLayout(DAY, data_dir).step_manifest("extract-a")).exists()
 
 
 def test_a_hostile_table_name_stays_inside_its_folder(data_dir: Path) -> None:
@@ -119,23 +130,23 @@ def test_the_gate_refuses_a_missing_step_with_one_instruction(data_dir: Path) ->
 
 def test_the_gate_refuses_a_manifest_edited_to_drop_a_table(extracted: DayLayout, data_dir: Path) -> None:
     extract(data_dir, "extract-a", {"one": 1, "two": 2, "extra": 3})
-    path = extracted.step_manifest("extract-a")
+    path = local(extracted.step_manifest("extract-a"))
     manifest = json.loads(path.read_text())
     del manifest["tables"]["extra"]
     path.write_text(json.dumps(manifest))
-    with pytest.raises(PipelineError, match=r"partition\(s\) of \['extra'\] on disk are not listed"):
+    with pytest.raises(PipelineError, match=r"partition\(s\) of \['extra'\] in the lake are not listed"):
         verified_partitions(FILES, extracted)
 
 
 def test_the_gate_refuses_a_manifest_with_no_tables(extracted: DayLayout) -> None:
-    path = extracted.step_manifest("extract-b")
+    path = local(extracted.step_manifest("extract-b"))
     path.write_text(json.dumps({**json.loads(path.read_text()), "tables": {}}))
     with pytest.raises(PipelineError, match="the extract-b manifest lists no tables"):
         verified_partitions(FILES, extracted)
 
 
 def test_the_gate_refuses_fewer_tables_than_the_step_must_produce(extracted: DayLayout) -> None:
-    path = extracted.step_manifest("extract-a")
+    path = local(extracted.step_manifest("extract-a"))
     manifest = json.loads(path.read_text())
     del manifest["tables"]["two"]
     path.write_text(json.dumps(manifest))
@@ -145,10 +156,11 @@ def test_the_gate_refuses_fewer_tables_than_the_step_must_produce(extracted: Day
 
 def test_the_gate_refuses_a_partition_that_is_not_the_published_one(extracted: DayLayout) -> None:
     # Replace a partition and its own manifest consistently: only the step manifest knows.
-    file = extracted.partition_file("a", "one")
+    file = published_file(extracted, "extract-a", "a", "one")
     pq.write_table(pa.table({"id": pa.array([7], pa.int64())}), file)
     from northwind_elt.core.manifests import describe_parquet, write_partition
 
-    write_partition(extracted, "a", "one", "extract-a", describe_parquet(file))
-    with pytest.raises(PipelineError, match="does not match what extract-a published"):
+    manifest = extracted.partition_manifest("a", "one")
+    write_partition(extracted, "a", "one", "extract-a", describe_parquet(file), extracted.store.version(manifest))
+    with pytest.raises(PipelineError, match=r"is not the file .*extract-a\.json describes"):
         verified_partitions(FILES, extracted)

@@ -153,7 +153,7 @@ def test_a_commit_names_every_failing_table_and_column_and_the_line_that_leaves_
     )
     assert message.endswith("Then rerun: nw run --date 2024-01-15 --from extract-a")
     assert not (staging / "three.parquet").exists()  # nothing of a refused table is kept
-    assert not layout.step_manifest("extract-a").exists()
+    assert not layout.store.exists(layout.step_manifest("extract-a"))
 
 
 LISTED = Pipeline(
@@ -177,4 +177,4 @@ def test_a_table_the_tap_delivered_and_begin_did_not_list_is_refused(data_dir: P
         pq.write_table(pa.table({"id": [1]}), layout.staging_dir("extract-db") / f"{path_component(name)}.parquet")
     with pytest.raises(PipelineError, match=r"the tap extracted table\(s\) \['t_p1'\] that nw begin did not list"):
         protocol.commit(LISTED, "extract-db")
-    assert not layout.step_manifest("extract-db").exists()
+    assert not layout.store.exists(layout.step_manifest("extract-db"))

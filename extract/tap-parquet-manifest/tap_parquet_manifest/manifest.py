@@ -13,8 +13,10 @@ Manifest format (JSON)::
       "constant_columns": [{"name": "_load_id", "type": "string", "value": "abc"}]
     }
 
-Relative file paths resolve against the manifest file's directory. `rows`, `sha256`,
-`key_properties` and `constant_columns` are optional; every stream needs at least one file.
+Relative file paths resolve against the manifest file's directory; a path with a scheme
+(`s3://bucket/key`, any fsspec URL) is read through fsspec with the tap's `storage_options`.
+`rows`, `sha256`, `key_properties` and `constant_columns` are optional; every stream needs at
+least one file.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import re
+import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,9 +78,49 @@ class ConstantColumn:
         return pa.repeat(pa.scalar(self.value, self.arrow_type), length)
 
 
+class FileStore:
+    """Opens the manifest's files: local paths as they are, URLs through fsspec."""
+
+    def __init__(self, storage_options: Mapping[str, Any] | None = None) -> None:
+        # Unset settings arrive as empty strings from Meltano: they mean "not given".
+        self.options = {key: value for key, value in (storage_options or {}).items() if value not in ("", None)}
+
+    @staticmethod
+    def is_url(path: str) -> bool:
+        return "://" in path
+
+    def _fs(self, path: str):
+        import fsspec
+
+        return fsspec.core.url_to_fs(path, **self.options)
+
+    def is_file(self, path: str) -> bool:
+        if not self.is_url(path):
+            return Path(path).is_file()
+        fs, inner = self._fs(path)
+        return fs.isfile(inner)
+
+    def open(self, path: str):
+        if not self.is_url(path):
+            return open(path, "rb")
+        fs, inner = self._fs(path)
+        return fs.open(inner, "rb", block_size=1 << 22)
+
+    def copy_to(self, path: str, local: Path) -> None:
+        """The file's bytes at `local`: a hard link when it is on this file system, else a copy."""
+        if not self.is_url(path):
+            try:
+                os.link(path, local)
+            except OSError:
+                shutil.copyfile(path, local)
+            return
+        fs, inner = self._fs(path)
+        fs.get_file(inner, str(local))
+
+
 @dataclass(frozen=True)
 class FileSpec:
-    path: Path
+    path: str  # an absolute local path or a URL
     rows: int | None = None
     sha256: str | None = None
 
@@ -199,7 +243,8 @@ def _parse_stream(entry: Any, base: Path, manifest: Path) -> StreamSpec:
 def _parse_file(item: Any, base: Path, where: str) -> FileSpec:
     if not isinstance(item, Mapping) or not isinstance(item.get("path"), str) or not item["path"]:
         raise ManifestError(f"{where}: each file needs a non-empty string 'path', got {item!r}")
-    path = (base / Path(item["path"]).expanduser()).resolve()
+    given = item["path"]
+    path = given if FileStore.is_url(given) else str((base / Path(given).expanduser()).resolve())
     rows, sha256 = item.get("rows"), item.get("sha256")
     if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 0):
         raise ManifestError(f"{where}: file {path}: 'rows' must be a non-negative integer, got {rows!r}")
@@ -208,23 +253,27 @@ def _parse_file(item: Any, base: Path, where: str) -> FileSpec:
     return FileSpec(path, rows, sha256.lower() if sha256 else None)
 
 
-def sha256_of(path: Path) -> str:
-    with path.open("rb") as handle:
+def sha256_of(store: FileStore, path: str) -> str:
+    with store.open(path) as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def check_file(spec: FileSpec, verify: bool) -> tuple[pa.Schema | None, list[str]]:
+def check_file(store: FileStore, spec: FileSpec, verify: bool) -> tuple[pa.Schema | None, list[str]]:
     """Open one file; with `verify`, compare it with what the manifest says.
 
     Returns the file's Arrow schema (None when it cannot be read) and the problems found,
     each naming the file.
     """
     problems: list[str] = []
-    if not spec.path.is_file():
+    try:
+        found = store.is_file(spec.path)
+    except OSError as err:
+        return None, [f"unreadable file: {spec.path}: {err}"]
+    if not found:
         return None, [f"missing file: {spec.path} does not exist"]
     if verify and spec.sha256 is not None:
         try:
-            actual = sha256_of(spec.path)
+            actual = sha256_of(store, spec.path)
         except OSError as err:
             return None, [f"unreadable file: {spec.path}: {err}"]
         if actual != spec.sha256:
@@ -233,7 +282,7 @@ def check_file(spec: FileSpec, verify: bool) -> tuple[pa.Schema | None, list[str
                 f"(sha256 {actual}, the manifest says {spec.sha256})"
             )
     try:
-        with pq.ParquetFile(spec.path) as parquet:
+        with store.open(spec.path) as handle, pq.ParquetFile(handle) as parquet:
             schema, rows = parquet.schema_arrow, parquet.metadata.num_rows
     except (OSError, pa.ArrowException) as err:
         return None, [*problems, f"unreadable file: {spec.path} is not a readable Parquet file: {err}"]
@@ -243,7 +292,7 @@ def check_file(spec: FileSpec, verify: bool) -> tuple[pa.Schema | None, list[str
 
 
 def check_streams(
-    streams: Sequence[StreamSpec], constants: Sequence[ConstantColumn], verify: bool
+    streams: Sequence[StreamSpec], constants: Sequence[ConstantColumn], verify: bool, store: FileStore | None = None
 ) -> dict[str, pa.Schema]:
     """Check every file of every stream; return each stream's Arrow schema (its first file's).
 
@@ -254,7 +303,7 @@ def check_streams(
     schemas: dict[str, pa.Schema] = {}
     for stream in streams:
         for spec in stream.files:
-            schema, found = check_file(spec, verify)
+            schema, found = check_file(store or FileStore(), spec, verify)
             problems.extend(found)
             if schema is None:
                 continue

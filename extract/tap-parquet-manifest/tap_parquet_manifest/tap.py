@@ -11,8 +11,6 @@ With `batch_config`, each stream goes out as Parquet batch files written straigh
 
 from __future__ import annotations
 
-import os
-import shutil
 import uuid
 from collections.abc import Iterable, Iterator
 from functools import cached_property
@@ -30,6 +28,7 @@ from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
 from tap_parquet_manifest.manifest import (
     CONSTANT_TYPES,
     ConstantColumn,
+    FileStore,
     Manifest,
     ManifestError,
     StreamSpec,
@@ -106,7 +105,7 @@ class ParquetStream(Stream):
         An empty file gives one empty table, so its schema still travels.
         """
         for spec in self.spec.files:
-            with pq.ParquetFile(spec.path) as parquet:
+            with self._tap.file_store.open(spec.path) as handle, pq.ParquetFile(handle) as parquet:
                 if parquet.metadata.num_rows == 0:
                     yield self._stamp(self.arrow_schema.empty_table())
                     continue
@@ -123,14 +122,12 @@ class ParquetStream(Stream):
         encoding = BaseBatchFileEncoding(format="parquet", compression="none")
         if not self.constants:
             # Nothing to add: each verified file is the batch file. A hard link (a copy across
-            # file systems) hands it over, so a target that deletes its batch files leaves the
-            # manifest's file in place, and no row is read or rewritten.
+            # file systems, a download from object storage) hands it over, so a target that
+            # deletes its batch files leaves the manifest's file in place, and no row is read
+            # or rewritten.
             for index, spec in enumerate(self.spec.files):
                 path = out_dir / f"{stem}-{index:05d}.parquet"
-                try:
-                    os.link(spec.path, path)
-                except OSError:
-                    shutil.copyfile(spec.path, path)
+                self._tap.file_store.copy_to(spec.path, path)
                 yield encoding, [path.as_uri()]
             return
         for index, table in enumerate(self.iter_tables(BATCH_ROWS)):
@@ -166,6 +163,14 @@ class TapParquet(Tap):
             description="Columns added to every row of every stream, before the manifest's own.",
         ),
         th.Property(
+            "storage_options",
+            th.ObjectType(additional_properties=True),
+            description=(
+                "fsspec options for files named by URL, e.g. for s3://: endpoint_url, key, secret, "
+                "client_kwargs.region_name; empty values are ignored."
+            ),
+        ),
+        th.Property(
             "verify",
             th.BooleanType,
             default=True,
@@ -178,6 +183,13 @@ class TapParquet(Tap):
         return load_manifest(self.config["manifest_file"])
 
     @cached_property
+    def file_store(self) -> FileStore:
+        options = dict(self.config.get("storage_options") or {})
+        if isinstance(options.get("client_kwargs"), dict):
+            options["client_kwargs"] = {k: v for k, v in options["client_kwargs"].items() if v not in ("", None)}
+        return FileStore(options)
+
+    @cached_property
     def constant_columns(self) -> tuple[ConstantColumn, ...]:
         return merge_constant_columns(
             parse_constant_columns(self.config.get("constant_columns"), "config constant_columns"),
@@ -187,7 +199,9 @@ class TapParquet(Tap):
     @cached_property
     def arrow_schemas(self) -> dict[str, pa.Schema]:
         """Each stream's schema, once every file has been checked (raises on any problem)."""
-        return check_streams(self.manifest.streams, self.constant_columns, bool(self.config.get("verify", True)))
+        return check_streams(
+            self.manifest.streams, self.constant_columns, bool(self.config.get("verify", True)), self.file_store
+        )
 
     def discover_streams(self) -> list[Stream]:
         schemas = self.arrow_schemas

@@ -270,7 +270,7 @@ def test_relative_paths_resolve_against_the_manifest_dir(tmp_path, monkeypatch, 
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     tap = TapParquet(config={"manifest_file": str(manifest)}, parse_env_config=False)
-    assert tap.manifest.streams[0].files[0].path == data.resolve()
+    assert tap.manifest.streams[0].files[0].path == str(data.resolve())
     messages = run({"manifest_file": str(manifest)}, capsys)
     assert sum(m["type"] == "RECORD" for m in messages) == ORDERS.num_rows
 
@@ -310,7 +310,7 @@ def test_meltano_yml_declares_every_setting():
     project = yaml.safe_load((PLUGIN_DIR / "meltano.yml").read_text())
     (extractor,) = project["plugins"]["extractors"]
     declared = {setting["name"] for setting in extractor["settings"]}
-    assert declared == {"manifest_file", "constant_columns", "verify", "batch_config"}
+    assert declared == {"manifest_file", "constant_columns", "verify", "batch_config", "storage_options"}
     assert declared - {"batch_config"} <= set(TapParquet.config_jsonschema["properties"])
     assert extractor["pip_url"] == "-e ."
 
@@ -337,3 +337,32 @@ def test_without_constants_each_verified_file_is_handed_over_as_a_link(fixture_c
     assert all(
         (fixture_copy.parent / "data" / relative).is_file() for inputs in INPUTS.values() for relative, _ in inputs
     )
+
+
+def test_files_named_by_url_are_read_through_fsspec(fixture_copy, tmp_path, capsys):
+    """A manifest naming object-store URLs (here fsspec's in-memory store, as s3:// would be):
+    verified, then downloaded as the batch files; a missing object is refused by its URL."""
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    manifest = json.loads(fixture_copy.read_text())
+    manifest["constant_columns"] = []
+    for stream in manifest["streams"]:
+        for entry in stream["files"]:
+            url = f"memory://lake/{tmp_path.name}/{entry['path']}"
+            memory.pipe(url, (fixture_copy.parent / entry["path"]).read_bytes())
+            entry["path"] = url
+    fixture_copy.write_text(json.dumps(manifest))
+    root = tmp_path / "batches"
+    config = {
+        "manifest_file": str(fixture_copy),
+        "batch_config": {"encoding": {"format": "parquet"}, "storage": {"root": root.as_uri()}},
+        "storage_options": {"unused_empty_option": ""},
+    }
+    files = batch_files(run(config, capsys))
+    for name, inputs in INPUTS.items():
+        for path, (_, table) in zip(files[name], inputs, strict=True):
+            assert pq.read_table(path).equals(table)
+    victim = manifest["streams"][0]["files"][0]["path"]
+    memory.rm(victim)
+    assert f"missing file: {victim} does not exist" in refused(fixture_copy, capsys)

@@ -39,9 +39,14 @@ class AdsSettings:
     retention: dt.timedelta
     s3_data_dir: Path  # where the embedded S3 server keeps its objects
 
+    @property
+    def endpoint(self) -> str:
+        """'http://127.0.0.1:4568', or 'AWS S3 (us-east-1)'."""
+        return self.s3_endpoint_url or f"AWS S3 ({self.s3_region})"
+
     def where(self, key: str = "") -> str:
         """'s3://ad-data/backup/... at http://127.0.0.1:4568' (or 'at AWS S3 (us-east-1)')."""
-        return f"s3://{self.bucket}/{key} at {self.s3_endpoint_url or f'AWS S3 ({self.s3_region})'}"
+        return f"s3://{self.bucket}/{key} at {self.endpoint}"
 
 
 def _env_file() -> Path:
