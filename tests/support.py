@@ -36,6 +36,18 @@ ORDER_DETAILS_COLUMNS = {
 }
 
 
+def partition_file(data_dir: Path, dataset: str, table: str, day: str) -> Path:
+    """The day's published file of a table (its name is the attempt's), as the step manifest names it."""
+    from northwind_elt.core.day import path_component
+
+    folder = data_dir / "csv" / day if dataset == "csv" else data_dir / dataset / path_component(table) / day
+    step = "extract-csv" if dataset == "csv" else f"extract-{dataset}"
+    step_manifest = data_dir / "_manifests" / day / f"{step}.json"
+    if step_manifest.exists():
+        return folder / json.loads(step_manifest.read_text())["tables"][table]["file"]
+    return folder / json.loads((folder / f"{path_component(table)}.manifest.json").read_text())["file"]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -195,7 +207,9 @@ def make_test_env(root: Path, port: str) -> dict[str, str]:
         **{
             k: v
             for k, v in os.environ.items()
-            if not k.startswith(("SOURCE_PG_", "ANALYTICS_PG_", "PADAM_", "RANDOM_MAIN", "RUN_DATE", "TAP_", "ADS_"))
+            if not k.startswith(
+                ("SOURCE_PG_", "ANALYTICS_PG_", "PADAM_", "RANDOM_MAIN", "RUN_DATE", "TAP_", "ADS_", "NW_LAKE_")
+            )
         },
         "MELTANO_PROJECT_ROOT": str(PROJECT),
         "NW_PROJECT_ROOT": str(PROJECT),

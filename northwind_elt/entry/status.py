@@ -32,6 +32,7 @@ from rich.table import Table
 
 from northwind_elt.core import ledger, locks
 from northwind_elt.core.day import DayLayout
+from northwind_elt.core.errors import PipelineError
 from northwind_elt.pipelines import REGISTRY, pipeline_of_step
 from northwind_elt.protocol.definition import EXTRACT, MONTH, RUN, Pipeline
 from northwind_elt.protocol.units import needed_steps, unit_of
@@ -229,6 +230,7 @@ def overview(units: int, extras: dict[str, Extra] | None = None) -> int:
     unknown = sorted(set(in_ledger) - set(REGISTRY))
     if unknown:
         out.print(f"The ledger also holds {', '.join(unknown)}: not registered, not shown.", markup=False)
+    lost = _lake_lines(out, shown)
     if todo:
         out.print("To do:")
         for (name, verdict, action), keys in todo.items():
@@ -239,7 +241,25 @@ def overview(units: int, extras: dict[str, Extra] | None = None) -> int:
             " a step's whole error: nw status --date DAY --error STEP",
             markup=False,
         )
-    return 0
+    return 1 if lost else 0
+
+
+def _lake_lines(out: Console, shown: list[Pipeline]) -> bool:
+    """Where the lake is, and every committed partition of the latest days it no longer holds intact."""
+    from northwind_elt.protocol.integrity import lost_partitions
+
+    try:
+        lake = DayLayout.for_day(dt.date.today()).store
+    except PipelineError as err:
+        print(f"Lake: {err.cause}")
+        return True
+    endpoint = lake.storage_options.get("endpoint_url")
+    kind = f"S3 at {endpoint}" if lake.remote and endpoint else "S3" if lake.remote else "local disk"
+    print(f"Lake: {lake.url} ({kind})")
+    lost = lost_partitions(shown)
+    for line in lost:
+        print(line)
+    return bool(lost)
 
 
 def _print_table(out: Console, pipeline: Pipeline, states: list[UnitState], extra: Extra | None) -> None:

@@ -135,9 +135,9 @@ def begin(pipeline: Pipeline, step_name: str) -> str:
 
         ctx.clean_staging()
         partitions = verified_partitions(pipeline, ctx.layout, ctx.name)
-        schemas = {p.table: p.schema for p in partitions}
-        _with_database(ctx, warehouse, lambda: prepare_staging(settings.pg_conn(warehouse), ctx.name, ctx.day, schemas))
         where = ctx.layout.store.where
+        files = {p.table: where(p.file) for p in partitions}
+        _with_database(ctx, warehouse, lambda: prepare_staging(settings.pg_conn(warehouse), ctx.name, ctx.day, files))
         write_intent(
             ctx.layout, ctx.name, record["run_id"], started, [(p.table, where(p.file), p.manifest) for p in partitions]
         )

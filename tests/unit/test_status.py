@@ -87,8 +87,12 @@ def test_the_overview_shows_every_pipeline_and_day_with_its_todo(
     ledger.record("ads", DAY, "ads-load", "success", rows=100)
     ledger.record("ads", DAY, "ads-load", "failed", error="S3 down")
     ledger.record("padam", dt.date(2022, 3, 1), "padam-export", "success")
-    assert main(["status", "--days", "7"]) == 0
+    # The ledger records extracts this test never wrote to the lake: status says so, and fails.
+    assert main(["status", "--days", "7"]) == 1
     out = capsys.readouterr().out
+    assert f"Lake: {data_dir} (local disk)" in out
+    manifest = data_dir / "_manifests" / "2024-01-16" / "extract-postgres.json"
+    assert f"LOST: {manifest}, the commit of northwind extract-postgres for 2024-01-16; rerun: nw run" in out
     assert "northwind: last 2 days" in out and "ads: last 1 day" in out and "padam: last 1 month" in out
     assert "northwind 2024-01-16: failed at transform -> nw run --date 2024-01-16 --from transform" in out
     assert "ads 2024-01-15: failed at ads-load -> nw ads load --date 2024-01-15" in out
@@ -97,7 +101,7 @@ def test_the_overview_shows_every_pipeline_and_day_with_its_todo(
     assert "x2" not in out and re.search(r"^\s*2024-01-15\s+failed\s+-\s+failed at ads-load$", out, re.M), out
     assert not any(line != line.rstrip() for line in out.splitlines())
     # Only the most recent day with --days 1.
-    assert main(["status", "--days", "1"]) == 0
+    assert main(["status", "--days", "1"]) == 1
     assert "2024-01-15" not in capsys.readouterr().out.split("ads:")[0]
 
 

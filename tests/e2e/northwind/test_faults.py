@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pyarrow.parquet as pq
 import pytest
-from support import LOAD_STEPS, PROJECT, SOURCE_CSV, Pipeline, csv_env, free_port, wait_for
+from support import LOAD_STEPS, PROJECT, SOURCE_CSV, Pipeline, csv_env, free_port, partition_file, wait_for
 
 HEADER = "order_id,product_id,unit_price,quantity,discount"
 
@@ -162,8 +162,8 @@ def test_bom_crlf_and_quoted_fields_are_accepted_with_the_same_values(pipeline: 
     path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(quoted).encode() + b"\r\n")
     pipeline.run_ok("extract-csv", "2024-04-05", extra_env=csv_env(path))
     pipeline.run_ok("extract-csv", "2024-04-06")
-    odd = pq.read_table(pipeline.data_dir / "csv" / "2024-04-05" / "order_details.parquet")
-    plain = pq.read_table(pipeline.data_dir / "csv" / "2024-04-06" / "order_details.parquet")
+    odd = pq.read_table(partition_file(pipeline.data_dir, "csv", "order_details", "2024-04-05"))
+    plain = pq.read_table(partition_file(pipeline.data_dir, "csv", "order_details", "2024-04-06"))
     assert odd.num_rows == len(lines) - 1
     assert odd.equals(plain)
 
@@ -202,13 +202,14 @@ def test_load_refuses_a_damaged_partition_and_names_the_file(
     pipeline: Pipeline, extracted_day: str, damage, message: str
 ) -> None:
     day = extracted_day
-    target = pipeline.data_dir / "postgres" / "orders" / day / "orders.parquet"
-    manifest_path = target.with_name("orders.manifest.json")
+    target = partition_file(pipeline.data_dir, "postgres", "orders", day)
+    # What the load trusts: the step manifest, which names each file with its rows and sha256.
+    manifest_path = pipeline.data_dir / "_manifests" / day / "extract-postgres.json"
     original, original_manifest = target.read_bytes(), manifest_path.read_text()
     try:
         if damage == "rows":
             manifest = json.loads(original_manifest)
-            manifest["rows"] += 1
+            manifest["tables"]["orders"]["rows"] += 1
             manifest_path.write_text(json.dumps(manifest))
         else:
             damage(target)
@@ -273,8 +274,8 @@ def test_added_column_and_new_table_flow_through_and_a_dropped_column_is_kept_as
         day = "2024-04-10"
         for step in LOAD_STEPS:  # raw is what this test checks: no transform or export
             pipeline.run_ok(step, day)
-        assert "rating" in pq.read_schema(pipeline.data_dir / "postgres" / "shippers" / day / "shippers.parquet").names
-        assert pq.read_table(pipeline.data_dir / "postgres" / "warehouses" / day / "warehouses.parquet").num_rows == 2
+        assert "rating" in pq.read_schema(partition_file(pipeline.data_dir, "postgres", "shippers", day)).names
+        assert pq.read_table(partition_file(pipeline.data_dir, "postgres", "warehouses", day)).num_rows == 2
         with pipeline.analytics() as conn:
             assert conn.execute("SELECT DISTINCT rating FROM raw.shippers WHERE _day = %s", [day]).fetchall() == [(5,)]
             assert conn.execute("SELECT count(*) FROM raw.warehouses WHERE _day = %s", [day]).fetchone() == (2,)

@@ -210,5 +210,5 @@ def test_names_of_63_percent_signs_and_21_cjk_characters_are_stored_within_the_f
             if json.loads(p.read_text())["table"] == name
         ]
         assert len(partitions) == 1, name
-        files = [partitions[0], partitions[0].with_name(partitions[0].name.replace(".manifest.json", ".parquet"))]
+        files = [partitions[0], partitions[0].with_name(json.loads(partitions[0].read_text())["file"])]
         assert all(f.exists() and len(f.name.encode()) <= 255 for f in files), files

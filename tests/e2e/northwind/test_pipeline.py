@@ -7,7 +7,7 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-from support import SOURCE_CSV, Pipeline, read_csv_rows
+from support import SOURCE_CSV, Pipeline, partition_file, read_csv_rows
 
 from expected import expected_mart, same_value
 
@@ -72,8 +72,12 @@ def test_every_source_table_and_the_csv_are_loaded_for_the_day(first_day: Pipeli
             got = conn.execute(f'SELECT count(*) FROM raw."{table}" WHERE _day = %s', [DAY]).fetchone()[0]
             assert got == rows, table
     for table in expected:
-        folder = first_day.data_dir / ("csv" if table == "order_details" else f"postgres/{table}") / DAY
-        assert (folder / f"{table}.parquet").exists(), table
+        dataset = "csv" if table == "order_details" else "postgres"
+        published = partition_file(first_day.data_dir, dataset, table, DAY)
+        assert published.exists(), table
+        folder = published.parent
+        # One file per table and day: the commit removed what earlier attempts published.
+        assert [p.name for p in folder.glob(f"{table}.*parquet")] == [published.name], table
         assert not list(folder.glob(".*tmp")), "no temporary files may remain"
 
 
@@ -116,12 +120,12 @@ def test_backfill_of_an_older_day_leaves_the_newer_day_untouched(first_day: Pipe
 
 
 def test_types_survive_files_analytics_and_export(first_day: Pipeline) -> None:
-    orders = pq.read_schema(first_day.data_dir / "postgres" / "orders" / DAY / "orders.parquet")
+    orders = pq.read_schema(partition_file(first_day.data_dir, "postgres", "orders", DAY))
     assert str(orders.field("order_date").type) == "date32[day]"
     assert str(orders.field("freight").type) == "float"  # real stays single precision
-    categories = pq.read_table(first_day.data_dir / "postgres" / "categories" / DAY / "categories.parquet")
+    categories = pq.read_table(partition_file(first_day.data_dir, "postgres", "categories", DAY))
     assert str(categories.schema.field("picture").type) == "binary"
-    details = pq.read_schema(first_day.data_dir / "csv" / DAY / "order_details.parquet")
+    details = pq.read_schema(partition_file(first_day.data_dir, "csv", "order_details", DAY))
     assert {f.name: str(f.type) for f in details} == {
         "order_id": "int64",
         "product_id": "int64",

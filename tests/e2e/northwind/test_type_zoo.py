@@ -8,7 +8,7 @@ from decimal import Decimal
 import pyarrow.parquet as pq
 import pytest
 from psycopg import sql
-from support import Pipeline
+from support import Pipeline, partition_file
 
 DAY = "2024-07-01"
 TABLE = "Type Zoo"
@@ -130,7 +130,7 @@ def _python_equal(want, got) -> bool:
 
 
 def test_the_parquet_partition_holds_the_source_values_and_types(pipeline: Pipeline, zoo_day) -> None:
-    partition = pipeline.data_dir / "postgres" / "Type%20Zoo" / DAY / "Type%20Zoo.parquet"
+    partition = partition_file(pipeline.data_dir, "postgres", "Type Zoo", DAY)
     table = pq.read_table(partition)
     declared = {f.name: (f.metadata or {}).get(b"pg_type", b"").decode() for f in table.schema}
     assert declared == COLUMNS

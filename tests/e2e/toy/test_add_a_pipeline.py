@@ -9,6 +9,7 @@ NW_EXTRA_PIPELINES (a definition file outside the package), and run end to end t
 
 from __future__ import annotations
 
+import json
 import shutil
 import textwrap
 from collections.abc import Iterator
@@ -136,8 +137,8 @@ def test_a_registered_pipeline_runs_through_nw_run_and_shows_in_nw_status(toy: t
         rows = conn.execute("SELECT item_id, name, price, _day::text FROM raw.toy_items ORDER BY item_id").fetchall()
     assert rows == [(int(i), n, Decimal(p), DAY) for i, n, p in ITEMS]
     # The day's partition of the toy's extract and its step manifest, like any pipeline's.
-    assert (run.data_dir / "toy" / "toy_items" / DAY / "toy_items.parquet").exists()
-    assert (run.data_dir / "_manifests" / DAY / "toy-extract.json").exists()
+    step_manifest = json.loads((run.data_dir / "_manifests" / DAY / "toy-extract.json").read_text())
+    assert (run.data_dir / "toy" / "toy_items" / DAY / step_manifest["tables"]["toy_items"]["file"]).exists()
 
     status = run.nw("status")
     assert status.returncode == 0, status.stderr
