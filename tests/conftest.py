@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from s3_support import EmbeddedS3
 from support import NW, Pipeline, free_port, make_test_env
 
 
@@ -26,6 +27,16 @@ def pipeline() -> Iterator[Pipeline]:
     finally:
         pipe.nw("db", "stop")
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def embedded_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedS3]:
+    """The embedded S3 with a bucket `lake`, for the tests that put the lake in it."""
+    server = EmbeddedS3.start(tmp_path_factory.mktemp("embedded-s3"))
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 # What each part of the end-to-end tier costs (setup, calls and teardown), printed at the end

@@ -122,6 +122,14 @@ def name_of(component: str) -> str:
     return unquote(component)
 
 
+def configured_lake() -> Lake:
+    """The lake the settings name (NW_LAKE_URL, else the data directory)."""
+    try:
+        return from_settings(settings.data_dir())
+    except ValueError as err:
+        raise ConfigError(str(err), f"fix {LAKE_URL_ENV} in {settings.project_root() / '.env'}") from None
+
+
 @dataclass(frozen=True)
 class DayLayout:
     """Where everything of one day lives: what a step publishes in the lake (`core.lake`, the
@@ -133,12 +141,7 @@ class DayLayout:
 
     @classmethod
     def for_day(cls, day: dt.date) -> DayLayout:
-        data_dir = settings.data_dir()
-        try:
-            lake = from_settings(data_dir)
-        except ValueError as err:
-            raise ConfigError(str(err), f"fix {LAKE_URL_ENV} in {settings.project_root() / '.env'}") from None
-        return cls(day, data_dir, lake)
+        return cls(day, settings.data_dir(), configured_lake())
 
     @property
     def store(self) -> Lake:

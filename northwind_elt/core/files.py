@@ -29,6 +29,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def write_whole(path: Any, data: bytes) -> None:
+    """A file appears whole or not at all: a rename on local disk, one PUT on object storage
+    (a universal_pathlib path whose protocol is not the local file system's)."""
+    if getattr(path, "protocol", "") not in ("", "file", "local"):
+        path.write_bytes(data)
+        return
+    atomic_write_bytes(Path(path), data)
+
+
 def atomic_write_json(path: Path, payload: Any) -> None:
     atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
 

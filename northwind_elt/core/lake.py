@@ -52,14 +52,15 @@ class LakeError(RuntimeError):
 
 
 def _is_precondition_failure(err: OSError) -> bool:
-    # s3fs maps 412 to FileExistsError when S3 names the If-None-Match condition, else to an
-    # OSError(EINVAL) whose text says PreconditionFailed (SeaweedFS omits the condition).
-    return (
-        isinstance(err, FileExistsError)
-        or (err.errno == errno.EINVAL and "precondition" in str(err).lower().replace(" ", ""))
-        or "PreconditionFailed" in str(err)
-        or "412" in str(err)
-    )
+    """A 412 from S3: s3fs raises FileExistsError when S3 names the If-None-Match condition,
+    else OSError(EINVAL) caused by the ClientError (SeaweedFS does not name the condition)."""
+    if isinstance(err, FileExistsError):
+        return True
+    cause = err.__cause__
+    response = getattr(cause, "response", None) or {}
+    code = response.get("Error", {}).get("Code")
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412)
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,12 @@ class Lake:
     def where(self, path: PurePosixPath) -> str:
         """The path as a person (or a tool outside the project) names it."""
         return f"s3://{path}" if self.remote else str(path)
+
+    def upath(self, path: PurePosixPath):
+        """`path` with pathlib's API (universal_pathlib), for code that walks folders."""
+        from upath import UPath
+
+        return UPath(self.where(path), **self.storage_options) if self.remote else UPath(str(path))
 
     def path_of(self, where: str) -> PurePosixPath:
         """The inverse of `where`."""

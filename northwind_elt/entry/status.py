@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from northwind_elt.core import ledger, locks
-from northwind_elt.core.day import DayLayout
+from northwind_elt.core.day import DayLayout, configured_lake
 from northwind_elt.core.errors import PipelineError
 from northwind_elt.pipelines import REGISTRY, pipeline_of_step
 from northwind_elt.protocol.definition import EXTRACT, MONTH, RUN, Pipeline
@@ -249,7 +249,7 @@ def _lake_lines(out: Console, shown: list[Pipeline]) -> bool:
     from northwind_elt.protocol.integrity import lost_partitions
 
     try:
-        lake = DayLayout.for_day(dt.date.today()).store
+        lake = configured_lake()
     except PipelineError as err:
         print(f"Lake: {err.cause}")
         return True

@@ -45,7 +45,7 @@ from psycopg import sql
 from northwind_elt.core import settings
 from northwind_elt.core.day import DayLayout, UnsafeName, path_component
 from northwind_elt.core.errors import PipelineError
-from northwind_elt.core.files import atomic_write_bytes, read_json
+from northwind_elt.core.files import read_json, write_whole
 from northwind_elt.core.lake import Lake
 from northwind_elt.protocol.definition import TRANSFORM, Pipeline
 
@@ -433,7 +433,7 @@ def write(rendered: Rendered, lake: Lake | None = None) -> None:
     """Each file whole, in place of an earlier render's (a rename locally, one PUT on S3)."""
     for file in rendered.files:
         if lake is None:
-            atomic_write_bytes(file.path, file.data)
+            write_whole(file.path, file.data)
         else:
             lake.write_bytes(file.path, file.data)
 

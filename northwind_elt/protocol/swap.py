@@ -31,8 +31,8 @@ import pyarrow.parquet as pq
 from psycopg import sql
 
 from northwind_elt.core import settings
+from northwind_elt.core.day import configured_lake
 from northwind_elt.core.errors import PipelineError
-from northwind_elt.core.lake import from_settings
 
 RAW_SCHEMA = "raw"
 _TYPMOD = re.compile(r"\(\d+(,\s*-?\d+)?\)")
@@ -137,7 +137,7 @@ def arrow_to_pg(kind: pa.DataType) -> str:
 def read_schema(location: Path | str) -> pa.Schema:
     """The Arrow schema of a partition file: a local path, or an `s3://` URL in the lake."""
     if str(location).startswith("s3://"):
-        lake = from_settings(settings.data_dir())
+        lake = configured_lake()
         with lake.open_input(lake.path_of(str(location))) as handle:
             return pq.read_schema(handle)
     return pq.read_schema(location)

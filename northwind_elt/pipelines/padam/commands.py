@@ -26,7 +26,7 @@ import psycopg
 from filelock import FileLock
 
 from northwind_elt.core import ledger, locks, settings
-from northwind_elt.core.day import today_utc
+from northwind_elt.core.day import configured_lake, today_utc
 from northwind_elt.core.errors import CommandError, ConfigError
 from northwind_elt.core.locks import plugin_lock
 from northwind_elt.pipelines.padam import generator, staleness, warehouse
@@ -59,14 +59,22 @@ def padam_dir() -> Path:
 
 
 def export_root() -> Path:
+    """PADAM_EXPORT_DIR (an absolute path, or an s3:// URL read with the lake's S3 settings), else
+    `padam/exports` in the lake (the data directory, or NW_LAKE_URL's bucket)."""
+    lake = configured_lake()
+    default = lake.upath(lake.root / "padam" / "exports")
     configured = os.environ.get(EXPORT_DIR_ENV)
     if not configured:
-        return padam_dir() / "exports"
+        return default
+    if configured.startswith("s3://"):
+        from upath import UPath
+
+        return UPath(configured, **lake.storage_options)
     if not Path(configured).is_absolute():
         raise ConfigError(
             f"{EXPORT_DIR_ENV}={configured!r} is not an absolute path",
-            f"set {EXPORT_DIR_ENV} to an absolute path in {settings.project_root() / '.env'}, or unset it "
-            f"for {padam_dir() / 'exports'}",
+            f"set {EXPORT_DIR_ENV} to an absolute path or an s3:// URL in {settings.project_root() / '.env'}, "
+            f"or unset it for {default}",
         )
     return Path(configured)
 

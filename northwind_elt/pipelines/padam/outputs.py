@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psycopg
 
-from northwind_elt.core.files import atomic_write_bytes
+from northwind_elt.core.files import write_whole
 from northwind_elt.protocol.outputs import exported_models, read_manifest, render, write
 
 
@@ -38,7 +38,7 @@ class ExportedMonth:
 
 def write_file(path: Path, header: tuple[str, ...], row: tuple[str, ...]) -> None:
     """Header and one row, written under a temporary name in the same folder, then renamed."""
-    atomic_write_bytes(path, (",".join(header) + "\n" + ",".join(row) + "\n").encode("ascii"))
+    write_whole(path, (",".join(header) + "\n" + ",".join(row) + "\n").encode("ascii"))
 
 
 def export_month(conn: psycopg.Connection, root: Path, year: int, month: int) -> ExportedMonth:

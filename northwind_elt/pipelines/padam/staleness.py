@@ -30,7 +30,7 @@ from pathlib import Path
 
 import psycopg
 
-from northwind_elt.core.files import atomic_write_bytes
+from northwind_elt.core.files import write_whole
 from northwind_elt.pipelines.padam.generator import MAX_YEAR
 
 MARKER = "_STALE"
@@ -281,7 +281,7 @@ def mark(root: Path, stale: list[StaleFiles], years: Iterable[int] | None = None
     for path, text in wanted.items():
         try:
             if not path.exists() or path.read_text(encoding="utf-8") != text:
-                atomic_write_bytes(path, text.encode())
+                write_whole(path, text.encode())
         except OSError as err:
             problems.append(f"cannot write {path}: {err.strerror or err}")
     for year, months in exported_months(root).items():

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from s3_support import BUCKET, EmbeddedS3, local_files
 from support import PROJECT, Pipeline, wait_for
 
 from northwind_elt.pipelines.padam.generator import month_rows
@@ -214,6 +215,22 @@ def test_rollups_add_up_and_each_months_midnight_row_is_in_its_month(
         ).fetchall()
     assert [r[0] for r in firsts] == [dt.datetime(YEAR, m, 1) for m in range(1, 13)]
     assert per_month(padam, "PADAM_WH_PG", "padam_raw.entity") == per_month(padam, "PADAM_PROD_PG", "entity")
+
+
+def test_a_month_exported_to_the_lake_in_a_bucket_is_byte_identical_to_one_on_disk(
+    padam: Pipeline, year_run: subprocess.CompletedProcess, embedded_s3: EmbeddedS3, tmp_path: Path
+) -> None:
+    """With NW_LAKE_URL on the embedded S3 and no PADAM_EXPORT_DIR, the files go to padam/exports in
+    the bucket, byte for byte those written to a folder."""
+    ok(year_run)
+    on_disk = tmp_path / "exports"
+    ok(padam.nw("padam", "export", str(YEAR), "3", extra_env={"PADAM_EXPORT_DIR": str(on_disk)}))
+    in_bucket = {"PADAM_EXPORT_DIR": "", **embedded_s3.lake_env("padam-lake")}
+    said = ok(padam.nw("padam", "export", str(YEAR), "3", extra_env=in_bucket))
+    assert f"files under s3://{BUCKET}/padam-lake/padam/exports/year={YEAR}" in said
+    written = local_files(on_disk)
+    assert len(written) == 1 + 1 + 31
+    assert embedded_s3.objects("padam-lake/padam/exports/") == written
 
 
 def test_a_second_preparation_loads_no_new_row(padam: Pipeline, year_run: subprocess.CompletedProcess) -> None:
