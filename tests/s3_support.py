@@ -31,7 +31,8 @@ class EmbeddedS3:
             )
         server = cls(endpoint, proc)
         try:
-            wait_for(lambda: s3server.ready(endpoint, KEY), "the embedded S3 to write and read an object", proc)
+            data = root / "data"
+            wait_for(lambda: s3server.ready(endpoint, KEY, data), "the embedded S3 to take a write", proc)
             server.client().create_bucket(Bucket=BUCKET)
         except BaseException:
             server.stop()

@@ -20,8 +20,8 @@ retry never overwrites what a reader may be reading.
 
 from __future__ import annotations
 
-import errno
 import fcntl
+import functools
 import hashlib
 import os
 import tempfile
@@ -300,20 +300,28 @@ def _temporary(target: Path, data: bytes) -> Iterator[str]:
 
 
 def from_settings(data_dir: Path) -> Lake:
-    """The lake `NW_LAKE_URL` names (the data directory when unset)."""
-    url = (os.environ.get(LAKE_URL_ENV) or "").strip()
+    """The lake `NW_LAKE_URL` names (the data directory when unset). One object per process and
+    settings: an S3 client (its session, connections) costs a fraction of a second to make."""
+    names = (LAKE_URL_ENV, S3_ENDPOINT_ENV, S3_REGION_ENV, S3_KEY_ENV, S3_SECRET_ENV)
+    return _lake_for(str(data_dir), tuple(os.environ.get(name) for name in names))
+
+
+@functools.lru_cache(maxsize=8)
+def _lake_for(data_dir: str, values: tuple[str | None, ...]) -> Lake:
+    url = (values[0] or "").strip()
     if not url:
-        return Lake.local(data_dir)
+        return Lake.local(Path(data_dir))
     if url.startswith("s3://"):
         if not urlparse(url).netloc:
             raise ValueError(f"{LAKE_URL_ENV}={url!r} names no bucket; write s3://bucket/prefix")
         options: dict[str, Any] = {}
-        client: dict[str, Any] = {"region_name": os.environ.get(S3_REGION_ENV) or "us-east-1"}
-        if endpoint := os.environ.get(S3_ENDPOINT_ENV):
+        endpoint, region, key, secret = values[1:]
+        client: dict[str, Any] = {"region_name": region or "us-east-1"}
+        if endpoint:
             options["endpoint_url"] = endpoint
-        if key := os.environ.get(S3_KEY_ENV):
+        if key:
             options["key"] = key
-        if secret := os.environ.get(S3_SECRET_ENV):
+        if secret:
             options["secret"] = secret
         options["client_kwargs"] = client
         return Lake(url.rstrip("/"), options)
