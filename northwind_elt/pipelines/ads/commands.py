@@ -1,6 +1,8 @@
 """`nw ads ...`: the ads pipeline (spec: shared/specs/ads-api.md).
 
   nw ads up | down | status            the local API and S3 server (and the embedded Postgres)
+  nw ads up --accept-lost-objects      create an empty bucket in place of a lost one the database
+                                       records objects in (nw ads status keeps listing them)
   nw ads load [--date D] [--run-id R]  API -> S3 backup (verified) -> Postgres, once per run
   nw ads replay KEY [--run-id R]       a kept refused response (refused/<day>/<run id>.json[l]) as
                                        that run's response: the same checks, backup and insert, no API call
@@ -17,10 +19,16 @@ Every line of a response is accounted for: inserted, already there (named with t
 inserted it), or quarantined with its line, field and reason (records.py). A refused response is
 kept under refused/ (refused.py). A verified backup whose insert failed records.MAX_INSERT_FAILURES
 times is held: no load retries it by itself, and each says so.
+
+Every object is created once, with a conditional put, and recorded in ads_meta.objects
+(size, sha256). `nw ads status` and `nw status` check that each object the database records
+is still in the bucket as written, and name each one missing or changed (integrity.py);
+`nw ads up` never creates an empty bucket in place of one those objects were in.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime as dt
 import hashlib
@@ -29,7 +37,7 @@ import os
 import signal
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +49,7 @@ from northwind_elt.core import ledger, settings
 from northwind_elt.core.day import DAY_ENV, DayLayout, pinned_day
 from northwind_elt.core.errors import CommandError, ConfigError, PipelineError
 from northwind_elt.core.manifests import ArchiveManifest, BackupManifest, iso_utc, verified_now
-from northwind_elt.pipelines.ads import config, records, refused, s3, store
+from northwind_elt.pipelines.ads import config, integrity, records, refused, s3, store
 from northwind_elt.pipelines.ads.config import PG, RUN_ID_ENV, AdsSettings, BackupKeys
 from northwind_elt.pipelines.ads.pipeline import ADS
 from northwind_elt.protocol import meltano
@@ -100,20 +108,77 @@ def _db(step: str, day: dt.date | None, consequence: str, rerun: str | None) -> 
 # --- set-up ---------------------------------------------------------------------------
 
 
-def setup() -> list[str]:
-    """Create the bucket and the tables (idempotent); the servers must answer."""
+class AcceptLostObjects(argparse.Action):
+    """`nw ads up --accept-lost-objects`: the flag reaches setup() through this module, as
+    `nw ads up` calls setup() without arguments (entry/local_services.py)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        global _accept_lost_objects
+        _accept_lost_objects = True
+        setattr(namespace, self.dest, True)
+
+
+_accept_lost_objects = False
+
+
+def setup(accept_lost_objects: bool | None = None) -> list[str]:
+    """Create the bucket and the tables (idempotent); the servers must answer.
+
+    A bucket that does not exist is created only when the ads database records no object in
+    it, or when the loss is accepted (`accept_lost_objects`, default: `nw ads up`'s flag):
+    an empty bucket in place of the one that held the archives would hide their loss.
+    """
     cfg = config.load()
     _need_pg("the ads pipeline's tables live there")
+    accept = _accept_lost_objects if accept_lost_objects is None else accept_lost_objects
     lines = []
+    bucket = s3.Bucket(cfg)
     try:
-        created = s3.Bucket(cfg).ensure()
+        exists = bucket.bucket_exists()
     except s3.S3Error as err:
         raise AdsError("up", None, str(err), "start the S3 server or fix ADS_S3_* in .env", "nw ads up") from None
-    lines.append(f"bucket {cfg.bucket} {'created' if created else 'exists'} ({cfg.where()})")
+    created = False
+    if not exists:
+        consequence = "the bucket was not created: whether the ads database records objects in it is unknown"
+        with _db("up", None, consequence, "nw ads up") as conn:
+            recorded = store.recorded_objects(conn)
+        if recorded and not accept:
+            raise lost_bucket_error(cfg, recorded)
+        try:
+            created = bucket.create()
+        except s3.S3Error as err:
+            raise AdsError("up", None, str(err), "start the S3 server or fix ADS_S3_* in .env", "nw ads up") from None
+        if recorded:
+            lines.append(
+                f"WARNING: the {len(recorded)} objects the ads database records in s3://{cfg.bucket} "
+                f"({integrity.counted(recorded)}) are lost ({integrity.ACCEPT_LOSS_FLAG}); nw ads status lists them"
+            )
+    lines.insert(0, f"bucket {cfg.bucket} {'created' if created else 'exists'} ({cfg.where()})")
     with _db("up", None, "the tables were not created", "nw ads up") as conn:
         store.ensure_schema(conn)
     lines.append(f"tables ready in {settings.describe_conn(PG)}")
     return lines
+
+
+def lost_bucket_error(cfg: AdsSettings, recorded: list[store.RecordedObject]) -> AdsError:
+    """`nw ads up` refuses to create an empty bucket where the database records objects."""
+    only = [o for o in recorded if o.only_copy]
+    shown = [f"  s3://{cfg.bucket}/{o.key} ({integrity.holds(o)})" for o in recorded[:_LOST_SHOWN]]
+    if len(recorded) > _LOST_SHOWN:
+        shown.append(f"  ... and {len(recorded) - _LOST_SHOWN} more (nw ads status lists every one)")
+    cause = (
+        f"the bucket s3://{cfg.bucket} does not exist at {cfg.endpoint}, but {settings.describe_conn(PG)} "
+        f"records {len(recorded)} objects in it ({integrity.counted(recorded)}; "
+        f"{len(only)} of them the only copy of their data). An empty bucket in its place would hide their loss: "
+        "it was not created. Missing:\n" + "\n".join(shown)
+    )
+    return AdsError("up", None, cause, integrity.recovery(cfg), "nw ads up")
+
+
+_LOST_SHOWN = 20  # `nw ads up` names this many lost objects; nw ads status names all
 
 
 # --- the load --------------------------------------------------------------------------
@@ -209,15 +274,60 @@ def verify_backup() -> str:
         verified_at=verified_now(),
     )
     try:
-        bucket.put_verified(keys.object, body, "application/x-ndjson")
-        bucket.put_verified(keys.manifest, manifest.to_bytes(), "application/json")  # last: the backup counts now
+        _write_backup(bucket, keys, body, manifest)
+    except s3.ObjectExists as err:
+        cause = f"{err}; this response is not backed up, nothing of it was inserted"
+        raise AdsError("load", day, cause, None, rerun) from None
     except s3.S3Error as err:
         raise AdsError("load", day, f"{err}; the backup is not verified, nothing was inserted", None, rerun) from None
     _drop_incoming(cfg, keys)  # the entry point removes it too, should this fail
+    recorded = (keys.object, store.BACKUP, day, keys.run_id, len(lines), len(body), sha256)
+    unrecorded = _record(lambda conn: store.record_object(conn, *recorded))
     return (
         f"ads verify-backup: {cfg.where(keys.object)}: {len(lines)} lines, {len(body)} bytes, sha256 {sha256}; "
         "manifest written"
+        + (f"; not recorded in the ads database yet ({unrecorded}): its insert records it" if unrecorded else "")
     )
+
+
+def _write_backup(bucket: s3.Bucket, keys: BackupKeys, body: bytes, manifest: BackupManifest) -> None:
+    """The backup object, then its manifest (last: the backup counts from then on), each created
+    once with a conditional put. An identical object or manifest an earlier attempt of this run
+    wrote is kept; anything else under these keys is never overwritten (S3Error)."""
+    try:
+        bucket.put_once(keys.object, body, "application/x-ndjson")
+    except s3.ObjectExists:
+        if bucket.exists(keys.manifest):
+            raise
+        # Another response of this run, with no manifest: an earlier attempt died before verifying
+        # it (begin-load said so). No reader uses an object without its manifest, so it goes; a
+        # second refusal means another writer of this run id is at work.
+        bucket.delete(keys.object)
+        bucket.put_once(keys.object, body, "application/x-ndjson")
+    if bucket.put_new(keys.manifest, manifest.to_bytes(), "application/json"):
+        return
+    found = bucket.get_json(keys.manifest) or {}
+    if (found.get("key"), found.get("sha256")) != (keys.object, manifest.sha256):
+        raise s3.ObjectExists(
+            f"{bucket.cfg.where(keys.manifest)} was written meanwhile for other content (sha256 "
+            f"{found.get('sha256')}, this response's is {manifest.sha256}): another load of run {keys.run_id} "
+            "is at work; it was not overwritten"
+        )
+
+
+def _record(write: Callable[[psycopg.Connection], None]) -> str | None:
+    """Record what was written in the ads database, if it can be reached: None, or why not.
+    For the tasks that need no database otherwise (what they wrote to S3 stands either way)."""
+    try:
+        with store.connect(settings.pg_conn(PG).conninfo()) as conn:
+            store.ensure_schema(conn)
+            with conn.transaction():
+                write(conn)
+    except psycopg.Error as err:
+        return f"cannot reach {settings.describe_conn(PG)}: {str(err).strip().splitlines()[-1].strip()}"
+    except PipelineError as err:
+        return err.cause.splitlines()[0]
+    return None
 
 
 def _refuse(cfg: AdsSettings, keys: BackupKeys, body: bytes, cause: str) -> NoReturn:
@@ -232,6 +342,7 @@ def _refuse(cfg: AdsSettings, keys: BackupKeys, body: bytes, cause: str) -> NoRe
     except s3.S3Error as err:
         cause = f"{cause}; nothing was inserted, and the response could not be kept: {err}"
         raise AdsError("load", day, cause, None, rerun) from None
+    _record_refused(keys, where, body)
     _drop_incoming(cfg, keys)
     kept = "was kept already as" if already else "is kept as"
     raise AdsError(
@@ -278,7 +389,16 @@ def commit() -> str:
 
     with _db("load", day, f"the verified backup {keys.object} is not inserted yet", rerun) as conn:
         try:
-            done = store.commit_backup(conn, keys.object, keys.run_id, day, manifest.rows, manifest.sha256, raw_lines)
+            done = store.commit_backup(
+                conn,
+                keys.object,
+                keys.run_id,
+                day,
+                manifest.rows,
+                manifest.sha256,
+                raw_lines,
+                size=manifest.bytes or None,  # 0: a manifest that does not say
+            )
         except (store.StoreError, s3.S3Error) as err:
             raise AdsError("load", day, str(err), None, rerun) from None
         except psycopg.Error as err:
@@ -402,6 +522,9 @@ def replay(key: str, given_run_id: str | None = None) -> int:
             bucket.put_new(where.replayed, (json.dumps(marker, indent=2) + "\n").encode(), "application/json")
         except s3.S3Error as err:
             print(f"(the replay is not marked in {where.replayed}: {err})", file=sys.stderr)
+        unrecorded = _record(lambda conn: store.mark_replayed(conn, where.body, backup))
+        if unrecorded:
+            print(f"(the replay is not recorded in ads_meta.objects: {unrecorded})", file=sys.stderr)
         print(f"==> replayed: {where.body} is inserted as {backup}")
     return code
 
@@ -523,14 +646,21 @@ def _keep_tap_refusal(cfg: AdsSettings, keys: BackupKeys, path: Path) -> str | N
         return None
     try:
         reason = json.loads(reason_path.read_text())["reason"]
-        where, already = refused.keep(
-            s3.Bucket(cfg), keys.day, keys.run_id, path.read_bytes(), ".json", refused.BY_TAP, reason
-        )
+        body = path.read_bytes()
+        where, already = refused.keep(s3.Bucket(cfg), keys.day, keys.run_id, body, ".json", refused.BY_TAP, reason)
     except s3.S3Error as err:
         return f"The refused response could not be kept in S3 ({err})."
     except (OSError, ValueError, KeyError) as err:
         return f"The refused response could not be read back from {path} ({err})."
+    _record_refused(keys, where, body)
     return refused.kept_line(cfg.where(where.body), where, already)
+
+
+def _record_refused(keys: BackupKeys, where: refused.RefusedKey, body: bytes) -> None:
+    """A kept refused response in ads_meta.objects; when the database cannot be reached it is
+    only in S3 (nw ads status still lists it from there), and the failure says nothing more."""
+    recorded = (where.body, store.REFUSED, keys.day, keys.run_id, None, len(body), hashlib.sha256(body).hexdigest())
+    _record(lambda conn: store.record_object(conn, *recorded))
 
 
 def _worth_showing(line: str) -> bool:
@@ -663,7 +793,9 @@ def _archive(
                     deleted = store.delete_ids(conn, ids)
                     if deleted != len(ids):
                         raise AdsError("archive", day, f"deleted {deleted} of {len(ids)} archived rows; rolled back")
-                    store.record_archive(conn, written.key, run_id, day, cutoff, written.rows, written.sha256)
+                    store.record_archive(
+                        conn, written.key, run_id, day, cutoff, written.rows, written.sha256, size=written.bytes
+                    )
     except s3.S3Error as err:
         raise AdsError("archive", day, f"{err}; nothing was deleted", None, rerun) from None
     except AdsError as err:
@@ -678,23 +810,28 @@ def _archive(
 def _write_archive(
     bucket: s3.Bucket, rows: list[dict], cutoff: dt.datetime, run_id: str, day: dt.date
 ) -> ArchiveManifest:
-    """The rows as one JSON-lines object, read back and checked, then its manifest (last)."""
+    """The rows as one JSON-lines object, read back and checked, then its manifest (last). Both
+    are created with a conditional put: the object under the first key of this run no object
+    holds yet (a retried run id gets `-2`, `-3`, ...), never overwriting one."""
     body = b"".join(store.archive_line(row) for row in rows)
-    key = _free_key(bucket, cutoff, run_id)
-    sha256 = bucket.put_verified(key, body, "application/x-ndjson")
-    manifest = ArchiveManifest(
-        key=key, run_id=run_id, day=day, cutoff=cutoff, rows=len(rows), bytes=len(body), sha256=sha256
-    )
-    bucket.put_verified(config.manifest_of(key), manifest.to_bytes(), "application/json")
-    return manifest
-
-
-def _free_key(bucket: s3.Bucket, cutoff: dt.datetime, run_id: str) -> str:
-    """The archive key for this run; an existing object (a retried run id) is never overwritten."""
     attempt = 1
-    while bucket.exists(key := config.archive_key(cutoff, run_id, attempt)):
+    while not bucket.put_new(key := config.archive_key(cutoff, run_id, attempt), body, "application/x-ndjson"):
         attempt += 1
-    return key
+    manifest = ArchiveManifest(
+        key=key,
+        run_id=run_id,
+        day=day,
+        cutoff=cutoff,
+        rows=len(rows),
+        bytes=len(body),
+        sha256=hashlib.sha256(body).hexdigest(),
+    )
+    if not bucket.put_new(config.manifest_of(key), manifest.to_bytes(), "application/json"):
+        raise s3.ObjectExists(
+            f"{bucket.cfg.where(config.manifest_of(key))} exists already, though its object {key} was just created: "
+            "written by another hand; it was not overwritten"
+        )
+    return manifest
 
 
 def _adopt(conn, bucket: s3.Bucket) -> tuple[list[str], int]:
@@ -722,7 +859,15 @@ def _adopt(conn, bucket: s3.Bucket) -> tuple[list[str], int]:
         ids = [json.loads(line)["ad_id"] for line in body.splitlines() if line]
         deleted = store.delete_ids(conn, ids)
         store.record_archive(
-            conn, manifest.key, manifest.run_id, manifest.day, manifest.cutoff, len(ids), manifest.sha256, adopted=True
+            conn,
+            manifest.key,
+            manifest.run_id,
+            manifest.day,
+            manifest.cutoff,
+            len(ids),
+            manifest.sha256,
+            adopted=True,
+            size=len(body),
         )
         total += deleted
         notes.append(
@@ -736,7 +881,32 @@ def _adopt(conn, bucket: s3.Bucket) -> tuple[list[str], int]:
 
 def status_lines(with_s3: bool = False, recent: int = 6) -> list[str]:
     """The `recent` latest attempts (ledger); what api_ad_data holds, the quarantined records and
-    the held backups (Postgres); with_s3, the backups not inserted yet and the kept refused responses."""
+    the held backups (Postgres); with_s3, the backups not inserted yet and the kept refused responses;
+    last, whether the bucket still holds every object the database records (LOST lines when not)."""
+    return status(with_s3, recent)[0]
+
+
+def status(with_s3: bool = False, recent: int = 6) -> tuple[list[str], int]:
+    """`nw ads status`: status_lines, and the exit status: 1 when a recorded object is missing or changed."""
+    lines = _status_lines(with_s3, recent)
+    objects, lost = objects_lines()
+    return lines + objects, 1 if lost else 0
+
+
+def objects_lines() -> tuple[list[str], bool]:
+    """Whether the bucket holds every object the ads database records, as written: the lines to
+    print (a LOST line per object missing or changed, and the fix), and whether any is."""
+    try:
+        cfg = config.load()
+        with _db("status", None, "the S3 objects were not checked", None) as conn:
+            recorded = store.recorded_objects(conn)
+    except PipelineError as err:
+        return [f"  S3 objects: not checked: {err.cause.splitlines()[0]}"], False
+    report = integrity.check(cfg, recorded)
+    return report.lines(cfg), report.lost
+
+
+def _status_lines(with_s3: bool, recent: int) -> list[str]:
     lines = []
     for entry in ledger.recent(PIPELINE, recent) if recent else []:
         what = entry["notes"] or (entry["error"] or "").strip().split("\n", 1)[0]

@@ -11,6 +11,11 @@ Every line of a backup is accounted for: inserted, already there, or kept in
 `ads_meta.quarantine` with its line, field and reason (a duplicate ad_id within the response,
 or a value api_ad_data cannot hold); the other lines are inserted all the same. A backup
 whose insert keeps failing is counted in `ads_meta.insert_failures` (see `records.MAX_INSERT_FAILURES`).
+
+`ads_meta.objects` records each S3 object that holds data as it was written (kind, day, run,
+rows, bytes, sha256): verified backups, archives, kept refused responses. With the loads,
+archives and failed inserts it is what `recorded_objects` returns to the integrity check
+(integrity.py), which finds out when the bucket lost one of them.
 """
 
 from __future__ import annotations
@@ -85,6 +90,19 @@ CREATE TABLE IF NOT EXISTS ads_meta.archives (
     adopted      boolean NOT NULL DEFAULT false,
     committed_at timestamptz NOT NULL DEFAULT now()
 );
+CREATE TABLE IF NOT EXISTS ads_meta.objects (
+    object_key  text PRIMARY KEY,
+    kind        text NOT NULL CHECK (kind IN ('backup', 'archive', 'refused')),
+    day         date NOT NULL,
+    run_id      text NOT NULL,
+    rows        integer,
+    bytes       bigint,
+    sha256      text NOT NULL,
+    replayed_as text,
+    recorded_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE ads_meta.objects IS 'S3 objects holding data, as written (bytes, sha256): nw ads status checks them';
+COMMENT ON COLUMN ads_meta.objects.replayed_as IS 'a refused response: the backup its replay inserted';
 """
 
 # The typed value of each column that can fail to convert, from a landed line's payload.
@@ -108,6 +126,8 @@ _INSERT = f"""
     ORDER BY line
     ON CONFLICT (ad_id) DO NOTHING
 """
+# The kinds of object ads_meta.objects records.
+BACKUP, ARCHIVE, REFUSED = "backup", "archive", "refused"
 # More lines than this are not listed one by one in the commit's output (all are in the table).
 SHOWN = 10
 
@@ -129,6 +149,7 @@ TABLES = (
     "ads_meta.archives",
     "ads_meta.quarantine",
     "ads_meta.insert_failures",
+    "ads_meta.objects",
 )
 
 
@@ -203,12 +224,21 @@ RawLines = Callable[[], list[str]]  # the backup object's lines as S3 holds them
 
 
 def commit_backup(
-    conn: psycopg.Connection, key: str, run_id: str, day: dt.date, lines: int, sha256: str, raw_lines: RawLines
+    conn: psycopg.Connection,
+    key: str,
+    run_id: str,
+    day: dt.date,
+    lines: int,
+    sha256: str,
+    raw_lines: RawLines,
+    *,
+    size: int | None = None,
 ) -> Committed:
     """Landed lines of `key` -> api_ad_data, in one transaction; the landing rows are removed.
 
     Lines that cannot be inserted (records.classify, then the values Postgres refuses) go to
-    ads_meta.quarantine in the same transaction; every other line is inserted.
+    ads_meta.quarantine in the same transaction; every other line is inserted. The backup
+    object (`size` bytes, from its manifest) is recorded in ads_meta.objects unless it is already.
     """
     ensure_schema(conn)
     landing_exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (LANDING,)).fetchone()[0]
@@ -256,6 +286,7 @@ def commit_backup(
             " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (backup_key) DO NOTHING",
             (key, run_id, day, lines, sha256, inserted),
         )
+        record_object(conn, key, BACKUP, day, run_id, lines, size, sha256)
         conn.execute("DELETE FROM ads_meta.insert_failures WHERE backup_key = %s", (key,))
         conn.execute(f"DELETE FROM {LANDING} WHERE key = %s", (key,))
     return Committed(key, lines, inserted, first_time=True, already=already, quarantined=quarantined)
@@ -404,12 +435,117 @@ def record_archive(
     sha256: str,
     *,
     adopted: bool = False,
+    size: int | None = None,
 ) -> None:
     conn.execute(
         "INSERT INTO ads_meta.archives (archive_key, run_id, day, cutoff, rows, sha256, adopted)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (archive_key) DO NOTHING",
         (key, run_id, day, cutoff, rows, sha256, adopted),
     )
+    record_object(conn, key, ARCHIVE, day, run_id, rows, size, sha256)
+
+
+def record_object(
+    conn: psycopg.Connection,
+    key: str,
+    kind: str,
+    day: dt.date,
+    run_id: str,
+    rows: int | None,
+    size: int | None,
+    sha256: str,
+) -> None:
+    """An object written to S3 that holds data, as written (the first record of a key stands)."""
+    conn.execute(
+        "INSERT INTO ads_meta.objects (object_key, kind, day, run_id, rows, bytes, sha256)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (object_key) DO NOTHING",
+        (key, kind, day, run_id, rows, size, sha256),
+    )
+
+
+def mark_replayed(conn: psycopg.Connection, key: str, backup_key: str) -> None:
+    """A kept refused response whose replay was inserted as `backup_key`."""
+    conn.execute(
+        "UPDATE ads_meta.objects SET replayed_as = %s WHERE object_key = %s AND kind = %s", (backup_key, key, REFUSED)
+    )
+
+
+@dataclass(frozen=True)
+class RecordedObject:
+    """An object the database records in the bucket, and what it holds."""
+
+    key: str
+    kind: str  # BACKUP, ARCHIVE or REFUSED
+    day: dt.date  # a backup's or a refused response's day; the day whose archive wrote an archive
+    run_id: str
+    rows: int | None  # a backup's lines, an archive's rows; None: not recorded
+    bytes: int | None  # None: not recorded (written before ads_meta.objects existed)
+    sha256: str | None  # None: not recorded (a failed insert of a backup verified before ads_meta.objects)
+    inserted: bool = False  # a backup whose lines went to api_ad_data (ads_meta.loads)
+    quarantined: int = 0  # of those lines, how many are in ads_meta.quarantine
+    failures: int = 0  # a backup not inserted: its failed inserts (ads_meta.insert_failures)
+    cutoff: dt.datetime | None = None  # an archive: its rows were shown before this instant
+    replayed_as: str | None = None  # a refused response: the backup its replay inserted
+
+    @property
+    def only_copy(self) -> bool:
+        """Whether the object holds the only copy of its data: an archive (its rows were deleted from
+        api_ad_data), a backup not inserted, a refused response not replayed."""
+        if self.kind == BACKUP:
+            return not self.inserted
+        if self.kind == REFUSED:
+            return self.replayed_as is None
+        return True
+
+
+def recorded_objects(conn: psycopg.Connection) -> list[RecordedObject]:
+    """Every object the database records in the bucket, by day: the archives, the backups (inserted,
+    verified and not inserted, or whose insert failed), the kept refused responses. Read only."""
+    present = {table for table in TABLES if _exists(conn, table)}
+    written = {}
+    if "ads_meta.objects" in present:
+        for row in conn.execute(
+            "SELECT object_key, kind, day, run_id, rows, bytes, sha256, replayed_as FROM ads_meta.objects"
+        ).fetchall():
+            written[row[0]] = row
+    found: dict[str, RecordedObject] = {}
+    if "ads_meta.archives" in present:
+        for key, run_id, day, cutoff, rows, sha256 in conn.execute(
+            "SELECT archive_key, run_id, day, cutoff, rows, sha256 FROM ads_meta.archives"
+        ).fetchall():
+            size = written[key][5] if key in written else None
+            found[key] = RecordedObject(key, ARCHIVE, day, run_id, rows, size, sha256, cutoff=cutoff)
+    quarantined: dict[str, int] = {}
+    if "ads_meta.quarantine" in present:
+        quarantined = dict(
+            conn.execute("SELECT backup_key, count(*) FROM ads_meta.quarantine GROUP BY backup_key").fetchall()
+        )
+    if "ads_meta.loads" in present:
+        for key, run_id, day, lines, sha256 in conn.execute(
+            "SELECT backup_key, run_id, day, lines, sha256 FROM ads_meta.loads"
+        ).fetchall():
+            size = written[key][5] if key in written else None
+            found[key] = RecordedObject(
+                key, BACKUP, day, run_id, lines, size, sha256, inserted=True, quarantined=quarantined.get(key, 0)
+            )
+    failures: dict[str, tuple] = {}
+    if "ads_meta.insert_failures" in present:
+        failures = {
+            row[0]: row
+            for row in conn.execute("SELECT backup_key, day, run_id, failures FROM ads_meta.insert_failures").fetchall()
+        }
+    for key, kind, day, run_id, rows, size, sha256, replayed_as in written.values():
+        if key in found:
+            continue
+        failed = failures[key][3] if key in failures else 0
+        found[key] = RecordedObject(
+            key, kind, day, run_id, rows, size, sha256, failures=failed, replayed_as=replayed_as
+        )
+    for key, day, run_id, failed in failures.values():
+        if key not in found:
+            found[key] = RecordedObject(key, BACKUP, day, run_id, None, None, None, failures=failed)
+    conn.commit()
+    return sorted(found.values(), key=lambda o: (o.day, o.key))
 
 
 def archived_keys(conn: psycopg.Connection) -> set[str]:
