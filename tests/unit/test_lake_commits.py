@@ -62,3 +62,34 @@ def test_a_create_never_overwrites_and_a_stale_version_is_refused(tmp_path: Path
         lake.replace(path, b"fourth", first)  # what the writer read is no longer there
     assert Path(str(path)).read_bytes() == b"third"
     assert not [p for p in Path(str(path.parent)).iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [("s3://", "names no bucket"), ("relative/lake", "is not an absolute path"), ("gs://b/p", "only a local path")],
+)
+def test_a_lake_url_that_cannot_be_used_is_refused_with_its_fix(
+    url: str, said: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from northwind_elt.core.day import configured_lake
+    from northwind_elt.core.errors import ConfigError
+
+    monkeypatch.setenv("NW_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("NW_LAKE_URL", url)
+    with pytest.raises(ConfigError) as refused:
+        configured_lake()
+    assert said in str(refused.value) and "fix NW_LAKE_URL in" in str(refused.value)
+
+
+def test_the_lake_defaults_to_the_data_directory_and_takes_a_bucket(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    from northwind_elt.core.day import configured_lake
+
+    monkeypatch.setenv("NW_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("NW_LAKE_URL", raising=False)
+    assert configured_lake() == Lake.local(tmp_path) and not configured_lake().remote
+    monkeypatch.setenv("NW_LAKE_URL", "s3://lake/some/prefix/")
+    monkeypatch.setenv("NW_LAKE_S3_ENDPOINT_URL", "http://127.0.0.1:9")
+    lake = configured_lake()
+    assert lake.remote and lake.bucket == "lake" and str(lake.root) == "lake/some/prefix"
+    assert lake.storage_options["endpoint_url"] == "http://127.0.0.1:9"
+    assert lake.where(lake.root / "x.json") == "s3://lake/some/prefix/x.json"
