@@ -9,6 +9,7 @@ Entry points (they resolve the day once: --date, else $RUN_DATE, else today UTC)
   nw docs [--port P] [--no-serve]         dbt's docs site: lineage, tests, freshness, exposures
   nw padam insert-month|prepare|export|reconcile   the PADAM monthly pipeline (see nw padam -h)
   nw ads up|down|load|archive|status      the ads API -> S3 -> Postgres pipeline (see nw ads -h)
+  nw s3 up|down|check [--restart]         the embedded S3 server (SeaweedFS); is the S3 endpoint fit for use
 
 Meltano tasks (they refuse to start without a pinned day, $RUN_DATE):
   nw begin STEP      lease, clean, gate, intent
@@ -97,9 +98,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         return code
     extras = {**_padam_status(), **_ads_status()}
     if args.date is None:
-        status.overview(args.days, extras)
-    else:
-        print("\n".join(status.day_detail(resolve_day(args.date), extras)))
+        return status.overview(args.days, extras)  # non-zero when the lake lost a committed file
+    print("\n".join(status.day_detail(resolve_day(args.date), extras)))
     return 0
 
 
@@ -110,7 +110,8 @@ def _ads_status() -> dict:
     from northwind_elt.entry.status import Extra
     from northwind_elt.pipelines.ads import commands
 
-    return {"ads": Extra(notes=commands.status_lines(recent=0))}
+    lines, code = commands.status(recent=0)
+    return {"ads": Extra(notes=lines, lost=code != 0)}
 
 
 def _padam_status() -> dict:
@@ -201,7 +202,9 @@ def cmd_ads(args: argparse.Namespace) -> int:
     if action == "archive":
         print(commands.archive(resolve_day(args.date), args.run_id))
     elif action == "status":
-        print("\n".join(commands.status_lines(with_s3=True)))
+        lines, code = commands.status(with_s3=True)
+        print("\n".join(lines))
+        return code
     else:
         from northwind_elt.entry import local_services
 
@@ -242,10 +245,62 @@ def _add_ads(sub, common) -> None:
         ("commit", "(task of ads-load) the landed backup -> api_ad_data, one transaction"),
     ):
         actions.add_parser(name, help=what, description=what)
+    actions.choices["up"].add_argument(
+        "--accept-lost-objects",
+        action=commands.AcceptLostObjects,
+        help="the bucket is gone but the ads database records objects in it: create it empty (nw ads status "
+        "keeps listing what was lost)",
+    )
     what = "a kept refused response through the load (checks, backup, insert), no API call"
     replay = actions.add_parser("replay", help=what, description=what)
     replay.add_argument("key", help="refused/<day>/<run id>.json or .jsonl, as nw ads status lists it")
     replay.add_argument("--run-id", help="the replay's run id (default: the refused run's)")
+
+
+def cmd_s3(args: argparse.Namespace) -> int:
+    from northwind_elt.entry import local_services
+
+    if args.s3_command == "up":
+        print("\n".join(local_services.s3_up()))
+    elif args.s3_command == "down":
+        print("\n".join(local_services.s3_down()) or "nothing to stop (the S3 endpoint is not on this machine)")
+    else:
+        passed, failures = local_services.s3_check(restart=args.restart)
+        print("\n".join(passed))
+        if failures:
+            for failure in failures:
+                print(f"ERROR: {ledger.redact(failure)}", file=sys.stderr)
+            print(
+                "Fix: point ADS_S3_ENDPOINT_URL at an S3 that honours conditional writes and keeps its objects "
+                "(AWS S3, or the embedded SeaweedFS: nw s3 up); a missing bucket is created by nw ads up\n"
+                f"Then rerun: nw s3 check{' --restart' if args.restart else ''}",
+                file=sys.stderr,
+            )
+            return 1
+    return 0
+
+
+def _add_s3(sub) -> None:
+    s3 = sub.add_parser(
+        "s3",
+        help="the embedded S3 server (SeaweedFS) and the S3 conformance check",
+        description="The embedded S3 server runs when ADS_S3_ENDPOINT_URL is on this machine; its objects "
+        "live in ADS_S3_DATA_DIR (default $NW_DATA_DIR/s3).",
+    )
+    s3.set_defaults(func=cmd_s3)
+    actions = s3.add_subparsers(dest="s3_command", required=True)
+    actions.add_parser("up", help="start the embedded S3 server unless it runs (ready once it stores and reads a file)")
+    actions.add_parser("down", help="stop the embedded S3 server")
+    what = (
+        "check the configured S3 (embedded or real) with scratch objects: round trip, If-None-Match: * refused "
+        "on an existing key, 16 racing creates of one key -> exactly 1 winner, stale If-Match refused"
+    )
+    check = actions.add_parser("check", help=what, description=what)
+    check.add_argument(
+        "--restart",
+        action="store_true",
+        help="also restart the embedded server and read back an object written before (not while a pipeline runs)",
+    )
 
 
 def _add_padam(sub) -> None:
@@ -352,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=_task(protocol.export))
     _add_padam(sub)
     _add_ads(sub, common)
+    _add_s3(sub)
     return parser
 
 

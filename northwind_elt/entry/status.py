@@ -59,6 +59,7 @@ class Extra:
     column: str = ""
     checks: dict[str, Check] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    lost: bool = False  # data the pipeline recorded is gone (its notes say which): status exits 1
 
 
 def plural(count: int, word: str) -> str:
@@ -241,7 +242,7 @@ def overview(units: int, extras: dict[str, Extra] | None = None) -> int:
             " a step's whole error: nw status --date DAY --error STEP",
             markup=False,
         )
-    return 1 if lost else 0
+    return 1 if lost or any(extra.lost for extra in extras.values()) else 0
 
 
 def _lake_lines(out: Console, shown: list[Pipeline]) -> bool:

@@ -5,11 +5,11 @@ conditional writes, and the archive is the only copy of the rows it holds, so th
 enforce what S3 enforces and keep objects on disk. Measured on this machine with boto3:
 - PutObject with `If-None-Match: *` on an existing key: 412; 16 writers racing to create one
   key: exactly one wins, 15 get 412; `If-Match` with a stale ETag: 412.
-- Object lock (COMPLIANCE) refuses the delete (403).
-- Objects survive a restart on the same data directory, also on other internal ports.
+- Object lock (COMPLIANCE) refuses the delete of a locked version (403).
+- Objects survive a restart on the same data directory (also on other internal ports), and a
+  SIGKILL right after 200 puts loses none of them.
 - SigV4 is checked against the identities file: other keys get InvalidAccessKeyId.
-- One process (master, volume, filer, S3 gateway, admin), 115-180 MB RSS, ready in about a
-  second, stopped in about 4 s.
+- One process (master, volume, filer, S3 gateway, admin), 115-180 MB RSS.
 
 Rejected: npm s3rver 3.7.1 (the stand-in until issue 24) accepts `If-None-Match: *` and
 overwrites (all 16 racing writers "win") and has no object lock (405); moto_server 5.2.5
@@ -21,10 +21,15 @@ The S3 port is the endpoint's; the internal ones are picked free on the first st
 `<dir>/nw-ports.json` (the master keeps its metadata in `<dir>/m<port>`). Off: telemetry,
 WebDAV, Iceberg, Lance, the admin UI. As on S3, an upload never creates a missing bucket and a
 non-empty bucket cannot be deleted. Warnings go to stderr (the service log), SeaweedFS's own log
-files to the log directory, never /tmp; only its gRPC Unix sockets are /tmp/seaweedfs-*.sock.
+files to the log directory, never /tmp. Its gRPC Unix sockets are /tmp/seaweedfs-*-<port>.sock
+(removed when it stops); the S3 one, which it leaves behind, is put in the data directory.
 
-Ready (`ready()`): the S3 port answers before the volume server takes writes, so a server is
-ready only once an object is written, read back and deleted.
+Ready (`ready()`): the S3 port answers before the volume server takes writes (the first write
+after a start waits up to 5 s, sometimes 20), and a SIGTERM before weed's start-up is over can
+hang it. So a server is ready once weed has written mini.options (the end of its start-up), S3
+answers a signed request and a file is written, read back and deleted: 1-6 s, rarely 20.
+A stop takes 2-4 s; about 1 in 8 hangs 30 s in SeaweedFS's HTTP drain, and services.stop()
+kills it after 10 s (nothing acknowledged is lost, see above).
 
 Real S3 needs none of this: the pipelines take endpoint, region and keys from their settings.
 """
@@ -39,6 +44,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +70,8 @@ INTERNAL_PORTS = (
     "admin.port",
     "admin.port.grpc",
 )
-PROBE_BUCKET = "northwind-elt-ready-probe"
+GRPC_OFFSET = 10000  # SeaweedFS's default gRPC port: its HTTP port + this
+PROBE_PATH = "/.northwind-elt-ready/probe"  # on the filer, outside /buckets: no S3 client sees it
 # What s3rver, the embedded S3 before SeaweedFS, left in the same data directory.
 S3RVER_OBJECT = "._S3rver_object"
 S3RVER_METADATA = "._S3rver_metadata.json"
@@ -159,13 +166,19 @@ def write_identities(data_dir: Path, keys: list[Key]) -> Path:
     return path
 
 
-def _free_port(taken: set[int]) -> int:
+def _free_port(taken: set[int], grpc_too: bool = False) -> int:
+    """A port no one listens on (nor on port + GRPC_OFFSET with grpc_too), not in `taken`."""
     while True:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        if port not in taken:
+        if port not in taken and (not grpc_too or _grpc_pair_free(port, taken)):
             return port
+
+
+def _grpc_pair_free(port: int, taken: set[int]) -> bool:
+    grpc = port + GRPC_OFFSET
+    return grpc < 65536 and grpc not in taken and not port_taken(grpc)
 
 
 def internal_ports(data_dir: Path, s3_port: int) -> dict[str, int]:
@@ -175,12 +188,24 @@ def internal_ports(data_dir: Path, s3_port: int) -> dict[str, int]:
         saved = json.loads(path.read_text())
     except (OSError, ValueError):
         saved = {}
+    if not isinstance(saved, dict):
+        saved = {}
     ports: dict[str, int] = {}
     for name in INTERNAL_PORTS:
-        port = saved.get(name) if isinstance(saved, dict) else None
-        taken = {s3_port, *ports.values()}
-        if not isinstance(port, int) or not 0 < port < 65536 or port in taken or port_taken(port):
-            port = _free_port(taken)
+        if name == "admin.port.grpc":
+            # The maintenance worker dials the admin server at its HTTP port + 10000, whatever this flag says.
+            ports[name] = ports["admin.port"] + GRPC_OFFSET
+            continue
+        port, taken = saved.get(name), {s3_port, *ports.values()}
+        pair = name == "admin.port"
+        if (
+            not isinstance(port, int)
+            or not 0 < port < 65536
+            or port in taken
+            or port_taken(port)
+            or (pair and not _grpc_pair_free(port, taken))
+        ):
+            port = _free_port(taken, grpc_too=pair)
         ports[name] = port
     if ports != saved:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -213,6 +238,11 @@ def command(data_dir: Path, port: int, keys: list[Key], log_dir: Path, bind: str
         "admin.ui": "false",
         "master.telemetry": "false",
     }
+    # The S3 API's Unix socket, which weed never removes: in the data directory, not /tmp, when
+    # the path fits a socket address (108 bytes on Linux).
+    sock = data_dir / "s3.sock"
+    if len(str(sock)) < 100:
+        flags["s3.localSocket"] = str(sock)
     return [str(weed), f"-logdir={log_dir}", "-log_max_size_mb=64", "mini", *(f"-{k}={v}" for k, v in flags.items())]
 
 
@@ -230,25 +260,34 @@ def client(endpoint_url: str, key: Key, region: str = "us-east-1", timeout_s: fl
     )
 
 
-def ready(endpoint_url: str, key: Key) -> bool:
-    """True once the server writes, reads back and deletes an object (in a bucket made for it)."""
+def ready(endpoint_url: str, key: Key, data_dir: Path) -> bool:
+    """True once weed's start-up is over, the S3 gateway answers a signed request and the
+    storage takes a write.
+
+    The write, read back and delete is a file on the filer (the store under S3's buckets),
+    outside any bucket, so no S3 client ever sees it and no bucket is created and deleted at
+    each start (SeaweedFS then regrows the bucket's volumes, which made starts slower).
+    """
     from botocore.exceptions import BotoCoreError, ClientError
 
-    s3 = client(endpoint_url, key)
-    body = os.urandom(64)
     try:
-        try:
-            s3.create_bucket(Bucket=PROBE_BUCKET)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                return False
-        s3.put_object(Bucket=PROBE_BUCKET, Key="probe", Body=body)
-        if s3.get_object(Bucket=PROBE_BUCKET, Key="probe")["Body"].read() != body:
+        # weed writes mini.options once its start-up is over; a SIGTERM before that can hang it.
+        if (data_dir / "mini.options").stat().st_mtime_ns < (data_dir / IDENTITIES_FILE).stat().st_mtime_ns:
             return False
-        s3.delete_object(Bucket=PROBE_BUCKET, Key="probe")
-        s3.delete_bucket(Bucket=PROBE_BUCKET)  # leaves the server's bucket list as it was
+        filer = json.loads((data_dir / PORTS_FILE).read_text())["filer.port"]
+        client(endpoint_url, key, timeout_s=30).list_buckets()
+    except (OSError, ValueError, KeyError, TypeError, BotoCoreError, ClientError):
+        return False
+    url, body = f"http://127.0.0.1:{filer}{PROBE_PATH}", os.urandom(64)
+    try:
+        for method, data in (("PUT", body), ("GET", None), ("DELETE", None)):
+            request = urllib.request.Request(url, data=data, method=method)
+            # The first write after a start can take 5 s (the volume server registering): wait for it.
+            with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - our local filer
+                if method == "GET" and answer.read() != body:
+                    return False
         return True
-    except (BotoCoreError, ClientError):
+    except OSError:  # refused, reset, timed out, or an HTTP error status
         return False
 
 
@@ -315,7 +354,10 @@ def import_s3rver(data_dir: Path, endpoint_url: str, key: Key) -> list[str]:
                     f"importing s3rver's objects: s3://{bucket}/{name} already holds other bytes than s3rver's "
                     f"{path}; nothing of it was overwritten. Fix: compare the two, keep one, then rerun"
                 )
-        target = data_dir / S3RVER_IMPORTED / bucket
+        target, n = data_dir / S3RVER_IMPORTED / bucket, 1
+        while target.exists():  # an earlier import of a bucket of that name
+            n += 1
+            target = data_dir / S3RVER_IMPORTED / f"{bucket}-{n}"
         target.parent.mkdir(exist_ok=True)
         (data_dir / bucket).rename(target)
         lines.append(f"imported {len(objects)} objects of s3rver into s3://{bucket} (its files kept in {target})")
@@ -323,12 +365,10 @@ def import_s3rver(data_dir: Path, endpoint_url: str, key: Key) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Serve S3 in the foreground (docker compose's `s3` service): the same command as `nw s3 up`."""
+    """Serve S3 in the foreground (docker compose's `s3` service) with the command `nw s3 up` runs,
+    or, with --probe, exit 0 only if the server on --port is ready (its healthcheck)."""
     parser = argparse.ArgumentParser(prog="python -m northwind_elt.local.s3server", description=main.__doc__)
-    parser.add_argument("--dir", required=True, type=Path, help="data directory (objects, metadata)")
     parser.add_argument("--port", required=True, type=int, help="the S3 port")
-    parser.add_argument("--bind", default="127.0.0.1", help="the interface to listen on (0.0.0.0 in a container)")
-    parser.add_argument("--log-dir", type=Path, help="SeaweedFS's log files (default <dir>/logs)")
     parser.add_argument(
         "--keys-from",
         action="append",
@@ -336,16 +376,25 @@ def main(argv: list[str] | None = None) -> None:
         metavar="PREFIX",
         help="accept the key pair <PREFIX>_ACCESS_KEY_ID / <PREFIX>_SECRET_ACCESS_KEY from the environment",
     )
-    parser.add_argument("--probe", action="store_true", help="exit 0 if the server is ready (a healthcheck)")
+    parser.add_argument("--dir", type=Path, help="data directory (objects, metadata); needed to serve")
+    parser.add_argument("--bind", default="127.0.0.1", help="the interface to listen on (0.0.0.0 in a container)")
+    parser.add_argument("--log-dir", type=Path, help="SeaweedFS's log files (default <dir>/logs)")
+    parser.add_argument("--probe", action="store_true", help="write, read and delete an object; exit 0 if that works")
     args = parser.parse_args(argv)
     try:
         keys = keys_from_env(args.keys_from)
+        identities(keys)  # refuses an empty list
         if args.probe:
-            sys.exit(0 if ready(f"http://127.0.0.1:{args.port}", identities(keys) and keys[0]) else 1)
+            if args.dir is None:
+                parser.error("--dir is needed (the internal ports are kept there)")
+            sys.exit(0 if ready(f"http://127.0.0.1:{args.port}", keys[0], args.dir) else 1)
+        if args.dir is None:
+            parser.error("--dir is needed to serve")
         argv = command(args.dir, args.port, keys, args.log_dir or args.dir / "logs", bind=args.bind)
     except S3ServerError as err:
         sys.exit(f"ERROR: {err}")
-    os.execv(argv[0], argv)  # weed itself gets the container's signals
+    # weed replaces this process: it gets the container's signals itself.
+    os.execv(argv[0], argv)  # noqa: S606 - our own argv, no shell
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
-"""The local servers `nw ads up` starts and `nw ads down` stops: the mock ads API and s3rver.
+"""The local servers the project starts and stops: the mock ads API (`nw ads up|down`) and the
+embedded S3 server (`nw s3 up|down`, also started by `nw ads up`).
 
-Each runs detached (its own session, so it outlives `nw`), logs to
-`$NW_DATA_DIR/ads/services/<name>.log`, and is known by its pid file beside the log. A
-server counts as started only once its URL answers HTTP; one that exits first is reported
-with the end of its log.
+Each runs detached (its own session, so it outlives `nw`), logs to `<folder>/<name>.log` and is
+known by its pid file beside the log; the folder is `$NW_DATA_DIR/services/` (the S3 server, a
+project service) or `$NW_DATA_DIR/ads/services/` (the ads API). A server counts as started only
+once it is ready: its own check (the S3 server: a file written and read back), else its URL
+answers HTTP. One that exits first, or is not ready in time, is reported with the end of its log.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,12 +35,15 @@ class ServiceError(RuntimeError):
 class Service:
     name: str  # "api" or "s3"
     what: str  # for messages
-    url: str  # answers HTTP once ready
+    url: str  # answers HTTP once it listens
     port: int
+    ready: Callable[[], bool] | None = None  # a real check that it serves; default: the URL answers
+    home: str = "services"  # the folder of its pid file and log, under $NW_DATA_DIR
+    commands: str = "nw s3"  # the command group that starts (up) and stops (down) it
 
     @property
     def folder(self) -> Path:
-        return settings.data_dir() / "ads" / "services"
+        return settings.data_dir() / self.home
 
     @property
     def pid_file(self) -> Path:
@@ -64,11 +70,23 @@ def running_pid(service: Service) -> int | None:
         return None
 
 
-def start(service: Service, argv: list[str]) -> str:
-    """Start the server unless it runs; a message saying what happened."""
+def is_ready(service: Service) -> bool:
+    return service.ready() if service.ready is not None else answers(service.url)
+
+
+def start(service: Service, argv: list[str] | Callable[[], list[str]]) -> str:
+    """Start the server unless it runs; a message saying what happened.
+
+    `argv` may be a function: it is called only when the server is really started.
+    """
     pid = running_pid(service)
-    if pid is not None and answers(service.url):
-        return f"{service.what} is running on {service.url} (process {pid})"
+    if pid is not None:
+        if _wait_ready(service, lambda: running_pid(service) is not None):
+            return f"{service.what} is running on {service.url} (process {pid})"
+        raise ServiceError(
+            f"the {service.what} runs (process {pid}) but is not ready on {service.url} after {START_TIMEOUT_S:.0f} s; "
+            f"{_log_tail(service)}\nFix: {service.commands} down, then {service.commands} up"
+        )
     if port_taken(service.port):
         if answers(service.url):
             return f"{service.what}: {service.url} already answers (not started by this project; used as is)"
@@ -76,6 +94,8 @@ def start(service: Service, argv: list[str]) -> str:
             f"port {service.port} on 127.0.0.1 is in use by another program, so the {service.what} cannot listen "
             f"there. Change the port in .env, or stop that program."
         )
+    if callable(argv):
+        argv = argv()
     service.folder.mkdir(parents=True, exist_ok=True)
     with service.log_file.open("ab") as log:
         proc = subprocess.Popen(
@@ -87,19 +107,31 @@ def start(service: Service, argv: list[str]) -> str:
             cwd=settings.project_root(),
         )
     service.pid_file.write_text(f"{proc.pid} {psutil.Process(proc.pid).create_time():.2f}\n")
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not answers(service.url):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            proc.wait()
-            service.pid_file.unlink(missing_ok=True)
-            tail = service.log_file.read_text(errors="replace")[-1500:].strip() or "(no output)"
-            raise ServiceError(
-                f"the {service.what} did not start on {service.url}; its log {service.log_file}:\n{tail}"
-            )
-        time.sleep(0.1)
+    if not _wait_ready(service, lambda: proc.poll() is None):
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait()
+        service.pid_file.unlink(missing_ok=True)
+        raise ServiceError(f"the {service.what} did not start on {service.url}; {_log_tail(service)}")
     return f"{service.what} started on {service.url} (process {proc.pid}, log {service.log_file})"
+
+
+def _wait_ready(service: Service, alive: Callable[[], bool]) -> bool:
+    """Wait until the server is ready: False once it has exited or START_TIMEOUT_S has passed."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not is_ready(service):
+        if not alive() or time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _log_tail(service: Service) -> str:
+    try:
+        tail = service.log_file.read_text(errors="replace")[-1500:].strip() or "(no output)"
+    except OSError:
+        tail = "(no log)"
+    return f"its log {service.log_file}:\n{tail}"
 
 
 def stop(service: Service) -> str:
@@ -109,13 +141,17 @@ def stop(service: Service) -> str:
         return f"{service.what} is not running"
     proc = psutil.Process(pid)
     proc.terminate()
+    killed = ""
     try:
         proc.wait(STOP_TIMEOUT_S)
     except psutil.TimeoutExpired:
+        # SeaweedFS's graceful HTTP drain sometimes waits 30 s on a stuck connection; what it
+        # acknowledged is already written to its files, so a kill loses nothing.
         proc.kill()
         proc.wait(STOP_TIMEOUT_S)
+        killed = f", killed: still running {STOP_TIMEOUT_S:.0f} s after SIGTERM"
     service.pid_file.unlink(missing_ok=True)
-    return f"{service.what} stopped (process {pid})"
+    return f"{service.what} stopped (process {pid}{killed})"
 
 
 def api_command(port: int, fixture: Path | None) -> list[str]:

@@ -16,6 +16,8 @@ from pathlib import Path
 import boto3
 from support import PROJECT, Pipeline, free_port
 
+from northwind_elt.local import s3server
+
 FIXTURE = PROJECT.parent / "shared" / "data" / "ads-api" / "sample_response.json"
 if not FIXTURE.exists():  # the plugin keeps a copy of the shared fixture
     FIXTURE = PROJECT / "extract" / "tap-ads-api" / "tests" / "fixtures" / "sample_response.json"
@@ -52,8 +54,8 @@ class Ads:
             "ADS_S3_ENDPOINT_URL": f"http://127.0.0.1:{self.s3_port}",
             "ADS_S3_REGION": "us-east-1",
             "ADS_S3_BUCKET": BUCKET,
-            "ADS_S3_ACCESS_KEY_ID": "S3RVER",
-            "ADS_S3_SECRET_ACCESS_KEY": "S3RVER",
+            "ADS_S3_ACCESS_KEY_ID": s3server.DEFAULT_ACCESS_KEY,
+            "ADS_S3_SECRET_ACCESS_KEY": s3server.DEFAULT_SECRET_KEY,
             "ADS_S3_DATA_DIR": str(root / "s3"),
             "ADS_RETENTION_HOURS": "168",
         }
@@ -78,8 +80,8 @@ class Ads:
             "s3",
             endpoint_url=self.env["ADS_S3_ENDPOINT_URL"],
             region_name="us-east-1",
-            aws_access_key_id="S3RVER",
-            aws_secret_access_key="S3RVER",
+            aws_access_key_id=s3server.DEFAULT_ACCESS_KEY,
+            aws_secret_access_key=s3server.DEFAULT_SECRET_KEY,
         )
 
     def keys(self, prefix: str) -> list[str]:
@@ -106,6 +108,11 @@ class Ads:
 def ads_up(pipeline: Pipeline, root: Path) -> Iterator[Ads]:
     """The ads pipeline's local API and S3 server up in `root` for a test module, stopped after."""
     ads = Ads(pipeline, root)
+    # Each module's bucket starts empty, so must the records of the session's ads database: `nw ads up`
+    # refuses a new bucket where the database records objects (another module's).
+    with pipeline.connect("ADS_PG") as conn:
+        conn.execute("DROP SCHEMA IF EXISTS ads_meta CASCADE")
+        conn.execute("DROP TABLE IF EXISTS public.api_ad_data")
     try:
         print(ads.ok("ads", "up"))
         yield ads

@@ -1,4 +1,4 @@
-"""The ads pipeline end to end: the fixture API and the embedded S3 server (s3rver, on disk)
+"""The ads pipeline end to end: the fixture API and the embedded S3 server (SeaweedFS, on disk)
 started by `nw ads up` on free ports, the session's Postgres, real `meltano run ads-load`.
 
 Expected values are computed here from the fixture file, never read back from the program.
@@ -175,10 +175,10 @@ def test_an_archive_with_a_cutoff_in_the_middle_moves_exactly_the_older_rows_and
     )
     assert [k for k in ads.keys("archive/") if k.endswith(".jsonl")] == [key]
 
-    assert "S3 server (s3rver) stopped (process" in ads.ok("ads", "down")
+    assert "S3 server (SeaweedFS) stopped (process" in ads.ok("ads", "down")
     with pytest.raises(Exception, match="Could not connect"):
         ads.get(key)  # really down
-    assert "S3 server (s3rver) started on" in ads.ok("ads", "up")
+    assert "S3 server (SeaweedFS) started on" in ads.ok("ads", "up")
     assert ads.get(key) == body
 
 

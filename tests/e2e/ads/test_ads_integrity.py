@@ -37,14 +37,6 @@ CUTOFF = dt.datetime(2024, 1, 15, 12, tzinfo=dt.UTC)  # ARCHIVE_DAY 00:00 UTC mi
 PENDING_RUN, LEFTOVER_RUN, REFUSED_RUN = "pending-run", "leftover-run", "refused-run"
 
 
-def reset_ads_database(pipeline: Pipeline) -> None:
-    """The ads tables dropped: the database records no object, as for a new bucket. (The session's
-    ads database is shared by the ads modules, each with a bucket of its own.)"""
-    with pipeline.connect("ADS_PG") as conn:
-        conn.execute("DROP SCHEMA IF EXISTS ads_meta CASCADE")
-        conn.execute("DROP TABLE IF EXISTS public.api_ad_data")
-
-
 def response(records: list[dict]) -> bytes:
     return b"".join(json.dumps(r).encode() + b"\n" for r in records)
 
@@ -85,12 +77,9 @@ def lost_line(ads: Ads, key: str) -> re.Pattern:
 
 @pytest.fixture(scope="module")
 def ads(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ads]:
-    reset_ads_database(pipeline)
-    try:
-        with ads_up(pipeline, tmp_path_factory.mktemp("ads-integrity")) as ads:
-            yield ads
-    finally:
-        reset_ads_database(pipeline)  # what this module lost is no later module's loss
+    # ads_up empties the session's ads database first: what an earlier module recorded is not this bucket's.
+    with ads_up(pipeline, tmp_path_factory.mktemp("ads-integrity")) as ads:
+        yield ads
 
 
 @pytest.fixture(scope="module")

@@ -77,8 +77,20 @@ def test_s3_keeps_its_objects_on_a_volume_and_pins_the_server_the_project_runs()
     from northwind_elt.local import s3server
 
     s3 = COMPOSE["services"]["s3"]
+    server = COMPOSE["services"]["server"]
     assert "s3-data:/data" in s3["volumes"] and "s3-data" in COMPOSE["volumes"]
-    assert f"{s3server.PACKAGE}@{s3server.VERSION}" in s3["command"]
+    # The same code as `nw s3 up`, from the project image, whose lock pins SeaweedFS.
+    assert s3["command"][:3] == ["python", "-m", "northwind_elt.local.s3server"]
+    assert {"--dir=/data", "--port=4568", "--bind=0.0.0.0", "--keys-from=ADS_S3"} <= set(s3["command"])
+    assert (s3["build"], s3["image"]) == (server["build"], server["image"])
+    pin = f"{s3server.PACKAGE}=={s3server.VERSION}"
+    assert f'"{pin}"' in (PROJECT / "pyproject.toml").read_text()
+    assert f'name = "{s3server.PACKAGE}"\nversion = "{s3server.VERSION}"' in (PROJECT / "uv.lock").read_text()
+    assert s3["healthcheck"]["test"][:5] == ["CMD", "python", "-m", "northwind_elt.local.s3server", "--probe"]
+    # The server reaches it with the keys it accepts.
+    assert server["environment"]["ADS_S3_ENDPOINT_URL"] == "${ADS_S3_DOCKER_ENDPOINT_URL-http://s3:4568}"
+    for name in ("ADS_S3_ACCESS_KEY_ID", "ADS_S3_SECRET_ACCESS_KEY"):
+        assert s3["environment"][name] == server["environment"][name]
     assert COMPOSE["services"]["server"]["environment"]["ADS_PG_HOST"] == "analytics-db"
 
 
