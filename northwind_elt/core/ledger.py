@@ -5,7 +5,8 @@ A unit is what a pipeline's steps run for, keyed as text: a day "YYYY-MM-DD", a 
 `datetime.date` for a day, or the key itself.
 
 A SQLite file under the data directory, so extract steps can record without the
-analytics database being up. Passwords never reach it: errors pass through `redact`.
+analytics database being up; or, with NW_STATE_BACKEND=postgres, a table every machine shares
+(core/state.py). Passwords never reach it: errors pass through `redact`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from northwind_elt.core import settings
+from northwind_elt.core import settings, state
 
 STATUSES = ("success", "failed", "interrupted")
 FAILED = ("failed", "interrupted")
@@ -45,6 +46,11 @@ CREATE TABLE IF NOT EXISTS step_runs (
 """
 _INDEX = "CREATE INDEX IF NOT EXISTS step_runs_unit_step ON step_runs (pipeline, unit, step, id)"
 _UNIT = re.compile(r"(\d{4})-(\d{2})(?:-(\d{2})(/.+)?)?")
+
+
+def where() -> str:
+    """The ledger as a person finds it: its file, or the state database and schema."""
+    return state.describe()
 
 
 def ledger_path() -> Path:
@@ -176,42 +182,52 @@ def record(
     key = unit_key(unit)
     finished = now()
     duration = (finished - started_at).total_seconds() if started_at else None
+    values = (
+        pipeline,
+        key,
+        step,
+        status,
+        started_at.isoformat(timespec="seconds") if started_at else None,
+        finished.isoformat(timespec="seconds"),
+        round(duration, 2) if duration is not None else None,
+        rows,
+        redact(error)[-4000:] if error else None,
+        redact(notes)[-4000:] if notes else None,
+        str(log) if log else None,
+    )
+    insert = (
+        "INSERT INTO step_runs"
+        " (pipeline, unit, step, status, started_at, finished_at, duration_s, rows, error, notes, log{})"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?{})"
+    )
+    if state.shared():  # the machine that ran the attempt, too
+        state.execute(insert.format(", host", ", ?"), (*values, state.host()))
+        return
     with closing(_connect()) as conn, conn:
-        conn.execute(
-            "INSERT INTO step_runs"
-            " (pipeline, unit, step, status, started_at, finished_at, duration_s, rows, error, notes, log)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                pipeline,
-                key,
-                step,
-                status,
-                started_at.isoformat(timespec="seconds") if started_at else None,
-                finished.isoformat(timespec="seconds"),
-                round(duration, 2) if duration is not None else None,
-                rows,
-                redact(error)[-4000:] if error else None,
-                redact(notes)[-4000:] if notes else None,
-                str(log) if log else None,
-            ),
-        )
+        conn.execute(insert.format("", ""), values)
 
 
 def set_wall_seconds(pipeline: str, unit: dt.date | str, step: str, since: dt.datetime, seconds: float) -> None:
     """The step's wall time as `nw run` saw it (Meltano's start-up included) on its latest
     success since `since`: the commit task that records the success cannot see the start-up."""
+    update = (
+        "UPDATE step_runs SET wall_s = ? WHERE id = (SELECT max(id) FROM step_runs"
+        " WHERE pipeline = ? AND unit = ? AND step = ? AND status = 'success' AND finished_at >= ?)"
+    )
+    values = (round(seconds, 2), pipeline, unit_key(unit), step, since.isoformat(timespec="seconds"))
+    if state.shared():
+        state.execute(update, values)
+        return
     with closing(_connect()) as conn, conn:
-        conn.execute(
-            "UPDATE step_runs SET wall_s = ? WHERE id = (SELECT max(id) FROM step_runs"
-            " WHERE pipeline = ? AND unit = ? AND step = ? AND status = 'success' AND finished_at >= ?)",
-            (round(seconds, 2), pipeline, unit_key(unit), step, since.isoformat(timespec="seconds")),
-        )
+        conn.execute(update, values)
 
 
 # --- reading ----------------------------------------------------------------------------
 
 
 def _read(query: str, params: Iterable[Any]) -> list[dict[str, Any]]:
+    if state.shared():
+        return state.execute(query, tuple(params))
     if not ledger_path().exists():
         return []
     # Read-only and without DDL on the file: status must work on a full disk too.
@@ -289,7 +305,7 @@ def latest_by_unit(
         " units AS (SELECT unit_group, max(id) AS last_id FROM attempts GROUP BY unit_group"
         "   ORDER BY substr(unit_group, 1, 10) DESC, last_id DESC LIMIT ?)"
         " SELECT a.*, u.last_id FROM attempts a JOIN units u USING (unit_group) ORDER BY a.id",
-        [*params, -1 if units is None else units],
+        [*params, (None if state.shared() else -1) if units is None else units],
     )
     found = _fold(rows, "unit_group")
     # Newest first: by day (a run sorts with its day), then by the latest attempt.

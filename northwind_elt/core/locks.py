@@ -11,6 +11,12 @@ Two kinds, because two kinds of process hold them:
   `commit`. It takes a *lease* instead: a file naming the `meltano run` process (the
   tasks' parent) by pid and start time. `commit` releases it; if that process dies, the
   lease is dead and the next `begin` takes it over.
+
+With NW_STATE_BACKEND=postgres (core/state.py) the leases are rows of the shared state
+database, naming host and process, and `step_lock` is such a lease too: a machine sees another
+machine's lease as held until it expires (NW_LEASE_SECONDS), and a keeper process
+(core/lease_keeper.py) renews the leases of a live owner. Only `plugin_lock` stays a flock: it
+guards this working copy's own Meltano run directories.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from pathlib import Path
 import psutil
 from filelock import FileLock, Timeout
 
-from northwind_elt.core import settings
+from northwind_elt.core import settings, state
 from northwind_elt.core.day import DayLayout, path_component
 
 
@@ -88,6 +94,14 @@ def step_lock(unit: DayLayout | str, name: str, what: str | None = None) -> Iter
     """Hold (name, unit) for this process; a second holder fails at once, told `what` runs."""
     key, path = _unit(unit, name)
     what = what or f"{name} for {key}"
+    if state.shared():  # on every machine: a lease in the state database, renewed while this process lives
+        lease = lease_name(name, key)
+        take_lease(lease, what, owner=os.getpid())
+        try:
+            yield
+        finally:
+            release_lease(lease, owner=os.getpid())
+        return
     _writable_parent(path)
     lock = FileLock(path, blocking=False)
     try:
@@ -149,8 +163,12 @@ class Holder:
     pid: int
     started: float
     what: str
+    host: str = ""  # shared state: the machine holding the lease
+    fresh: bool = True  # shared state: the lease has not expired
 
     def alive(self) -> bool:
+        if self.host and self.host != state.host():
+            return self.fresh  # another machine's process: alive while it renews its lease
         try:
             process = psutil.Process(self.pid)
             # A killed process its parent has not reaped yet is a zombie: it runs nothing.
@@ -176,6 +194,9 @@ def _lease_path(name: str) -> Path:
 def take_lease(name: str, what: str, owner: int | None = None) -> None:
     """Take the lease `name` for `owner`, or raise AlreadyRunning naming the live holder."""
     owner = lease_owner() if owner is None else owner
+    if state.shared():
+        _take_shared(name, what, owner)
+        return
     path = _lease_path(name)
     _writable_parent(path)
     with FileLock(path.with_suffix(".guard")):
@@ -198,8 +219,40 @@ def read_lease(path: Path) -> Holder | None:
         return None
 
 
+_SHARED_HOLDER = "SELECT what, host, pid, started, expires_at > now() AS fresh FROM leases WHERE name = %s"
+
+
+def _shared_holder(row: dict | None) -> Holder | None:
+    return Holder(row["pid"], row["started"], row["what"], row["host"], row["fresh"]) if row else None
+
+
+def _take_shared(name: str, what: str, owner: int) -> None:
+    me, started = state.host(), _process_started(owner)
+    with state.connect() as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"lease {name}",))  # one taker at a time
+        holder = _shared_holder(conn.execute(_SHARED_HOLDER, (name,)).fetchone())
+        if holder and (holder.host, holder.pid) != (me, owner) and holder.alive():
+            raise AlreadyRunning(
+                f"{holder.what} is already running (process {holder.pid} on {holder.host}, lease {name} in "
+                f"{state.describe()}); wait for it to finish, then rerun if it failed"
+            )
+        conn.execute(
+            "INSERT INTO leases (name, what, host, pid, started, expires_at)"
+            " VALUES (%s, %s, %s, %s, %s, now() + make_interval(secs => %s))"
+            " ON CONFLICT (name) DO UPDATE SET what = excluded.what, host = excluded.host, pid = excluded.pid,"
+            " started = excluded.started, taken_at = now(), expires_at = excluded.expires_at",
+            (name, what, me, owner, started, state.lease_seconds()),
+        )
+    from northwind_elt.core import lease_keeper
+
+    lease_keeper.ensure(owner, started)
+
+
 def release_lease(name: str, owner: int | None = None) -> None:
     owner = lease_owner() if owner is None else owner
+    if state.shared():
+        state.execute("DELETE FROM leases WHERE name = ? AND host = ? AND pid = ?", (name, state.host(), owner))
+        return
     path = _lease_path(name)
     if not path.exists():
         return
@@ -210,5 +263,9 @@ def release_lease(name: str, owner: int | None = None) -> None:
 
 
 def lease_held(name: str) -> Holder | None:
+    if state.shared():
+        rows = state.execute(_SHARED_HOLDER.replace("%s", "?"), (name,))
+        holder = _shared_holder(rows[0] if rows else None)
+        return holder if holder and holder.alive() else None
     holder = read_lease(_lease_path(name))
     return holder if holder and holder.alive() else None

@@ -110,9 +110,10 @@ CONNECTIONS = {
     "PADAM_PROD_PG": ("PADAM production database", "padam_production", "padam_production"),
     "PADAM_WH_PG": ("PADAM warehouse database", "padam_warehouse", "padam_warehouse"),
     "ADS_PG": ("ads database", "ads", "ads"),
+    "NW_STATE_PG": ("state database", "nw_state", "nw_state"),
 }
 # The databases the project owns (created on the embedded server, each with its owner role).
-WAREHOUSES = ("ANALYTICS_PG", "PEOPLE_PG", "PADAM_PROD_PG", "PADAM_WH_PG", "ADS_PG")
+WAREHOUSES = ("ANALYTICS_PG", "PEOPLE_PG", "PADAM_PROD_PG", "PADAM_WH_PG", "ADS_PG", "NW_STATE_PG")
 
 
 def pg_conn(prefix: str) -> PgConn:

@@ -118,7 +118,7 @@ def _lake_bucket() -> list[str]:
     if committed:
         raise _s3_error(
             "up",
-            f"the lake's bucket {where} does not exist, but the ledger {ledger.ledger_path()} records commits in it "
+            f"the lake's bucket {where} does not exist, but the ledger {ledger.where()} records commits in it "
             f"(latest: {', '.join(committed)}); an empty bucket in its place would hide their loss: it was not created",
             "restore the S3 server's data (the embedded one's: ADS_S3_DATA_DIR), or point NW_LAKE_URL / "
             "NW_LAKE_S3_ENDPOINT_URL at the lake; to start over with an empty lake, create the bucket yourself",

@@ -62,7 +62,7 @@ def _record(pipeline: Pipeline, day: dt.date, step: str, status: str, **kwargs) 
     try:
         ledger.record(pipeline.name, day, step, status, **kwargs)
     except (OSError, sqlite3.Error) as err:
-        print(f"(ledger {ledger.ledger_path()} not updated: {err})", file=sys.stderr)
+        print(f"(ledger {ledger.where()} not updated: {err})", file=sys.stderr)
 
 
 def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: Signals, verbose: bool = False) -> int:

@@ -211,7 +211,7 @@ def overview(units: int, extras: dict[str, Extra] | None = None) -> int:
     in_ledger = ledger.pipelines()
     shown = [p for p in REGISTRY.values() if p.name in in_ledger or p.name in extras]
     if not in_ledger and not any(e.checks for e in extras.values()):
-        out.print(f"Nothing has run yet (ledger {ledger.ledger_path()}). Start with: make run")
+        out.print(f"Nothing has run yet (ledger {ledger.where()}). Start with: make run")
     todo: dict[tuple[str, str, str], list[str]] = {}
     for pipeline in shown:
         extra = extras.get(pipeline.name)

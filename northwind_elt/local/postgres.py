@@ -336,8 +336,10 @@ def ensure_roles_and_databases() -> None:
         _ensure_role(conn, source.user, source, "SOURCE_PG_PASSWORD")
         for prefix in settings.WAREHOUSES:
             if not os.environ.get(f"{prefix}_PASSWORD"):
-                # An .env from before that pipeline existed: its database comes once it is set.
-                print(f"note: {prefix}_PASSWORD is not set; its database is not created (see .env.example)")
+                # An .env from before that pipeline existed: its database comes once it is set. The
+                # state database is optional (NW_STATE_BACKEND=postgres only).
+                if prefix != "NW_STATE_PG":
+                    print(f"note: {prefix}_PASSWORD is not set; its database is not created (see .env.example)")
                 continue
             warehouse = settings.pg_conn(prefix)
             _ensure_role(conn, warehouse.user, warehouse, f"{prefix}_PASSWORD")

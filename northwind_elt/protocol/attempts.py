@@ -60,7 +60,7 @@ class Attempt:
                 self.pipeline, self.unit, self.step, status, started_at=self.started, error=error, log=self.log
             )
         except (OSError, sqlite3.Error) as err:
-            print(f"(ledger {ledger.ledger_path()} not updated: {err})", file=sys.stderr)
+            print(f"(ledger {ledger.where()} not updated: {err})", file=sys.stderr)
 
 
 def succeeded_since(pipeline: Pipeline, step: str, unit: dt.date | str, since: dt.datetime) -> bool:
