@@ -171,8 +171,12 @@ class DayLayout:
         lake = self.store
         if dataset == "csv":
             found = lake.glob(lake.root / "csv" / self.iso / "*.manifest.json")
-        else:
-            found = lake.glob(lake.root / dataset / "*" / self.iso / "*.manifest.json")
+        else:  # a listing of the tables, then one of each table's day: not a walk of every day stored
+            found = [
+                path
+                for table in lake.folders(lake.root / dataset)
+                for path in lake.glob(table / self.iso / "*.manifest.json")
+            ]
         tables = {}
         for path in found:
             try:

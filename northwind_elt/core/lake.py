@@ -7,8 +7,9 @@ Reads and plain writes go through fsspec (LocalFileSystem or s3fs). What makes a
 the two operations below, the only ones a commit uses to become visible:
 
 - `create(path, data)`: the object appears whole, or the call fails with CommitConflict because
-  it exists. S3: PutObject with `If-None-Match: *`. Local disk: a temporary file linked into
-  place (link refuses an existing name).
+  it exists. S3: PutObject with `If-None-Match: *`. Local disk: under the lake's lock file, a
+  check that nothing is there, then a temporary file renamed into place (a data file: a hard
+  link, which refuses an existing name).
 - `replace(path, data, version)`: compare and swap against the version the writer read before
   it began. S3: PutObject with `If-Match: <ETag>`. Local disk: under one lock file of the lake,
   the current content's sha256 is compared, then the temporary file renamed over it.
@@ -181,6 +182,16 @@ class Lake:
         except OSError as err:
             raise self._fail("list", pattern, err) from err
 
+    def folders(self, path: PurePosixPath) -> list[PurePosixPath]:
+        """The folders directly under `path` (one listing; none when it does not exist)."""
+        try:
+            found = self.fs.ls(str(path), detail=True)
+        except FileNotFoundError:
+            return []
+        except OSError as err:
+            raise self._fail("list", path, err) from err
+        return sorted(PurePosixPath(item["name"]) for item in found if item["type"] == "directory")
+
     def version(self, path: PurePosixPath) -> str | None:
         """What `replace` compares: the ETag on S3, the content's sha256 locally; None if absent."""
         if self.remote:
@@ -218,9 +229,12 @@ class Lake:
                     raise self._fail("write", path, FileNotFoundError("no such bucket")) from None
                 raise CommitConflict(f"{self.where(path)} was removed by another writer") from None
             except OSError as err:
-                if _is_precondition_failure(err):
+                # A retried PUT whose first try landed (its reply lost) is refused by its own
+                # write: the same bytes there are this commit. (Manifests carry run id and time.)
+                if _is_precondition_failure(err) and self.read_bytes(path) != data:
                     raise CommitConflict(f"{self.where(path)} was written by another writer first") from None
-                raise self._fail("write", path, err) from err
+                if not _is_precondition_failure(err):
+                    raise self._fail("write", path, err) from err
             return
         target = Path(str(path))
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -237,9 +251,10 @@ class Lake:
             try:
                 self.fs.put_file(str(local), str(path), mode="create", Metadata={SHA256_METADATA: sha256})
             except OSError as err:
-                if _is_precondition_failure(err):
+                if not _is_precondition_failure(err):
+                    raise self._fail("write", path, err) from err
+                if self.recorded_sha256(path) != sha256:  # not this attempt's own retried write
                     raise CommitConflict(f"{self.where(path)} exists: data objects are written once") from None
-                raise self._fail("write", path, err) from err
             return
         target = Path(str(path))
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -306,6 +321,21 @@ def from_settings(data_dir: Path) -> Lake:
     return _lake_for(str(data_dir), tuple(os.environ.get(name) for name in names))
 
 
+def s3_options(values: tuple[str | None, ...] | None = None) -> dict[str, Any]:
+    """fsspec/s3fs options from NW_LAKE_S3_* (endpoint, region, keys; unset ones left out)."""
+    if values is None:
+        values = tuple(os.environ.get(name) for name in (S3_ENDPOINT_ENV, S3_REGION_ENV, S3_KEY_ENV, S3_SECRET_ENV))
+    endpoint, region, key, secret = values
+    options: dict[str, Any] = {"client_kwargs": {"region_name": region or "us-east-1"}}
+    if endpoint:
+        options["endpoint_url"] = endpoint
+    if key:
+        options["key"] = key
+    if secret:
+        options["secret"] = secret
+    return options
+
+
 @functools.lru_cache(maxsize=8)
 def _lake_for(data_dir: str, values: tuple[str | None, ...]) -> Lake:
     url = (values[0] or "").strip()
@@ -314,17 +344,7 @@ def _lake_for(data_dir: str, values: tuple[str | None, ...]) -> Lake:
     if url.startswith("s3://"):
         if not urlparse(url).netloc:
             raise ValueError(f"{LAKE_URL_ENV}={url!r} names no bucket; write s3://bucket/prefix")
-        options: dict[str, Any] = {}
-        endpoint, region, key, secret = values[1:]
-        client: dict[str, Any] = {"region_name": region or "us-east-1"}
-        if endpoint:
-            options["endpoint_url"] = endpoint
-        if key:
-            options["key"] = key
-        if secret:
-            options["secret"] = secret
-        options["client_kwargs"] = client
-        return Lake(url.rstrip("/"), options)
+        return Lake(url.rstrip("/"), s3_options(values[1:]))
     parsed = urlparse(url)
     if parsed.scheme not in ("", "file"):
         raise ValueError(f"{LAKE_URL_ENV}={url!r}: only a local path, file:// or s3:// is supported")

@@ -20,9 +20,14 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from northwind_elt.core import settings, state
+from northwind_elt.core.errors import PipelineError
 
 STATUSES = ("success", "failed", "interrupted")
+# What writing to the ledger may raise, on either backend (a file, or the state database).
+WRITE_ERRORS: tuple[type[BaseException], ...] = (OSError, sqlite3.Error, psycopg.Error, PipelineError)
 FAILED = ("failed", "interrupted")
 # The kinds of unit; `protocol.definition` names the same three (a unit test ties them).
 DAY, MONTH, RUN = "day", "month", "run"

@@ -194,7 +194,7 @@ def _lease_path(name: str) -> Path:
 def take_lease(name: str, what: str, owner: int | None = None) -> None:
     """Take the lease `name` for `owner`, or raise AlreadyRunning naming the live holder."""
     owner = lease_owner() if owner is None else owner
-    if state.shared():
+    if _shared(name):
         _take_shared(name, what, owner)
         return
     path = _lease_path(name)
@@ -219,6 +219,11 @@ def read_lease(path: Path) -> Holder | None:
         return None
 
 
+def _shared(name: str) -> bool:
+    """In the state database, unless it guards this working copy's Meltano run folders (meltano-<job>)."""
+    return state.shared() and not name.startswith("meltano-")
+
+
 _SHARED_HOLDER = "SELECT what, host, pid, started, expires_at > now() AS fresh FROM leases WHERE name = %s"
 
 
@@ -236,13 +241,33 @@ def _take_shared(name: str, what: str, owner: int) -> None:
                 f"{holder.what} is already running (process {holder.pid} on {holder.host}, lease {name} in "
                 f"{state.describe()}); wait for it to finish, then rerun if it failed"
             )
-        conn.execute(
+        # The row replaced only if it is still the holder judged above (a keeper may have renewed it since).
+        taken = conn.execute(
             "INSERT INTO leases (name, what, host, pid, started, expires_at)"
             " VALUES (%s, %s, %s, %s, %s, now() + make_interval(secs => %s))"
             " ON CONFLICT (name) DO UPDATE SET what = excluded.what, host = excluded.host, pid = excluded.pid,"
-            " started = excluded.started, taken_at = now(), expires_at = excluded.expires_at",
-            (name, what, me, owner, started, state.lease_seconds()),
-        )
+            " started = excluded.started, taken_at = now(), expires_at = excluded.expires_at"
+            " WHERE leases.host = %s AND leases.pid = %s AND leases.started = %s"
+            "   AND (leases.expires_at < now() OR %s)"
+            " RETURNING name",
+            (
+                name,
+                what,
+                me,
+                owner,
+                started,
+                state.lease_seconds(),
+                holder.host if holder else "",
+                holder.pid if holder else 0,
+                holder.started if holder else 0,
+                holder is not None and holder.host == me,  # on this host its process was found dead or is the owner
+            ),
+        ).fetchone()
+        if taken is None:
+            raise AlreadyRunning(
+                f"{what}: the lease {name} in {state.describe()} was renewed or taken by another process just now; "
+                "wait for it to finish, then rerun if it failed"
+            )
     from northwind_elt.core import lease_keeper
 
     lease_keeper.ensure(owner, started)
@@ -250,7 +275,7 @@ def _take_shared(name: str, what: str, owner: int) -> None:
 
 def release_lease(name: str, owner: int | None = None) -> None:
     owner = lease_owner() if owner is None else owner
-    if state.shared():
+    if _shared(name):
         state.execute("DELETE FROM leases WHERE name = ? AND host = ? AND pid = ?", (name, state.host(), owner))
         return
     path = _lease_path(name)
@@ -263,7 +288,7 @@ def release_lease(name: str, owner: int | None = None) -> None:
 
 
 def lease_held(name: str) -> Holder | None:
-    if state.shared():
+    if _shared(name):
         rows = state.execute(_SHARED_HOLDER.replace("%s", "?"), (name,))
         holder = _shared_holder(rows[0] if rows else None)
         return holder if holder and holder.alive() else None

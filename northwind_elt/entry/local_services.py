@@ -99,6 +99,13 @@ def s3_up(cfg: ads_config.AdsSettings | None = None) -> list[str]:
     return lines
 
 
+def _ever_committed(latest: dict | None) -> bool:
+    """The latest attempt succeeded, or a success came before the failures that followed it."""
+    if not latest:
+        return False
+    return latest["status"] == "success" or latest["attempts"] > latest["failed_before"] + 1
+
+
 def _lake_bucket() -> list[str]:
     """The lake's bucket (NW_LAKE_URL s3://...), created on first use; never in place of one the
     ledger records commits in (an empty bucket there would hide their loss)."""
@@ -112,14 +119,16 @@ def _lake_bucket() -> list[str]:
         f"{pipeline.name} {step.name} {unit}"
         for pipeline in PIPELINES.values()
         for step in pipeline.extract_steps
-        for unit, entries in ledger.latest_by_unit(pipeline.name, ledger.DAY, 1, steps=[step.name]).items()
-        if entries.get(step.name, {}).get("status") == "success"
+        # Every day recorded: a day whose latest attempt failed may still have an older commit.
+        for unit, entries in ledger.latest_by_unit(pipeline.name, ledger.DAY, None, steps=[step.name]).items()
+        if _ever_committed(entries.get(step.name))
     ]
     if committed:
         raise _s3_error(
             "up",
             f"the lake's bucket {where} does not exist, but the ledger {ledger.where()} records commits in it "
-            f"(latest: {', '.join(committed)}); an empty bucket in its place would hide their loss: it was not created",
+            f"(latest: {', '.join(committed[:3])}{', ...' if len(committed) > 3 else ''}); "
+            "an empty bucket in its place would hide their loss: it was not created",
             "restore the S3 server's data (the embedded one's: ADS_S3_DATA_DIR), or point NW_LAKE_URL / "
             "NW_LAKE_S3_ENDPOINT_URL at the lake; to start over with an empty lake, create the bucket yourself",
         )

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import signal
-import sqlite3
 import sys
 import time
 
@@ -61,7 +60,7 @@ def _on_stopped_embedded_server(prefix: str) -> bool:
 def _record(pipeline: Pipeline, day: dt.date, step: str, status: str, **kwargs) -> None:
     try:
         ledger.record(pipeline.name, day, step, status, **kwargs)
-    except (OSError, sqlite3.Error) as err:
+    except ledger.WRITE_ERRORS as err:
         print(f"(ledger {ledger.where()} not updated: {err})", file=sys.stderr)
 
 
@@ -81,7 +80,7 @@ def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: Signals, verb
         )
         raise Interrupted(signals.received)
     if returncode == 0 and ledger.success_since(pipeline.name, day, step, started):
-        with contextlib.suppress(OSError, sqlite3.Error):
+        with contextlib.suppress(*ledger.WRITE_ERRORS):
             ledger.set_wall_seconds(pipeline.name, day, step, started, (ledger.now() - started).total_seconds())
         return 0
     cause = find_cause(tail)
@@ -139,7 +138,7 @@ def check_environment(pipeline: Pipeline, steps: tuple[str, ...]) -> None:
 def _progress(pipeline: Pipeline, step: str, day: dt.date, seconds: float, status: str) -> tuple[str, ...]:
     rows = None
     if status == "success":
-        with contextlib.suppress(OSError, sqlite3.Error):
+        with contextlib.suppress(*ledger.WRITE_ERRORS):
             rows = (ledger.latest(pipeline.name, day).get(step) or {}).get("rows")
     return (pipeline.name, step, day.isoformat(), "" if rows is None else f"{rows:,}", f"{seconds:.1f}", status)
 

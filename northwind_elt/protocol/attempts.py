@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import signal
-import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,7 +58,7 @@ class Attempt:
             units.record(
                 self.pipeline, self.unit, self.step, status, started_at=self.started, error=error, log=self.log
             )
-        except (OSError, sqlite3.Error) as err:
+        except ledger.WRITE_ERRORS as err:
             print(f"(ledger {ledger.where()} not updated: {err})", file=sys.stderr)
 
 

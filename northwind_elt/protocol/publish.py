@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from northwind_elt.core.day import ATTEMPT_CHARS, DayLayout
+from northwind_elt.core.day import DayLayout
 from northwind_elt.core.lake import CommitConflict
 from northwind_elt.core.manifests import describe_parquet, read_lake_json, write_partition, write_step
 
@@ -28,6 +28,22 @@ def versions_at_begin(layout: DayLayout, dataset: str, step: str) -> dict[str, s
     for path in layout.partitions_on_disk(dataset).values():
         versions[str(path)] = lake.version(path)
     return versions
+
+
+def files_at_begin(layout: DayLayout, dataset: str, step: str) -> list[str]:
+    """The data files the day's manifests name when the attempt begins: what its commit replaces,
+    and the only files it removes (a file no manifest named then may be another attempt's)."""
+    lake = layout.store
+    named = set()
+    for path in layout.partitions_on_disk(dataset).values():
+        described = read_lake_json(lake, path) or {}
+        if isinstance(described.get("file"), str):
+            named.add(str(path.parent / described["file"]))
+    committed = read_lake_json(lake, layout.step_manifest(step)) or {}
+    for table, entry in (committed.get("tables") or {}).items():
+        if isinstance(entry, dict) and isinstance(entry.get("file"), str):
+            named.add(str(layout.partition_dir(dataset, table) / entry["file"]))
+    return sorted(named)
 
 
 @dataclass
@@ -47,6 +63,7 @@ def publish(
     versions: dict[str, str | None],
     expected: list[str],
     left_out: dict[str, Any],
+    replaced: list[str] = (),
 ) -> dict[str, dict[str, Any]]:
     """Commit `staged` (table -> finished local file) as the day's output of `step`."""
     lake = layout.store
@@ -76,35 +93,22 @@ def publish(
             if table not in committed:
                 lake.delete(path)
         raise Conflict(current or "the day", str(err)) from None
-    _remove_replaced(layout, dataset, tables)
+    _remove_replaced(layout, dataset, tables, versions, replaced)
     return tables
 
 
-def _file_of(stem: str, name: str) -> bool:
-    """A partition file of the table `stem`: `{stem}.parquet` (before attempts were named) or
-    `{stem}.{attempt}.parquet`, not another table's whose name starts alike."""
-    middle = name.removeprefix(stem).removesuffix(".parquet")
-    return middle == "" or (len(middle) == ATTEMPT_CHARS + 1 and middle[0] == "." and middle[1:].isalnum())
-
-
-def _remove_replaced(layout: DayLayout, dataset: str, tables: dict[str, dict[str, Any]]) -> None:
-    """After the new step manifest is visible: every file of the day it does not name, and the
-    partitions of tables it no longer lists."""
+def _remove_replaced(
+    layout: DayLayout, dataset: str, tables: dict[str, dict[str, Any]], versions: dict[str, str | None], replaced
+) -> None:
+    """After the new step manifest is visible: the files the day's manifests named when this attempt
+    began that it does not name, and the partitions of tables it no longer lists (unless another
+    writer changed them since). Nothing found by listing: a file no manifest named at begin may be
+    a later attempt's."""
     lake = layout.store
-    for table, entry in tables.items():
-        folder = layout.partition_dir(dataset, table)
-        stem = layout.partition_manifest(dataset, table).name.removesuffix(".manifest.json")
-        for path in lake.glob(folder / f"{stem}.*parquet"):
-            if path.name != entry["file"] and _file_of(stem, path.name):
-                lake.delete(path)
+    named = {str(layout.partition_dir(dataset, table) / entry["file"]) for table, entry in tables.items()}
+    for path in replaced:
+        if path not in named:
+            lake.delete(PurePosixPath(path))
     for table, manifest_path in layout.partitions_on_disk(dataset).items():
-        if table in tables:
-            continue
-        described = read_lake_json(lake, manifest_path) or {}
-        lake.delete(manifest_path)
-        stem = manifest_path.name.removesuffix(".manifest.json")
-        for path in lake.glob(manifest_path.parent / f"{stem}.*parquet"):
-            if _file_of(stem, path.name):
-                lake.delete(path)
-        if isinstance(described.get("file"), str):
-            lake.delete(manifest_path.parent / described["file"])
+        if table not in tables and lake.version(manifest_path) == versions.get(str(manifest_path)):
+            lake.delete(manifest_path)

@@ -28,7 +28,7 @@ from northwind_elt.core.errors import PipelineError
 from northwind_elt.core.locks import AlreadyRunning, lease_held, lease_owner, release_lease, take_lease
 from northwind_elt.core.manifests import read_begin, read_intent, write_begin, write_intent
 from northwind_elt.protocol.definition import EXPORT, EXTRACT, LOAD, TRANSFORM, Pipeline, Step
-from northwind_elt.protocol.publish import Conflict, publish, versions_at_begin
+from northwind_elt.protocol.publish import Conflict, files_at_begin, publish, versions_at_begin
 
 
 class StepContext:
@@ -61,20 +61,23 @@ class StepContext:
 
     def take_leases(self) -> None:
         # A step and the steps it reads from or feeds must not run at once for the same
-        # day (a load reading partitions that an extract is replacing).
-        neighbours = [*self.step.needs, *(s.name for s in self.pipeline.steps if self.name in s.needs)]
-        for other in neighbours:
-            if holder := lease_held(self._step_lease(other)):
-                raise self.error(
-                    f"{other} for {self.layout.iso} is running (process {holder.pid}); "
-                    f"{self.name} reads or feeds its output",
-                    f"wait for {other} to finish",
-                )
+        # day (a load reading partitions that an extract is replacing). Its own lease first,
+        # then the neighbours': of two neighbours starting at once, one sees the other.
         for name, what in self._lease_names():
             try:
                 take_lease(name, what)
             except AlreadyRunning as err:
                 raise self.error(str(err), rerun_from=self.name) from None
+        neighbours = [*self.step.needs, *(s.name for s in self.pipeline.steps if self.name in s.needs)]
+        for other in neighbours:
+            if holder := lease_held(self._step_lease(other)):
+                self.release_leases()
+                on = f" on {holder.host}" if holder.host else ""
+                raise self.error(
+                    f"{other} for {self.layout.iso} is running (process {holder.pid}{on}); "
+                    f"{self.name} reads or feeds its output",
+                    f"wait for {other} to finish",
+                )
 
     def release_leases(self) -> None:
         for name, _ in self._lease_names():
@@ -127,6 +130,7 @@ def begin(pipeline: Pipeline, step_name: str) -> str:
         record.update(_expected_tables(ctx, warnings))
         assert ctx.step.dataset is not None
         record["lake_versions"] = versions_at_begin(ctx.layout, ctx.step.dataset, ctx.name)
+        record["lake_files"] = files_at_begin(ctx.layout, ctx.step.dataset, ctx.name)
     elif ctx.step.kind == LOAD:
         warehouse = ctx.pipeline.warehouse
         settings.require(settings.pg_variables(warehouse), f"{ctx.name} writes to {settings.describe_conn(warehouse)}")
@@ -450,11 +454,13 @@ def _commit_extract(ctx: StepContext, record: dict) -> int:
             record.get("lake_versions") or {},
             sorted(expected),
             left_out,
+            record.get("lake_files") or [],
         )
     except Conflict as conflict:
         raise ctx.error(
             f"another attempt committed {conflict.what} of {ctx.name} for {ctx.layout.iso} after this one began "
-            f"({conflict.detail}); this attempt's files were removed, the day is as that attempt published it",
+            f"({conflict.detail}); this attempt's files no manifest names were removed, and the day is read as that "
+            "attempt published it",
             "nothing, if that attempt's output is what you want; otherwise extract the day again",
             rerun_from=ctx.name,
         ) from None

@@ -93,3 +93,30 @@ def test_the_lake_defaults_to_the_data_directory_and_takes_a_bucket(monkeypatch:
     assert lake.remote and lake.bucket == "lake" and str(lake.root) == "lake/some/prefix"
     assert lake.storage_options["endpoint_url"] == "http://127.0.0.1:9"
     assert lake.where(lake.root / "x.json") == "s3://lake/some/prefix/x.json"
+
+
+def test_a_late_cleanup_never_removes_a_file_a_later_commit_names(layout: DayLayout, tmp_path: Path) -> None:
+    """An attempt removes only the files the manifests named when it began: the cleanup of a commit
+    that runs late (an orphaned commit task) leaves alone what a later attempt wrote and committed."""
+    import pyarrow as pa
+
+    from northwind_elt.protocol.publish import _remove_replaced, files_at_begin, publish, versions_at_begin
+
+    def staged(name: str, rows: int) -> Path:
+        path = tmp_path / name / "t.parquet"
+        path.parent.mkdir()
+        pq.write_table(pa.table({"id": pa.array(range(rows), pa.int64())}), path)
+        return path
+
+    def begin() -> tuple[dict, list[str]]:
+        return versions_at_begin(layout, "ds", "extract-ds"), files_at_begin(layout, "ds", "extract-ds")
+
+    versions_a, files_a = begin()
+    tables_a = publish(layout, "ds", "extract-ds", "a" * 32, {"t": staged("a", 1)}, versions_a, ["t"], {}, files_a)
+    versions_b, files_b = begin()
+    assert files_b == [str(layout.partition_dir("ds", "t") / tables_a["t"]["file"])]
+    tables_b = publish(layout, "ds", "extract-ds", "b" * 32, {"t": staged("b", 2)}, versions_b, ["t"], {}, files_b)
+    folder = Path(str(layout.partition_dir("ds", "t")))
+    assert sorted(p.name for p in folder.glob("*.parquet")) == [tables_b["t"]["file"]]  # b's commit removed a's
+    _remove_replaced(layout, "ds", tables_a, versions_a, files_a)  # a's cleanup, late
+    assert pq.read_table(folder / tables_b["t"]["file"]).num_rows == 2

@@ -28,6 +28,7 @@ from filelock import FileLock
 from northwind_elt.core import ledger, locks, settings
 from northwind_elt.core.day import configured_lake, today_utc
 from northwind_elt.core.errors import CommandError, ConfigError
+from northwind_elt.core.lake import s3_options
 from northwind_elt.core.locks import plugin_lock
 from northwind_elt.pipelines.padam import generator, staleness, warehouse
 from northwind_elt.pipelines.padam import outputs as padam_export
@@ -69,7 +70,7 @@ def export_root() -> Path:
     if configured.startswith("s3://"):
         from upath import UPath
 
-        return UPath(configured, **lake.storage_options)
+        return UPath(configured, **s3_options())  # the lake's S3 settings, wherever the lake is
     if not Path(configured).is_absolute():
         raise ConfigError(
             f"{EXPORT_DIR_ENV}={configured!r} is not an absolute path",
