@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from s3_support import EmbeddedS3
-from support import NW, Pipeline, free_port, make_test_env
+from support import NW, STATE, Pipeline, free_port, make_test_env
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +37,18 @@ def embedded_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedS3
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def state_env(pipeline: Pipeline) -> dict[str, str]:
+    """The session's environment with the shared state in Postgres (its database created by nw db up,
+    once its password is set) and Meltano's system database there too: any machine resumes any job."""
+    env = {**pipeline.env, **STATE, "NW_STATE_PG_HOST": "127.0.0.1", "NW_STATE_PG_PORT": pipeline.env["PG_PORT"]}
+    up = pipeline.nw("db", "up", extra_env=env, timeout=300)
+    assert up.returncode == 0, up.stdout + up.stderr
+    port, password = env["PG_PORT"], STATE["NW_STATE_PG_PASSWORD"]
+    env["MELTANO_DATABASE_URI"] = f"postgresql+psycopg://nw_state:{password}@127.0.0.1:{port}/nw_state"
+    return env
 
 
 # What each part of the end-to-end tier costs (setup, calls and teardown), printed at the end

@@ -48,6 +48,22 @@ def partition_file(data_dir: Path, dataset: str, table: str, day: str) -> Path:
     return folder / json.loads((folder / f"{path_component(table)}.manifest.json").read_text())["file"]
 
 
+# The shared state in the session's Postgres (the `state_env` fixture, tests/conftest.py).
+STATE = {
+    "NW_STATE_BACKEND": "postgres",
+    "NW_STATE_PG_USER": "nw_state",
+    "NW_STATE_PG_PASSWORD": "test-state-secret",
+    "NW_STATE_PG_DATABASE": "nw_state",
+    "NW_LEASE_SECONDS": "20",  # far beyond a keeper's renewal (every 5 s), even on a loaded machine
+}
+
+
+def machine(env: dict[str, str], name: str, root: Path) -> Pipeline:
+    """A "machine" of a cluster: its own host id and data directory (staging, logs, lock files)."""
+    data_dir = root / name / "data"
+    return Pipeline({**env, "NW_HOST_ID": name, "NW_DATA_DIR": str(data_dir)}, data_dir)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

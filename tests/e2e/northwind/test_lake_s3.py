@@ -1,9 +1,12 @@
-"""The lake on the embedded S3 (SeaweedFS): NW_LAKE_URL=s3://..., everything else as on local disk.
+"""The lake on the embedded S3 (SeaweedFS, NW_LAKE_URL=s3://...) and the state in Postgres
+(NW_STATE_BACKEND=postgres), as workers of a cluster share them.
 
-One Northwind day and one people day run with the lake in a bucket; their exports must be byte
-for byte those of the same days run with the lake on local disk. Then 16 attempts race for one
-partition and one step commit in the bucket, and `nw status` names a partition deleted from it.
-(PADAM's exports in the bucket: tests/e2e/padam/test_padam.py.)
+A Northwind day is extracted on "machine" a and loaded, built and exported on machine b (each
+with its own host id and data directory); a people day runs on a. Their exports must be byte for
+byte those of the same days run on one machine with the local defaults. Then `nw status` on a
+third machine shows every step, and names a partition deleted from the bucket; 16 attempts race
+for one partition and one step commit in the bucket. (PADAM's exports in the bucket:
+tests/e2e/padam/test_padam.py; leases across machines: tests/e2e/project/test_shared_state.py.)
 """
 
 from __future__ import annotations
@@ -15,30 +18,52 @@ from pathlib import Path
 import pytest
 from lake_race import WRITERS, race_partition_commits, race_step_commits
 from s3_support import BUCKET, EmbeddedS3, local_files
-from support import Pipeline
+from support import Pipeline, machine
 
 from northwind_elt.core.day import DayLayout
 
 NORTHWIND_DAY = "2024-09-17"  # days no other test of the session runs
 PEOPLE_DAY = "2024-09-18"
+EXTRACTS = ("extract-postgres", "extract-csv")
+LATER = ("load", "transform", "export")
 
 
 @pytest.fixture(scope="module")
-def on_s3(pipeline: Pipeline, embedded_s3: EmbeddedS3, tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
-    """The session's databases, its own data directory (ledger, staging) and the lake in the bucket."""
-    data_dir = tmp_path_factory.mktemp("lake-s3-run") / "data"
-    return Pipeline({**pipeline.env, "NW_DATA_DIR": str(data_dir), **embedded_s3.lake_env("nw")}, data_dir)
+def machines(
+    state_env: dict[str, str], embedded_s3: EmbeddedS3, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Pipeline, Pipeline]:
+    """Machines a and b: the session's databases, the state in Postgres, the lake in the bucket."""
+    root = tmp_path_factory.mktemp("machines")
+    env = {**state_env, **embedded_s3.lake_env("nw")}
+    return machine(env, "a", root), machine(env, "b", root)
 
 
 @pytest.fixture(scope="module")
-def days(pipeline: Pipeline, on_s3: Pipeline) -> dict[str, float]:
-    """The same days with the lake on local disk, then in the bucket; each run's wall seconds."""
+def on_s3(machines: tuple[Pipeline, Pipeline]) -> Pipeline:
+    return machines[0]
+
+
+@pytest.fixture(scope="module")
+def days(pipeline: Pipeline, machines: tuple[Pipeline, Pipeline]) -> dict[str, float]:
+    """The days on one machine with the local defaults, then on a and b; each run's wall seconds."""
+    a, b = machines
+    runs = [
+        ("daily", NORTHWIND_DAY, "one machine, local disk", lambda: pipeline.run_ok("daily", NORTHWIND_DAY)),
+        ("people-daily", PEOPLE_DAY, "one machine, local disk", lambda: pipeline.run_ok("people-daily", PEOPLE_DAY)),
+        ("extracts", NORTHWIND_DAY, "machine a, S3", lambda: [a.run_ok(s, NORTHWIND_DAY) for s in EXTRACTS]),
+        (
+            "load..export",
+            NORTHWIND_DAY,
+            "machine b, S3",
+            lambda: b.nw("--date", NORTHWIND_DAY, "run", "--from", "load"),
+        ),
+        ("people-daily", PEOPLE_DAY, "machine a, S3", lambda: a.run_ok("people-daily", PEOPLE_DAY)),
+    ]
     seconds = {}
-    for name, runner in (("local disk", pipeline), ("embedded S3", on_s3)):
-        for job, day in (("daily", NORTHWIND_DAY), ("people-daily", PEOPLE_DAY)):
-            started = time.monotonic()
-            runner.run_ok(job, day)
-            seconds[f"{job} {day}, lake on {name}"] = round(time.monotonic() - started, 1)
+    for job, day, where, run in runs:
+        started = time.monotonic()
+        run()
+        seconds[f"{job} {day}, {where}"] = round(time.monotonic() - started, 1)
     print(f"wall seconds: {seconds}")
     return seconds
 
@@ -50,9 +75,10 @@ def test_every_export_is_byte_identical_with_the_lake_in_a_bucket(
         local = local_files(pipeline.data_dir / "output" / day)
         in_bucket = embedded_s3.objects(f"nw/output/{day}/")
         assert local and in_bucket == local, (sorted(local), sorted(in_bucket))
-    # Nothing of the lake on the S3 run's disk: only its private work, ledger and locks.
-    for published in ("output", "postgres", "csv", "_manifests"):
-        assert not (on_s3.data_dir / published).exists(), published
+    # Nothing of the lake or the ledger on the machines' disks: only their private work and logs.
+    for folder in (on_s3.data_dir, on_s3.data_dir.parent.parent / "b" / "data"):
+        for published in ("output", "postgres", "csv", "_manifests", "ledger.sqlite"):
+            assert not (folder / published).exists(), folder / published
 
 
 def test_the_partitions_and_manifests_are_in_the_bucket_under_the_same_names(
@@ -93,6 +119,17 @@ def test_status_shows_the_lake_and_names_a_partition_lost_from_it(
         assert f"nw run --date {NORTHWIND_DAY} --from extract-postgres" in line
     finally:
         client.put_object(Bucket=BUCKET, Key=key, Body=body)
+
+
+def test_status_on_a_third_machine_shows_every_step_of_both_days(
+    machines: tuple[Pipeline, Pipeline], days: dict, tmp_path: Path
+) -> None:
+    third = machine(machines[0].env, "c", tmp_path)
+    for day, steps in ((NORTHWIND_DAY, (*EXTRACTS, *LATER)), (PEOPLE_DAY, ("people-extract",))):
+        status = third.nw("status", "--date", day)
+        assert status.returncode == 0, status.stderr
+        for step in steps:
+            assert any(line.split()[:2] == [step, "success"] for line in status.stdout.splitlines()), status.stdout
 
 
 def test_sixteen_attempts_racing_in_the_bucket_give_one_commit_and_fifteen_refusals(

@@ -1,14 +1,10 @@
-"""Shared state (NW_STATE_BACKEND=postgres): the ledger and the leases in the state database, so
-machines with nothing else in common run the steps of one day, and a dead machine's lease expires.
-
-"Machines" here are processes with their own NW_HOST_ID and their own data directory (staging,
-logs, lock files); they share the session's Postgres (state, warehouse, Meltano's system
-database) and the embedded S3 (the lake), as workers of a cluster would.
+"""Shared state (NW_STATE_BACKEND=postgres): the leases in the state database; a live machine keeps
+its lease, a dead one's expires. "Machines" are processes with their own NW_HOST_ID and data
+directory. (A day run across two machines: tests/e2e/northwind/test_lake_s3.py.)
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,41 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from s3_support import EmbeddedS3, local_files
-from support import PROJECT, Pipeline, wait_for
-
-DAY = "2024-09-24"  # a day no other test of the session runs
-STATE = {
-    "NW_STATE_BACKEND": "postgres",
-    "NW_STATE_PG_USER": "nw_state",
-    "NW_STATE_PG_PASSWORD": "test-state-secret",
-    "NW_STATE_PG_DATABASE": "nw_state",
-    "NW_LEASE_SECONDS": "20",  # far beyond a keeper's renewal (every 5 s), even on a loaded machine
-}
-
-
-@pytest.fixture(scope="module")
-def state_env(pipeline: Pipeline) -> dict[str, str]:
-    """The session's server with the state database created (nw db up, once its password is set)."""
-    env = {**pipeline.env, **STATE, "NW_STATE_PG_HOST": "127.0.0.1", "NW_STATE_PG_PORT": pipeline.env["PG_PORT"]}
-    up = subprocess.run([*pipeline_nw(), "db", "up"], env=env, cwd=PROJECT, capture_output=True, text=True)
-    assert up.returncode == 0, up.stdout + up.stderr
-    port, password = env["PG_PORT"], STATE["NW_STATE_PG_PASSWORD"]
-    # Meltano's system database (its runs and state) in the same database: any machine resumes any job.
-    env["MELTANO_DATABASE_URI"] = f"postgresql+psycopg://nw_state:{password}@127.0.0.1:{port}/nw_state"
-    return env
-
-
-def pipeline_nw() -> list[str]:
-    from support import NW
-
-    return [NW]
-
-
-def machine(env: dict[str, str], name: str, root: Path) -> Pipeline:
-    data_dir = root / name / "data"
-    return Pipeline({**env, "NW_HOST_ID": name, "NW_DATA_DIR": str(data_dir)}, data_dir)
-
+from support import PROJECT, STATE, wait_for
 
 HOLD = """
 import sys
@@ -121,43 +83,3 @@ def test_on_its_own_machine_a_dead_holder_is_taken_over_at_once(
     holder.wait()
     took = take_on(state_env, "a", tmp_path)  # same host: the process is known dead, no wait for expiry
     assert took.returncode == 0, took.stderr
-
-
-@pytest.fixture(scope="module")
-def split_day(
-    state_env: dict[str, str], pipeline: Pipeline, embedded_s3: EmbeddedS3, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Pipeline, Pipeline]:
-    """The day's extracts on machine a, its load, transform and export on machine b."""
-    root = tmp_path_factory.mktemp("machines")
-    env = {**state_env, **embedded_s3.lake_env("shared-state")}
-    a, b = machine(env, "a", root), machine(env, "b", root)
-    a.run_ok("extract-postgres", DAY)
-    a.run_ok("extract-csv", DAY)
-    b.nw("--date", DAY, "run", "--from", "load")
-    return a, b
-
-
-def test_a_day_extracted_on_one_machine_is_loaded_and_exported_on_another(
-    split_day: tuple[Pipeline, Pipeline], pipeline: Pipeline, embedded_s3: EmbeddedS3
-) -> None:
-    a, b = split_day
-    finished = b.runs[-1]
-    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
-    # The same day run on one machine with the local defaults gives the same files, byte for byte.
-    pipeline.run_ok("daily", DAY)
-    assert embedded_s3.objects(f"shared-state/output/{DAY}/") == local_files(pipeline.data_dir / "output" / DAY)
-    # Machine b's disk holds no ledger and no lake: the state is in Postgres, the lake in the bucket.
-    assert not (b.data_dir / "ledger.sqlite").exists() and not (a.data_dir / "ledger.sqlite").exists()
-    assert not (b.data_dir / "_manifests").exists()
-
-
-def test_status_on_any_machine_shows_every_step_of_the_day(
-    split_day: tuple[Pipeline, Pipeline], tmp_path: Path
-) -> None:
-    a, _ = split_day
-    third = Pipeline({**a.env, "NW_HOST_ID": "c", "NW_DATA_DIR": str(tmp_path / "c")}, tmp_path / "c")
-    status = third.nw("status", "--date", DAY)
-    assert status.returncode == 0, status.stderr
-    for step in ("extract-postgres", "extract-csv", "load", "transform", "export"):
-        assert any(line.split()[:2] == [step, "success"] for line in status.stdout.splitlines()), status.stdout
-    assert os.path.exists(a.data_dir / "logs" / DAY)  # each machine keeps its own logs
