@@ -271,8 +271,10 @@ def cmd_s3(args: argparse.Namespace) -> int:
             for failure in failures:
                 print(f"ERROR: {ledger.redact(failure)}", file=sys.stderr)
             print(
-                "Fix: point ADS_S3_ENDPOINT_URL at an S3 that honours conditional writes and keeps its objects "
-                "(AWS S3, or the embedded SeaweedFS: nw s3 up); a missing bucket is created by nw ads up\n"
+                "Fix: point the failing bucket's endpoint (ADS_S3_ENDPOINT_URL for the ads bucket, "
+                "NW_LAKE_S3_ENDPOINT_URL for the lake's) at an S3 that honours conditional writes and keeps its "
+                "objects (AWS S3, or the embedded SeaweedFS: nw s3 up); a missing bucket is created by nw ads up "
+                "(the ads bucket) or nw s3 up (the lake's)\n"
                 f"Then rerun: nw s3 check{' --restart' if args.restart else ''}",
                 file=sys.stderr,
             )
