@@ -191,12 +191,12 @@ def _lease_path(name: str) -> Path:
     return folder / f"{name}.lease"
 
 
-def take_lease(name: str, what: str, owner: int | None = None) -> None:
-    """Take the lease `name` for `owner`, or raise AlreadyRunning naming the live holder."""
+def take_lease(name: str, what: str, owner: int | None = None) -> Holder | None:
+    """Take the lease `name` for `owner`, or raise AlreadyRunning naming the live holder. Returns
+    the holder it took over on another machine (its lease expired: that attempt died), else None."""
     owner = lease_owner() if owner is None else owner
     if _shared(name):
-        _take_shared(name, what, owner)
-        return
+        return _take_shared(name, what, owner)
     path = _lease_path(name)
     _writable_parent(path)
     with FileLock(path.with_suffix(".guard")):
@@ -209,6 +209,7 @@ def take_lease(name: str, what: str, owner: int | None = None) -> None:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"pid": owner, "started": _process_started(owner), "what": what}))
         os.replace(tmp, path)
+    return None
 
 
 def read_lease(path: Path) -> Holder | None:
@@ -231,7 +232,7 @@ def _shared_holder(row: dict | None) -> Holder | None:
     return Holder(row["pid"], row["started"], row["what"], row["host"], row["fresh"]) if row else None
 
 
-def _take_shared(name: str, what: str, owner: int) -> None:
+def _take_shared(name: str, what: str, owner: int) -> Holder | None:
     me, started = state.host(), _process_started(owner)
     with state.connect() as conn, conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"lease {name}",))  # one taker at a time
@@ -271,6 +272,7 @@ def _take_shared(name: str, what: str, owner: int) -> None:
     from northwind_elt.core import lease_keeper
 
     lease_keeper.ensure(owner, started)
+    return holder if holder and holder.host != me else None
 
 
 def release_lease(name: str, owner: int | None = None) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psycopg
 
-from northwind_elt.core import ledger, settings
+from northwind_elt.core import ledger, settings, state
 from northwind_elt.core.day import DayLayout, name_of, path_component, pinned_day
 from northwind_elt.core.errors import PipelineError
 from northwind_elt.core.locks import AlreadyRunning, lease_held, lease_owner, release_lease, take_lease
@@ -65,9 +65,20 @@ class StepContext:
         # then the neighbours': of two neighbours starting at once, one sees the other.
         for name, what in self._lease_names():
             try:
-                take_lease(name, what)
+                died = take_lease(name, what)
             except AlreadyRunning as err:
                 raise self.error(str(err), rerun_from=self.name) from None
+            if died and name == self._step_lease(self.name):
+                # Another machine's attempt that never committed: its process or machine died (a
+                # SIGKILL records nothing), so the ledger learns of it here, for `nw status`.
+                ledger.record(
+                    self.pipeline.name,
+                    self.day,
+                    self.name,
+                    "interrupted",
+                    error=f"the attempt on {died.host} (process {died.pid}) stopped without committing: its lease "
+                    f"expired (the machine or the process died); taken over on {state.host()}",
+                )
         neighbours = [*self.step.needs, *(s.name for s in self.pipeline.steps if self.name in s.needs)]
         for other in neighbours:
             if holder := lease_held(self._step_lease(other)):

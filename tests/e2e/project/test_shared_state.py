@@ -5,6 +5,7 @@ directory. (A day run across two machines: tests/e2e/northwind/test_lake_s3.py.)
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -12,25 +13,35 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import PROJECT, STATE, wait_for
+from support import PROJECT, STATE, machine, wait_for
 
 HOLD = """
 import sys
 from northwind_elt.core import locks
-locks.take_lease("shared-test-lease", "the test's step for 2024-09-24", owner=__import__("os").getpid())
+locks.take_lease(sys.argv[1], "the test's step for 2024-09-24", owner=__import__("os").getpid())
 print("taken", flush=True)
 sys.stdin.read()  # held until the test closes stdin or kills this process
 """
 
 
-@pytest.fixture
-def holder(state_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen]:
-    """A process on machine 'a' holding a lease (its keeper renews it)."""
+def hold(state_env: dict[str, str], tmp_path: Path, name: str) -> subprocess.Popen:
+    """A process on machine 'a' holding the lease `name` (its keeper renews it)."""
     env = {**state_env, "NW_HOST_ID": "a", "NW_DATA_DIR": str(tmp_path / "a")}
     proc = subprocess.Popen(
-        [sys.executable, "-c", HOLD], env=env, cwd=PROJECT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", HOLD, name],
+        env=env,
+        cwd=PROJECT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout.readline().strip() == "taken"
+    return proc
+
+
+@pytest.fixture
+def holder(state_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen]:
+    proc = hold(state_env, tmp_path, "shared-test-lease")
     yield proc
     proc.kill()
     proc.wait()
@@ -48,15 +59,24 @@ def take_on(state_env: dict[str, str], host: str, tmp_path: Path) -> subprocess.
     return subprocess.run([sys.executable, "-c", code], env=env, cwd=PROJECT, capture_output=True, text=True)
 
 
-def expires_at(state_env: dict[str, str]):
+def state_db(state_env: dict[str, str]):
     import psycopg
 
-    port = state_env["PG_PORT"]
-    with psycopg.connect(
-        host="127.0.0.1", port=port, user="nw_state", password=STATE["NW_STATE_PG_PASSWORD"], dbname="nw_state"
-    ) as conn:
-        row = conn.execute("SELECT expires_at FROM nw_state.leases WHERE name = 'shared-test-lease'").fetchone()
+    password = STATE["NW_STATE_PG_PASSWORD"]
+    return psycopg.connect(
+        host="127.0.0.1", port=state_env["PG_PORT"], user="nw_state", password=password, dbname="nw_state"
+    )
+
+
+def expires_at(state_env: dict[str, str], name: str = "shared-test-lease"):
+    with state_db(state_env) as conn:
+        row = conn.execute("SELECT expires_at FROM nw_state.leases WHERE name = %s", (name,)).fetchone()
     return row[0] if row else None
+
+
+def expired(state_env: dict[str, str], name: str) -> bool:
+    with state_db(state_env) as conn:
+        return conn.execute("SELECT expires_at < now() FROM nw_state.leases WHERE name = %s", (name,)).fetchone()[0]
 
 
 def test_a_live_machine_keeps_its_lease_and_a_dead_one_loses_it_when_it_expires(
@@ -83,3 +103,26 @@ def test_on_its_own_machine_a_dead_holder_is_taken_over_at_once(
     holder.wait()
     took = take_on(state_env, "a", tmp_path)  # same host: the process is known dead, no wait for expiry
     assert took.returncode == 0, took.stderr
+
+
+def test_a_step_whose_machine_died_is_taken_over_and_the_dead_attempt_is_in_the_status(
+    state_env: dict[str, str], tmp_path: Path
+) -> None:
+    day = "2024-09-30"  # a day no other test of the session runs
+    lease = f"northwind-extract-csv-{day}"  # what `nw begin extract-csv` takes for the day
+    dead = hold(state_env, tmp_path, lease)
+    dead.send_signal(signal.SIGKILL)  # machine a dies in the middle of the step
+    dead.wait()
+    wait_for(lambda: expired(state_env, lease), "machine a's lease to expire")
+    b = machine(state_env, "b", tmp_path)
+    b.run_ok("extract-csv", day)
+    with state_db(state_env) as conn:
+        rows = conn.execute(
+            "SELECT status, host, error FROM nw_state.step_runs WHERE pipeline = 'northwind' AND unit = %s"
+            " AND step = 'extract-csv' ORDER BY id",
+            (day,),
+        ).fetchall()
+    assert [(status, host) for status, host, _ in rows] == [("interrupted", "b"), ("success", "b")]
+    assert f"the attempt on a (process {dead.pid}) stopped without committing" in rows[0][2]
+    status = b.nw("status", "--date", day)
+    assert re.search(r"^extract-csv\s+success \(1 failed before\)", status.stdout, re.M), status.stdout
