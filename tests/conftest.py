@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from s3_support import EmbeddedS3
-from support import NW, STATE, Pipeline, free_port, make_test_env
+from support import NORTHWIND_DAY, NW, PEOPLE_DAY, STATE, Pipeline, free_port, make_test_env
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +37,20 @@ def embedded_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedS3
         yield server
     finally:
         server.stop()
+
+
+# Days every module that needs them shares, each run once per session (support.NORTHWIND_DAY,
+# support.PEOPLE_DAY): the pipeline tests read them, tests/e2e/northwind/test_lake_s3.py compares with them.
+@pytest.fixture(scope="session")
+def northwind_day(pipeline: Pipeline) -> Pipeline:
+    pipeline.run_ok("daily", NORTHWIND_DAY)
+    return pipeline
+
+
+@pytest.fixture(scope="session")
+def people_day(pipeline: Pipeline) -> Pipeline:
+    pipeline.run_ok("people-daily", PEOPLE_DAY)
+    return pipeline
 
 
 @pytest.fixture(scope="session")

@@ -40,8 +40,13 @@ class EmbeddedS3:
         return server
 
     def stop(self) -> None:
+        # SeaweedFS sometimes takes 30 s over a SIGTERM (nw s3 down kills it after 10 s too).
         self.proc.terminate()
-        self.proc.wait(timeout=60)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
     def client(self):
         return s3server.client(self.endpoint, KEY)

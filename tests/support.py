@@ -48,6 +48,9 @@ def partition_file(data_dir: Path, dataset: str, table: str, day: str) -> Path:
     return folder / json.loads((folder / f"{path_component(table)}.manifest.json").read_text())["file"]
 
 
+# The days the session's `northwind_day` and `people_day` fixtures run (tests/conftest.py).
+NORTHWIND_DAY, PEOPLE_DAY = "2024-01-15", "2024-09-01"
+
 # The shared state in the session's Postgres (the `state_env` fixture, tests/conftest.py).
 STATE = {
     "NW_STATE_BACKEND": "postgres",

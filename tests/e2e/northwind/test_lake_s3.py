@@ -18,12 +18,11 @@ from pathlib import Path
 import pytest
 from lake_race import WRITERS, race_partition_commits, race_step_commits
 from s3_support import BUCKET, EmbeddedS3, local_files
-from support import Pipeline, machine
+from support import NORTHWIND_DAY, PEOPLE_DAY, Pipeline, machine
 
 from northwind_elt.core.day import DayLayout
 
-NORTHWIND_DAY = "2024-09-17"  # days no other test of the session runs
-PEOPLE_DAY = "2024-09-18"
+# The session's days (tests/conftest.py): their local exports are the reference.
 EXTRACTS = ("extract-postgres", "extract-csv")
 LATER = ("load", "transform", "export")
 
@@ -44,19 +43,13 @@ def on_s3(machines: tuple[Pipeline, Pipeline]) -> Pipeline:
 
 
 @pytest.fixture(scope="module")
-def days(pipeline: Pipeline, machines: tuple[Pipeline, Pipeline]) -> dict[str, float]:
-    """The days on one machine with the local defaults, then on a and b; each run's wall seconds."""
+def days(northwind_day: Pipeline, people_day: Pipeline, machines: tuple[Pipeline, Pipeline]) -> dict[str, float]:
+    """The days on one machine with the local defaults (the session's), then on a and b; the wall
+    seconds of the runs on a and b."""
     a, b = machines
     runs = [
-        ("daily", NORTHWIND_DAY, "one machine, local disk", lambda: pipeline.run_ok("daily", NORTHWIND_DAY)),
-        ("people-daily", PEOPLE_DAY, "one machine, local disk", lambda: pipeline.run_ok("people-daily", PEOPLE_DAY)),
         ("extracts", NORTHWIND_DAY, "machine a, S3", lambda: [a.run_ok(s, NORTHWIND_DAY) for s in EXTRACTS]),
-        (
-            "load..export",
-            NORTHWIND_DAY,
-            "machine b, S3",
-            lambda: b.nw("--date", NORTHWIND_DAY, "run", "--from", "load"),
-        ),
+        ("load..export", NORTHWIND_DAY, "machine b, S3", lambda: [b.run_ok(s, NORTHWIND_DAY) for s in LATER]),
         ("people-daily", PEOPLE_DAY, "machine a, S3", lambda: a.run_ok("people-daily", PEOPLE_DAY)),
     ]
     seconds = {}

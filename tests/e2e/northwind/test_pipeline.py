@@ -7,11 +7,11 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-from support import SOURCE_CSV, Pipeline, partition_file, read_csv_rows
+from support import NORTHWIND_DAY, SOURCE_CSV, Pipeline, partition_file, read_csv_rows
 
 from expected import expected_mart, same_value
 
-DAY = "2024-01-15"
+DAY = NORTHWIND_DAY
 NEWER_DAY = "2024-01-16"
 
 
@@ -32,9 +32,9 @@ def source_table_counts(pipeline: Pipeline) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def first_day(pipeline: Pipeline) -> Pipeline:
-    pipeline.run_ok("daily", DAY)
-    return pipeline
+def first_day(northwind_day: Pipeline) -> Pipeline:
+    """The session's Northwind day (tests/conftest.py), DAY."""
+    return northwind_day
 
 
 def test_end_to_end_day_exports_every_csv_line_with_source_values(first_day: Pipeline) -> None:

@@ -10,10 +10,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from support import PROJECT, Pipeline
+from support import PEOPLE_DAY, PROJECT, Pipeline
 
 DATA = PROJECT / "data" / "people-places"
-DAY = "2024-09-01"
+DAY = PEOPLE_DAY  # the session's `people_day` fixture runs it (tests/conftest.py)
 PEOPLE_COLUMNS = {"given_name": "string", "family_name": "string", "date_of_birth": "date", "place_of_birth": "string"}
 PLACES_COLUMNS = {"city": "string", "county": "string", "country": "string"}
 
@@ -50,12 +50,6 @@ def people_db(pipeline: Pipeline):
         dbname=e["PEOPLE_PG_DATABASE"],
         autocommit=True,
     )
-
-
-@pytest.fixture(scope="module")
-def people_day(pipeline: Pipeline) -> Pipeline:
-    pipeline.run_ok("people-daily", DAY)
-    return pipeline
 
 
 def test_the_summary_is_people_per_country_computed_from_the_files(people_day: Pipeline) -> None:

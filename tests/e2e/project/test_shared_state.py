@@ -47,12 +47,14 @@ def holder(state_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Pop
     proc.wait()
 
 
-def take_on(state_env: dict[str, str], host: str, tmp_path: Path) -> subprocess.CompletedProcess:
+def take_on(
+    state_env: dict[str, str], host: str, tmp_path: Path, name: str = "shared-test-lease"
+) -> subprocess.CompletedProcess:
     """Machine `host` tries to take the lease (and releases it at once when it got it)."""
     code = (
         "from northwind_elt.core import locks\n"
-        "locks.take_lease('shared-test-lease', 'the rival', owner=__import__('os').getpid())\n"
-        "locks.release_lease('shared-test-lease', owner=__import__('os').getpid())\n"
+        f"locks.take_lease({name!r}, 'the rival', owner=__import__('os').getpid())\n"
+        f"locks.release_lease({name!r}, owner=__import__('os').getpid())\n"
         "print('took it')\n"
     )
     env = {**state_env, "NW_HOST_ID": host, "NW_DATA_DIR": str(tmp_path / host)}
@@ -79,7 +81,7 @@ def expired(state_env: dict[str, str], name: str) -> bool:
         return conn.execute("SELECT expires_at < now() FROM nw_state.leases WHERE name = %s", (name,)).fetchone()[0]
 
 
-def test_a_live_machine_keeps_its_lease_and_a_dead_one_loses_it_when_it_expires(
+def test_a_live_machine_keeps_its_lease_and_its_own_host_takes_it_at_once_when_it_died(
     state_env: dict[str, str], holder: subprocess.Popen, tmp_path: Path
 ) -> None:
     refused = take_on(state_env, "b", tmp_path)
@@ -90,18 +92,12 @@ def test_a_live_machine_keeps_its_lease_and_a_dead_one_loses_it_when_it_expires(
     first = expires_at(state_env)
     wait_for(lambda: expires_at(state_env) > first, "the keeper to renew the lease")
     assert take_on(state_env, "b", tmp_path).returncode != 0
-    # The machine dies (SIGKILL: nothing is released); its lease holds until it expires, then b takes it.
+    # The process dies (SIGKILL: nothing is released). Another machine waits for the lease to
+    # expire (next test); its own host knows the process is dead and takes it at once.
     holder.send_signal(signal.SIGKILL)
     holder.wait()
-    wait_for(lambda: take_on(state_env, "b", tmp_path).returncode == 0, "the dead machine's lease to expire")
-
-
-def test_on_its_own_machine_a_dead_holder_is_taken_over_at_once(
-    state_env: dict[str, str], holder: subprocess.Popen, tmp_path: Path
-) -> None:
-    holder.send_signal(signal.SIGKILL)
-    holder.wait()
-    took = take_on(state_env, "a", tmp_path)  # same host: the process is known dead, no wait for expiry
+    assert take_on(state_env, "b", tmp_path).returncode != 0
+    took = take_on(state_env, "a", tmp_path)
     assert took.returncode == 0, took.stderr
 
 
@@ -111,8 +107,10 @@ def test_a_step_whose_machine_died_is_taken_over_and_the_dead_attempt_is_in_the_
     day = "2024-09-30"  # a day no other test of the session runs
     lease = f"northwind-extract-csv-{day}"  # what `nw begin extract-csv` takes for the day
     dead = hold(state_env, tmp_path, lease)
+    assert "already running" in take_on(state_env, "b", tmp_path, lease).stderr
     dead.send_signal(signal.SIGKILL)  # machine a dies in the middle of the step
     dead.wait()
+    assert "already running" in take_on(state_env, "b", tmp_path, lease).stderr  # until the lease expires
     wait_for(lambda: expired(state_env, lease), "machine a's lease to expire")
     b = machine(state_env, "b", tmp_path)
     b.run_ok("extract-csv", day)
