@@ -143,21 +143,19 @@ class Lake:
         except OSError as err:
             raise self._fail("read", path, err) from err
 
-    def size(self, path: PurePosixPath) -> int | None:
-        found = self.info(path)
-        return None if found is None else int(found["size"])
-
-    def recorded_sha256(self, path: PurePosixPath) -> str | None:
-        """The sha256 an S3 object carries in its metadata (None locally or when absent)."""
-        if not self.remote:
-            return None
+    def _head(self, path: PurePosixPath) -> dict[str, Any] | None:
+        """An S3 object's HeadObject answer (ETag, metadata), or None when there is none."""
         try:
-            head = self.fs.call_s3("head_object", **self._bucket_key(path))
+            return self.fs.call_s3("head_object", **self._bucket_key(path))
         except FileNotFoundError:
             return None
         except OSError as err:
             raise self._fail("read", path, err) from err
-        return head.get("Metadata", {}).get(SHA256_METADATA)
+
+    def recorded_sha256(self, path: PurePosixPath) -> str | None:
+        """The sha256 an S3 object carries in its metadata (None locally or when absent)."""
+        head = self._head(path) if self.remote else None
+        return None if head is None else head.get("Metadata", {}).get(SHA256_METADATA)
 
     def sha256(self, path: PurePosixPath) -> str:
         digest = hashlib.sha256()
@@ -166,7 +164,7 @@ class Lake:
                 for block in iter(lambda: handle.read(1 << 22), b""):
                     digest.update(block)
         except FileNotFoundError:
-            raise
+            raise  # the caller says what a missing file means
         except OSError as err:
             raise self._fail("read", path, err) from err
         return digest.hexdigest()
@@ -195,13 +193,8 @@ class Lake:
     def version(self, path: PurePosixPath) -> str | None:
         """What `replace` compares: the ETag on S3, the content's sha256 locally; None if absent."""
         if self.remote:
-            try:
-                head = self.fs.call_s3("head_object", **self._bucket_key(path))
-            except FileNotFoundError:
-                return None
-            except OSError as err:
-                raise self._fail("read", path, err) from err
-            return head["ETag"]
+            head = self._head(path)
+            return None if head is None else head["ETag"]
         try:
             return hashlib.sha256(Path(str(path)).read_bytes()).hexdigest()
         except FileNotFoundError:

@@ -21,10 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import psycopg
 
-from northwind_elt.core import settings, state
+from northwind_elt.core import locks, settings, state
 from northwind_elt.core.errors import PipelineError
 
 
@@ -34,13 +33,19 @@ def _lock_file(owner: int, started: float) -> Path:
     return folder / f"{owner}-{started:.2f}.lock"
 
 
+def _locked(handle) -> bool:
+    """Take the keeper's lock file without waiting; False when another keeper holds it."""
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 def ensure(owner: int, started: float) -> None:
     """Start the keeper of `owner` unless one runs (it holds its lock file)."""
-    path = _lock_file(owner, started)
-    with open(path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    with open(_lock_file(owner, started), "a") as handle:
+        if not _locked(handle):
             return  # its keeper runs
         fcntl.flock(handle, fcntl.LOCK_UN)
     subprocess.Popen(
@@ -53,24 +58,15 @@ def ensure(owner: int, started: float) -> None:
     )
 
 
-def _owner_alive(owner: int, started: float) -> bool:
-    try:
-        process = psutil.Process(owner)
-        return abs(process.create_time() - started) < 0.01 and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
 def keep(owner: int, started: float) -> None:
     path = _lock_file(owner, started)
     with open(path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _locked(handle):
             return  # another keeper serves this owner
         seconds = state.lease_seconds()
+        owner_process = locks.Holder(owner, started, "its owner")  # no host: alive means this pid lives
         try:
-            while _owner_alive(owner, started):
+            while owner_process.alive():
                 # The database away for a moment: try again at the next turn.
                 with contextlib.suppress(psycopg.Error, PipelineError):
                     state.execute(

@@ -19,7 +19,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-import boto3
 import pytest
 from support import NW, PROJECT, free_port
 
@@ -55,13 +54,7 @@ def target(endpoint: str) -> s3check.Target:
 
 
 def client(endpoint: str):
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id=s3server.DEFAULT_ACCESS_KEY,
-        aws_secret_access_key=s3server.DEFAULT_SECRET_KEY,
-    )
+    return s3server.client(endpoint, s3server.Key(s3server.DEFAULT_ACCESS_KEY, s3server.DEFAULT_SECRET_KEY), REGION)
 
 
 @dataclass
