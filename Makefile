@@ -38,7 +38,7 @@ UNIT_PLUGINS := extract/tap-typed-csv load/target-parquet-files extract/tap-parq
 PLUGINS := $(UNIT_PLUGINS) extract/tap-postgres-arrow load/target-postgres-arrow \
 	extract/tap-ads-api load/target-s3-raw extract/tap-s3-raw
 
-.PHONY: help install airflow-install lock bench-install bench run status stop db padam ads ads-archive test test-e2e test-unit test-plugins lint format airflow airflow-backfill docs clean
+.PHONY: help install airflow-install lock bench-install bench run status stop db padam ads ads-archive test test-e2e test-distributed test-unit test-plugins lint format airflow airflow-distributed airflow-backfill docs clean
 
 help:
 	@echo "make run [DATE=YYYY-MM-DD] [JOB=<job>|FROM=<step>]  run a day of a pipeline (default: Northwind, today UTC)"
@@ -46,7 +46,9 @@ help:
 	@echo "make padam YEAR=2022 [RANDOM_MAIN_CONTROLLER=1]   PADAM: a year, month by month"
 	@echo "make db | make stop                               start | stop the embedded Postgres"
 	@echo "make test | test-unit | test-plugins | test-e2e | lint  the suite, its fast tier, each plugin alone, end to end, ruff + import contracts"
+	@echo "make test-distributed                             Airflow with two workers: a backfill across them, one killed"
 	@echo "make airflow | airflow-backfill FROM_DATE= TO_DATE=  a local Airflow on AIRFLOW_PORT, a backfill of a range"
+	@echo "make airflow-distributed [WORKERS=2]              Airflow's EdgeExecutor with workers in working copies of their own"
 	@echo "make docs                                         dbt docs (lineage, freshness, exposures) on DBT_DOCS_PORT"
 	@echo "make ads | ads-archive [DATE=...]                  the ads pipeline: up + one load | the archive"
 	@echo "make install | clean                              install everything | remove the virtualenvs"
@@ -152,6 +154,12 @@ test: $(INSTALLED)
 test-e2e: install airflow-install .env
 	$(BIN)/pytest $(PYTEST_ARGS) tests/e2e
 
+# Airflow's distributed mode on this machine: two workers (own working copies and scratch), the
+# lake in the embedded S3, the state in Postgres; a backfill of 4 days of two pipelines during
+# which a worker is killed (tests/distributed). Minutes: it waits for Airflow's heartbeat timeout.
+test-distributed: install airflow-install .env
+	$(BIN)/pytest $(PYTEST_ARGS) tests/distributed
+
 # In-process tests (day, manifests, gate, publish, locks, messages) and the plugins' own
 # tests: under a minute, no Meltano run.
 test-unit: $(INSTALLED)
@@ -183,6 +191,12 @@ format: $(INSTALLED)
 # Its metadata (SQLite), task logs and admin password stay in .airflow/.
 airflow: db airflow-install
 	$(BIN)/nw airflow up
+
+# The distributed mode on this machine (.env: NW_AIRFLOW_EXECUTOR=edge and the shared services;
+# README "Past one machine"): the controller and WORKERS workers, each in its own working copy.
+airflow-distributed: db airflow-install
+	$(BIN)/nw s3 up
+	$(BIN)/nw airflow up --workers $(or $(WORKERS),2)
 
 # make airflow-backfill FROM_DATE=2024-01-10 TO_DATE=2024-01-11 [DAG=people_daily] (with
 # `make airflow` running): runs of exactly those days, waited for; nothing else is started.

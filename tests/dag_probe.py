@@ -28,6 +28,8 @@ print(
                             "bash_command": task.bash_command,
                             "cwd": task.cwd,
                             "retries": task.retries,
+                            "retry_delay_s": task.retry_delay.total_seconds(),
+                            "max_active_tis_per_dag": task.max_active_tis_per_dag,
                             "exponential_backoff": task.retry_exponential_backoff,
                             "owner": task.owner,
                             "records_failures": bool(task.on_failure_callback and task.on_retry_callback),

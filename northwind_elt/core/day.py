@@ -192,6 +192,10 @@ class DayLayout:
         """Written last by a step's commit: the day's output of that step is complete."""
         return self.store.root / "_manifests" / self.iso / f"{step}.json"
 
+    def dbt_manifest(self, step: str) -> PurePosixPath:
+        """dbt's manifest of the day's build by `step`, published for the export (on any machine)."""
+        return self.store.root / "_manifests" / self.iso / f"{step}.dbt-manifest.json"
+
     def staging_dir(self, step: str) -> Path:
         """Private work area of one step and day (files, batch files, run state)."""
         return self.data_dir / ".staging" / step / self.iso

@@ -272,11 +272,13 @@ def _fold(rows: Iterable[dict[str, Any]], group: str) -> dict[str, dict[str, dic
         steps = found.setdefault(row[group], {})
         before = steps.get(row["step"])
         if before is None:
-            attempts, failed_before = 1, 0
+            attempts, failed_before, unsuccessful = 1, 0, []
         else:
             attempts = before["attempts"] + 1
             failed_before = 0 if before["status"] == "success" else before["failed_before"] + 1
-        steps[row["step"]] = {**row, "attempts": attempts, "failed_before": failed_before}
+            unsuccessful = [] if before["status"] == "success" else [*before["unsuccessful"], before]
+        # `unsuccessful`: those attempts themselves (an attempt whose machine died names it).
+        steps[row["step"]] = {**row, "attempts": attempts, "failed_before": failed_before, "unsuccessful": unsuccessful}
     return found
 
 

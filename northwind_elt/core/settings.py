@@ -111,9 +111,12 @@ CONNECTIONS = {
     "PADAM_WH_PG": ("PADAM warehouse database", "padam_warehouse", "padam_warehouse"),
     "ADS_PG": ("ads database", "ads", "ads"),
     "NW_STATE_PG": ("state database", "nw_state", "nw_state"),
+    "AIRFLOW_PG": ("Airflow metadata database", "airflow", "airflow"),
 }
 # The databases the project owns (created on the embedded server, each with its owner role).
-WAREHOUSES = ("ANALYTICS_PG", "PEOPLE_PG", "PADAM_PROD_PG", "PADAM_WH_PG", "ADS_PG", "NW_STATE_PG")
+WAREHOUSES = ("ANALYTICS_PG", "PEOPLE_PG", "PADAM_PROD_PG", "PADAM_WH_PG", "ADS_PG", "NW_STATE_PG", "AIRFLOW_PG")
+# Those only a mode past one machine uses (created once their password is set).
+OPTIONAL_DATABASES = ("NW_STATE_PG", "AIRFLOW_PG")
 
 
 def pg_conn(prefix: str) -> PgConn:

@@ -15,7 +15,9 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from northwind_elt.core import net, settings
 from northwind_elt.core.errors import ConfigError
+from northwind_elt.entry import airflow_cluster
 from northwind_elt.pipelines import REGISTRY
 
 COMPONENTS = ("scheduler", "dag-processor", "triggerer")
@@ -41,6 +44,10 @@ def backfill_dags() -> dict[str, str]:
     }
 
 
+def _runs_by_day(dag_id: str) -> bool:
+    return any(p.runs_by_day for p in REGISTRY.values() for found, _, _ in p.dags() if found == dag_id)
+
+
 def logical_days(unit: str, first: dt.date, last: dt.date) -> set[str]:
     """The logical dates of a DAG's runs in first..last: each day, or each month's first day."""
     days = (first + dt.timedelta(days=n) for n in range((last - first).days + 1))
@@ -49,6 +56,10 @@ def logical_days(unit: str, first: dt.date, last: dt.date) -> set[str]:
 
 def airflow_bin() -> Path:
     return settings.project_root() / ".venv-airflow" / "bin" / "airflow"
+
+
+def root() -> Path:
+    return settings.project_root()
 
 
 def home() -> Path:
@@ -70,11 +81,12 @@ def api_url() -> str:
     return f"http://127.0.0.1:{port()}"
 
 
-def environment() -> dict[str, str]:
-    """Airflow's settings, all from the project's: the same for every component and command."""
+def environment(role: str = "controller") -> dict[str, str]:
+    """Airflow's settings, all from the project's: the same for every component and command of
+    the controller; a worker's (`nw airflow worker`) leave out what only the controller uses."""
     root = settings.project_root()
     scheduled = os.environ.get("AIRFLOW_SCHEDULED_RUNS", "false").lower() in ("1", "true", "yes")
-    return {
+    values = {
         **os.environ,
         "PATH": f"{airflow_bin().parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "AIRFLOW_HOME": str(home()),
@@ -91,9 +103,17 @@ def environment() -> dict[str, str]:
         # Off by default: a local Airflow runs what is triggered or backfilled, not each
         # day on its own (AIRFLOW_SCHEDULED_RUNS=true turns the schedules on).
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(scheduled),
+        "NW_DAG_MAX_ACTIVE_RUNS": os.environ.get("NW_DAG_MAX_ACTIVE_RUNS") or "1",
         "NW_PROJECT_ROOT": str(root),
         "NO_COLOR": "1",
     }
+    # An empty AIRFLOW__ setting (docker compose's default for one not set) is Airflow's default.
+    values = {key: value for key, value in values.items() if value or not key.startswith("AIRFLOW__")}
+    if airflow_cluster.distributed():
+        # The slots are the workers' (each sized to its machine); the scheduler's cap is Airflow's own.
+        values["AIRFLOW__CORE__PARALLELISM"] = os.environ.get("AIRFLOW__CORE__PARALLELISM", "32")
+        values.update(airflow_cluster.edge_settings(role, api_url(), home()))
+    return values
 
 
 def _require_installed() -> None:
@@ -123,9 +143,39 @@ def _tail(path: Path, lines: int = 15) -> str:
     return ""
 
 
-def up() -> int:
-    """Migrate, start the API server, wait until it answers, then the other components; Ctrl-C stops all."""
+def _metadata_description(env: dict[str, str]) -> str:
+    if env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor":
+        return str(home() / "airflow.db")
+    url = env[airflow_cluster.METADATA_ENV]
+    return re.sub(r"//([^:/@]*):[^@]*@", r"//\1@", url)  # never the password
+
+
+def _stop(procs: dict[str, subprocess.Popen], limit_s: float = 60) -> None:
+    for proc in procs.values():
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=limit_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def up(workers: int = 0) -> int:
+    """Migrate, start the API server, wait until it answers, then the other components (and, in the
+    distributed mode, `workers` local workers, each in its own working copy); Ctrl-C stops all."""
     _require_installed()
+    distributed = airflow_cluster.distributed()
+    if workers and not distributed:
+        raise ConfigError(
+            f"--workers needs the distributed mode ({airflow_cluster.EXECUTOR_ENV}=local runs tasks on this machine)",
+            f"set {airflow_cluster.EXECUTOR_ENV}=edge in .env (README: past one machine)",
+        )
+    if distributed:
+        airflow_cluster.require_shared_services()
     if answers():
         print(f"Airflow already answers on {api_url()}: nothing to start")
         return 0
@@ -136,7 +186,8 @@ def up() -> int:
         )
     logs = home() / "logs" / "components"
     logs.mkdir(parents=True, exist_ok=True)
-    print(f"airflow db migrate (metadata: {home() / 'airflow.db'})", flush=True)
+    env = environment()
+    print(f"airflow db migrate (metadata: {_metadata_description(env)})", flush=True)
     _airflow("db", "migrate")
     procs: dict[str, subprocess.Popen] = {}
     stop = {"signal": None}
@@ -146,18 +197,17 @@ def up() -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
 
-    def start(name: str, *args: str) -> None:
+    def start(name: str, args: list[str], environ: dict[str, str], cwd: Path) -> None:
         log = (logs / f"{name}.log").open("a")
+        # Each in its own process group: a stop reaches the processes it started, and a worker
+        # killed with its tasks (a machine lost) takes nothing else with it.
         procs[name] = subprocess.Popen(
-            [str(airflow_bin()), *args],
-            env=environment(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=settings.project_root(),
+            args, env=environ, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True
         )
 
+    lost: set[str] = set()
     try:
-        start("api-server", "api-server", "--port", str(port()), "--host", host())
+        start("api-server", [str(airflow_bin()), "api-server", "--port", str(port()), "--host", host()], env, root())
         deadline = time.monotonic() + START_LIMIT_S
         while not answers():
             if procs["api-server"].poll() is not None or time.monotonic() > deadline or stop["signal"]:
@@ -167,33 +217,82 @@ def up() -> int:
                 )
             time.sleep(0.5)
         for name in COMPONENTS:
-            start(name, name)
+            start(name, [str(airflow_bin()), name], env, root())
+        for number in range(1, workers + 1):
+            name = f"worker-{number}"
+            place = home() / "workers" / name
+            copy = airflow_cluster.prepare_working_copy(place / "project")
+            scratch = place / "scratch"
+            scratch.mkdir(parents=True, exist_ok=True)
+            start(
+                name,
+                [str(copy / ".venv" / "bin" / "nw"), "airflow", "worker", "--name", name],
+                {
+                    **airflow_cluster.worker_environment(name, copy, scratch),
+                    airflow_cluster.SECRET_ENV: env[airflow_cluster.SECRET_ENV],
+                },
+                copy,
+            )
+            (place / "worker.pid").write_text(str(procs[name].pid))
+            print(f"{name}: working copy {copy}, scratch {scratch}", flush=True)
         passwords = home() / "simple_auth_manager_passwords.json.generated"
+        executor = "EdgeExecutor" if distributed else "LocalExecutor"
         print(
             f"Airflow is up on {api_url()} (user admin, password in {passwords}); task API {api_url()}/execution/\n"
-            f"Component logs: {logs}. Scheduled runs: {environment()['AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE']}"
-            " (AIRFLOW_SCHEDULED_RUNS). Ctrl-C stops Airflow.",
+            f"Executor: {executor}. Component logs: {logs}. Scheduled runs: "
+            f"{env['AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE']} (AIRFLOW_SCHEDULED_RUNS). Ctrl-C stops Airflow.",
             flush=True,
         )
         while stop["signal"] is None:
-            if dead := [n for n, p in procs.items() if p.poll() is not None]:
-                print(f"ERROR: Airflow's {dead[0]} stopped:\n{_tail(logs / f'{dead[0]}.log')}", file=sys.stderr)
+            for name, proc in procs.items():
+                if proc.poll() is None or name in lost:
+                    continue
+                if name.startswith("worker-"):
+                    # A machine lost: Airflow retries its tasks elsewhere once their heartbeat is
+                    # missed; the controller and the other workers carry on.
+                    lost.add(name)
+                    print(
+                        f"WARNING: {name} stopped (exit status {proc.returncode}); Airflow retries its tasks on "
+                        f"the other workers once it misses their heartbeat "
+                        f"({env.get(airflow_cluster.HEARTBEAT_ENV)} s). Log: {logs / f'{name}.log'}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    continue
+                print(f"ERROR: Airflow's {name} stopped:\n{_tail(logs / f'{name}.log')}", file=sys.stderr)
                 return 1
             time.sleep(0.5)
         return 0
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop(procs)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if procs:
             print("Airflow stopped", flush=True)
+
+
+def worker(name: str | None, concurrency: int | None) -> int:
+    """This working copy as a worker of the distributed mode: `airflow edge worker`, in this process."""
+    _require_installed()
+    if not airflow_cluster.distributed():
+        raise ConfigError(
+            f"a worker belongs to the distributed mode, and {airflow_cluster.EXECUTOR_ENV} is local",
+            f"set {airflow_cluster.EXECUTOR_ENV}=edge in .env, and NW_AIRFLOW_URL to the controller's API server",
+        )
+    airflow_cluster.require_shared_services()
+    env = environment("worker")
+    name = name or env.get("NW_HOST_ID") or socket.gethostname()
+    configured = os.environ.get("NW_AIRFLOW_WORKER_CONCURRENCY")
+    slots = concurrency or int(configured or airflow_cluster.DEFAULT_WORKER_CONCURRENCY)
+    env["NW_HOST_ID"] = env.get("NW_HOST_ID") or name  # the ledger and the leases name this machine so
+    print(
+        f"edge worker {name}: tasks from {airflow_cluster.controller_url(api_url())}, {slots} at a time; "
+        f"working copy {root()}, scratch {settings.data_dir()}",
+        flush=True,
+    )
+    # Replaced by the worker itself: signals reach it directly, and it drains its tasks on SIGTERM.
+    os.execve(str(airflow_bin()), [str(airflow_bin()), "edge", "worker", "-H", name, "-c", str(slots)], env)  # noqa: S606
+    return 0  # not reached
 
 
 def _runs(dag_id: str) -> list[dict]:
@@ -237,8 +336,9 @@ def _create_backfill(dag_id: str, first: dt.date, last: dt.date) -> None:
         _airflow("dags", "unpause", dag_id)
     create = ("backfill", "create", "--dag-id", dag_id, "--from-date", first.isoformat(), "--to-date", last.isoformat())
     # A backfill has its own limit on runs at once (the DAG's max_active_runs does not bind it):
-    # one, so the days run in order, as the DAG says.
-    result = _airflow(*create, "--reprocess-behavior", "completed", "--max-active-runs", "1", check=False)
+    # the DAG's, so the days run in order on one machine, and side by side across workers.
+    runs_at_once = environment()["NW_DAG_MAX_ACTIVE_RUNS"] if _runs_by_day(dag_id) else "1"
+    result = _airflow(*create, "--reprocess-behavior", "completed", "--max-active-runs", runs_at_once, check=False)
     if result.returncode != 0:
         said = (result.stderr + result.stdout).strip()
         raise ConfigError(

@@ -5,7 +5,7 @@ Entry points (they resolve the day once: --date, else $RUN_DATE, else today UTC)
                                           Meltano's and dbt's output in data/logs/D/)
   nw status [--date D] [--error STEP]     every pipeline's recent days, or a day's steps and what to rerun
   nw db up|start|stop|status|set-passwords   the embedded Postgres server
-  nw airflow up | backfill --from D --to D [--wait]   a local Airflow on AIRFLOW_PORT, a backfill
+  nw airflow up [--workers N] | worker | backfill --from D --to D [--wait]   Airflow, a worker, a backfill
   nw docs [--port P] [--no-serve]         dbt's docs site: lineage, tests, freshness, exposures
   nw padam insert-month|prepare|export|reconcile   the PADAM monthly pipeline (see nw padam -h)
   nw ads up|down|load|archive|status      the ads API -> S3 -> Postgres pipeline (see nw ads -h)
@@ -183,7 +183,9 @@ def cmd_airflow(args: argparse.Namespace) -> int:
     from northwind_elt.entry import airflow_local
 
     if args.airflow_command == "up":
-        return airflow_local.up()
+        return airflow_local.up(args.workers)
+    if args.airflow_command == "worker":
+        return airflow_local.worker(args.name, args.concurrency)
     if args.airflow_command == "backfill":
         return airflow_local.backfill(args.dag, parse_day(args.first), parse_day(args.last), args.wait)
     day = parse_day(args.day)
@@ -387,7 +389,19 @@ def build_parser() -> argparse.ArgumentParser:
     docs.set_defaults(func=cmd_docs)
     airflow = sub.add_parser("airflow", description="A local Airflow on AIRFLOW_PORT (from .env), and backfills.")
     actions = airflow.add_subparsers(dest="airflow_command", required=True)
-    actions.add_parser("up", help="start Airflow: API server first, the rest once it answers; Ctrl-C stops it")
+    start = actions.add_parser("up", help="start Airflow: API server first, the rest once it answers; Ctrl-C stops it")
+    start.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="(NW_AIRFLOW_EXECUTOR=edge) also start N workers here, each in a working copy and scratch of its own",
+    )
+    work = actions.add_parser(
+        "worker", help="(NW_AIRFLOW_EXECUTOR=edge) run tasks of the controller at NW_AIRFLOW_URL from this working copy"
+    )
+    work.add_argument("--name", help="the worker's name in Airflow and the ledger (default: NW_HOST_ID, else host)")
+    work.add_argument("--concurrency", type=int, help="tasks at once (default: NW_AIRFLOW_WORKER_CONCURRENCY, else 1)")
     back = actions.add_parser("backfill", help="run a daily or monthly DAG for the days (months) FROM..TO only")
     back.add_argument("--from", dest="first", required=True, metavar="YYYY-MM-DD")
     back.add_argument("--to", dest="last", required=True, metavar="YYYY-MM-DD")

@@ -363,6 +363,11 @@ def _detail_notes(state: UnitState, iso: str, extra: Extra | None) -> list[str]:
             run = f" --run {state.unit.partition('/')[2]}" if where else ""
             lines.append(f"  {step}{where}: {entry['error'].strip().splitlines()[0]}")
             lines.append(f"    whole error: nw status --date {iso} --error {step}{run}")
+        if entry and entry["status"] == "success" and step not in state.running:
+            # The attempts that failed or died just before it: what happened to them, once.
+            for earlier in entry.get("unsuccessful", [])[-3:]:
+                said = (earlier.get("error") or "").strip().splitlines()[:1]
+                lines.append(f"  {step}{where}: before it, {earlier['status']}: {said[0] if said else '(no error)'}")
         if entry and entry.get("notes"):
             lines.append(f"  {step}{where}: {entry['notes']}")
     if state.check and extra:

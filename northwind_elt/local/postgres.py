@@ -337,8 +337,8 @@ def ensure_roles_and_databases() -> None:
         for prefix in settings.WAREHOUSES:
             if not os.environ.get(f"{prefix}_PASSWORD"):
                 # An .env from before that pipeline existed: its database comes once it is set. The
-                # state database is optional (NW_STATE_BACKEND=postgres only).
-                if prefix != "NW_STATE_PG":
+                # state and Airflow databases are optional (past one machine only).
+                if prefix not in settings.OPTIONAL_DATABASES:
                     print(f"note: {prefix}_PASSWORD is not set; its database is not created (see .env.example)")
                 continue
             warehouse = settings.pg_conn(prefix)

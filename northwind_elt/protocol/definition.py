@@ -75,6 +75,12 @@ class Step:
         return self.name if self.meltano_job == "" else self.meltano_job
 
     @property
+    def serial_across_units(self) -> bool:
+        """Whether the step runs for one unit at a time: a transform rebuilds the pipeline's
+        shared staging views and candidate tables whatever its day."""
+        return self.kind == TRANSFORM
+
+    @property
     def task_id(self) -> str:
         return self.airflow_task_id or self.name.replace("-", "_")
 

@@ -134,7 +134,16 @@ def manifest_path(target_path: str) -> Path:
     return target_dir(target_path) / "manifest.json"
 
 
-def read_manifest(target_path: str) -> dict:
+def publish_manifest(target_path: str, lake: Lake, published: PurePosixPath) -> None:
+    """The manifest of a build, where the export reads it: on another machine too (a worker exports
+    what another worker built, and the export then reads the contracts that build enforced)."""
+    lake.write_bytes(published, manifest_path(target_path).read_bytes())
+
+
+def read_manifest(target_path: str, lake: Lake | None = None, published: PurePosixPath | None = None) -> dict:
+    """The build's published manifest if there is one, else the one dbt left in this working copy."""
+    if lake is not None and published is not None and (data := lake.read_bytes(published)) is not None:
+        return json.loads(data)
     path = manifest_path(target_path)
     if not path.exists():
         raise ExportError(f"dbt's manifest {path} is missing", "the pipeline's dbt build writes it: run it first")
@@ -451,7 +460,8 @@ def export_day(pipeline: Pipeline, step: str, layout: DayLayout, target: setting
     """Write the day's files of every model the pipeline exports; returns the rows to record."""
     rerun = _transform_step(pipeline, step)
     try:
-        models = exported_models(read_manifest(pipeline.dbt_target_path), pipeline.dbt_tag)
+        manifest = read_manifest(pipeline.dbt_target_path, layout.store, layout.dbt_manifest(rerun))
+        models = exported_models(manifest, pipeline.dbt_tag)
         with psycopg.connect(target.conninfo()) as conn:
             # One snapshot for every file of the day, even if dbt rebuilds a model meanwhile.
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ

@@ -49,12 +49,17 @@ class StepContext:
     def error(self, cause: str, fix: str | None = None, **kwargs) -> PipelineError:
         return PipelineError(self.name, self.day, cause, fix, **kwargs)
 
-    # Leases: one attempt per step and day; one Meltano run per job across days.
+    # Leases: one attempt per step and day; one Meltano run per job across days on a working
+    # copy; one build of a pipeline's dbt models at a time on every machine (dbt rebuilds the
+    # shared staging views and candidate tables whatever the day).
     def _lease_names(self) -> list[tuple[str, str]]:
-        return [
+        names = [
             (self._step_lease(self.name), f"{self.name} for {self.layout.iso}"),
             (f"meltano-{self.step.job}", f"meltano job {self.step.job} (for another day)"),
         ]
+        if self.step.kind == TRANSFORM:
+            names.append((f"{self.pipeline.name}-dbt-models", f"the {self.pipeline.name} dbt models' build"))
+        return names
 
     def _step_lease(self, step: str) -> str:
         return f"{self.pipeline.name}-{step}-{self.layout.iso}"
@@ -67,6 +72,7 @@ class StepContext:
             try:
                 died = take_lease(name, what)
             except AlreadyRunning as err:
+                self.release_leases()  # those taken already: a retry must not wait for them to expire
                 raise self.error(str(err), rerun_from=self.name) from None
             if died and name == self._step_lease(self.name):
                 # Another machine's attempt that never committed: its process or machine died (a
@@ -358,8 +364,10 @@ def commit(pipeline: Pipeline, step_name: str) -> str:
         rows = _commit_load(ctx, record)
     elif kind == TRANSFORM:
         from northwind_elt.protocol.dbt import check_run
+        from northwind_elt.protocol.outputs import publish_manifest
 
         warnings = check_run(ctx.name, ctx.day, ctx.pipeline.dbt_target_path)
+        publish_manifest(ctx.pipeline.dbt_target_path, ctx.layout.store, ctx.layout.dbt_manifest(ctx.name))
         notes = f"dbt warnings: {'; '.join(warnings)}" if warnings else None
         rows = None
     else:

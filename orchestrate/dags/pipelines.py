@@ -5,7 +5,7 @@ for each step with a schedule of its own (ads: the hourly load, the daily archiv
 per step, after the steps it `needs`; each task runs the step's own `nw` command
 (`Pipeline.command`) for the run's logical date (`{{ ds }}`, or its month for a monthly
 pipeline), never the wall clock: a backfill or a catchup run for 2024-01-15 processes
-2024-01-15, and with max_active_runs=1 the units run one after another, in order. Day
+2024-01-15, and with max_active_runs=1 (the default) the units run one after another, in order. Day
 pipelines run `nw --date {{ ds }} run --verbose <job>`: `nw run` pins the day for every
 Meltano task, records each step in the ledger and ends a failed task with the step that
 failed and the command to rerun it (`--verbose`: Meltano's and dbt's output in the task's
@@ -22,12 +22,15 @@ delay.
 
 Settings: NW_DAG_CATCHUP (default false: unpausing runs only the current unit; past ones are
 backfilled), each pipeline's start date variable (NW_DAG_START_DATE, NW_PADAM_DAG_START_DATE,
-NW_ADS_DAG_START_DATE), NW_PROJECT_ROOT and NW_BIN. Airflow 3 style: `schedule`, the standard
+NW_ADS_DAG_START_DATE), NW_DAG_MAX_ACTIVE_RUNS (default 1: units one after another; a
+distributed executor runs several), NW_DAG_RETRY_DELAY_SECONDS (default 60, growing), NW_PROJECT_ROOT
+and NW_BIN. Airflow 3 style: `schedule`, the standard
 provider's BashOperator (whose output lines keep their level: a FAILED line is an error).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import sys
@@ -49,6 +52,12 @@ from northwind_elt.protocol.definition import AIRFLOW_VALUES, DAG_DEFAULT_ARGS, 
 
 NW = os.environ.get("NW_BIN") or str(PROJECT_ROOT / ".venv" / "bin" / "nw")
 CATCHUP = os.environ.get("NW_DAG_CATCHUP", "false").lower() in ("1", "true", "yes")
+# Days of one day-protocol DAG at once: 1 on one machine, in order; more across the workers of a
+# distributed executor (`nw airflow up` sets it there).
+MAX_ACTIVE_RUNS = int(os.environ.get("NW_DAG_MAX_ACTIVE_RUNS") or 1)
+DEFAULT_ARGS = dict(DAG_DEFAULT_ARGS)
+if os.environ.get("NW_DAG_RETRY_DELAY_SECONDS"):
+    DEFAULT_ARGS["retry_delay"] = dt.timedelta(seconds=int(os.environ["NW_DAG_RETRY_DELAY_SECONDS"]))
 
 
 # The lines of a command's output that say it failed (the project's own report, Meltano's
@@ -123,8 +132,10 @@ def pipeline_dag(pipeline: Pipeline, dag_id: str, schedule: str, steps: tuple[St
         schedule=schedule,
         start_date=pendulum.parse(start, tz="UTC"),
         catchup=CATCHUP,
-        max_active_runs=1,
-        default_args=dict(DAG_DEFAULT_ARGS),
+        # Days of a day-protocol pipeline are independent units; a month of PADAM follows the
+        # bookmark of the one before, and ads' runs stay one at a time.
+        max_active_runs=MAX_ACTIVE_RUNS if pipeline.runs_by_day else 1,
+        default_args=dict(DEFAULT_ARGS),
         tags=[pipeline.name, "meltano"],
         doc_md=dag_doc(pipeline, dag_id, description, steps),
     ) as dag:
@@ -134,6 +145,9 @@ def pipeline_dag(pipeline: Pipeline, dag_id: str, schedule: str, steps: tuple[St
                 bash_command=f"{NW} {pipeline.command(step.name).format(**AIRFLOW_VALUES)}",
                 cwd=str(PROJECT_ROOT),
                 doc_md=task_doc(pipeline, step),
+                # A step that rebuilds the pipeline's shared models (dbt) runs for one day at a
+                # time, whichever worker takes it: Airflow queues the others instead of failing them.
+                **({"max_active_tis_per_dag": 1} if step.serial_across_units else {}),
                 # Only a step whose ledger entry the run's unit names (not PADAM's prepare).
                 **(callbacks if step.task_id in recorded else {}),
             )

@@ -303,3 +303,18 @@ def test_a_running_step_of_every_month_shows_in_each_month(data_dir: Path) -> No
     with step_lock("padam", "run-padam-padam-prepare"):
         state, action = status.UnitState.read("padam", "2022-03", ledger.latest("padam", "2022-03")).verdict()
         assert state == "running padam-prepare" and action.startswith("wait: padam-prepare runs in process ")
+
+
+def test_a_success_after_a_dead_attempt_says_where_that_attempt_died(data_dir: Path) -> None:
+    ledger.record("northwind", DAY, "load", "success", rows=1)
+    ledger.record("northwind", DAY, "load", "failed", error="Airflow: heartbeat missed\nmore")
+    ledger.record(
+        "northwind", DAY, "load", "interrupted", error="the attempt on worker-1 (process 41) stopped without committing"
+    )
+    ledger.record("northwind", DAY, "load", "success", rows=2)
+    detail = "\n".join(status.day_detail(DAY))
+    assert re.search(r"^load\s+success \(2 failed before\)\s+2\s", detail, re.M), detail
+    assert "  load: before it, failed: Airflow: heartbeat missed\n" in detail + "\n", detail
+    assert "  load: before it, interrupted: the attempt on worker-1 (process 41) stopped" in detail, detail
+    # Only those since the success before: the first success's history is not repeated.
+    assert detail.count("before it") == 2

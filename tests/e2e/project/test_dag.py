@@ -79,8 +79,16 @@ def dag_description(pipeline: Pipeline, airflow_home: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def dag_description_with_settings(pipeline: Pipeline, airflow_home: Path) -> dict:
-    """The DAGs as the optional settings make them: catchup on, each pipeline's own start date."""
-    return describe_dag(pipeline, airflow_home, NW_DAG_CATCHUP="true", **START_DATES)
+    """The DAGs as the optional settings make them: catchup on, each pipeline's own start date, days
+    side by side, a shorter first retry."""
+    return describe_dag(
+        pipeline,
+        airflow_home,
+        NW_DAG_CATCHUP="true",
+        NW_DAG_MAX_ACTIVE_RUNS="3",
+        NW_DAG_RETRY_DELAY_SECONDS="7",
+        **START_DATES,
+    )
 
 
 def test_dag_imports_without_errors(dag_description: dict) -> None:
@@ -110,6 +118,26 @@ def test_every_registered_pipeline_has_its_dags_from_the_one_generator(dag_descr
         assert f"## {dag_id}" in dag["doc_md"] and dag["description"] in dag["doc_md"], dag_id
         for step in steps:
             assert f"`{step.task_id}`: `nw {pipeline.command(step.name)}`" in dag["doc_md"], dag_id
+
+
+def test_days_run_one_at_a_time_unless_set_and_a_transform_one_day_at_a_time_always(
+    dag_description: dict, dag_description_with_settings: dict
+) -> None:
+    # NW_DAG_MAX_ACTIVE_RUNS (the distributed mode's days side by side) binds only the day-protocol
+    # DAGs: a PADAM month follows the one before, ads' runs stay one at a time.
+    for pipeline, dag_id, _, steps in REGISTERED:
+        runs_at_once = dag_description_with_settings["dags"][dag_id]["max_active_runs"]
+        assert runs_at_once == (3 if pipeline.runs_by_day else 1), dag_id
+        for described in (dag_description, dag_description_with_settings):
+            tasks = described["dags"][dag_id]["tasks"]
+            for step in steps:
+                # dbt rebuilds the pipeline's shared views and candidate tables, whatever the day.
+                expected = 1 if step.kind == "transform" else None
+                assert tasks[step.task_id]["max_active_tis_per_dag"] == expected, (dag_id, step.name)
+    transforms = [s for _, _, _, steps in REGISTERED for s in steps if s.kind == "transform"]
+    assert {s.name for s in transforms} == {"transform", "people-transform"}
+    assert dag_description["dags"]["northwind_daily"]["tasks"]["load"]["retry_delay_s"] == 60
+    assert dag_description_with_settings["dags"]["northwind_daily"]["tasks"]["load"]["retry_delay_s"] == 7
 
 
 def test_catchup_is_opt_in(dag_description: dict, dag_description_with_settings: dict) -> None:

@@ -30,7 +30,15 @@ def variables_in(text: str) -> set[str]:
 
 def test_compose_has_its_services_each_with_a_healthcheck() -> None:
     services = COMPOSE["services"]
-    assert set(services) == {"db", "analytics-db", "server", "s3", "ads-api"}
+    # `docker compose up` starts these; the workers of the distributed mode come with their profile.
+    assert {name for name, s in services.items() if not s.get("profiles")} == {
+        "db",
+        "analytics-db",
+        "server",
+        "s3",
+        "ads-api",
+    }
+    assert {name for name, s in services.items() if s.get("profiles")} == {"worker"}
     for name, service in services.items():
         check = service.get("healthcheck", {})
         assert check.get("test"), f"{name} has no healthcheck"
@@ -180,3 +188,27 @@ def test_airflow_follows_airflow_port_and_keeps_its_metadata_in_a_volume(tmp_pat
     assert server["environment"]["AIRFLOW_PORT"] == "8080" and server["command"] is None
     assert {v["target"]: v["source"] for v in server["volumes"]}["/project/.airflow"] == "airflow-home"
     assert re.search(r'^CMD \["nw", "airflow", "up"\]$', DOCKERFILE, re.MULTILINE)
+
+
+def test_the_distributed_profile_adds_workers_that_share_only_services(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    lines = (PROJECT / ".env.example").read_text().splitlines()
+    env_file.write_text("\n".join([*lines, "NW_AIRFLOW_EXECUTOR=edge", "COMPOSE_PROFILES=distributed"]) + "\n")
+    result = compose_config(env_file, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    worker, server = services["worker"], services["server"]
+    assert worker["command"] == ["nw", "airflow", "worker"]
+    assert worker["environment"]["NW_AIRFLOW_URL"] == "http://server:8080"
+    assert worker["depends_on"]["server"]["condition"] == "service_healthy"
+    # Its scratch is the container's own disk: no volume shared with the server or another worker.
+    assert not worker.get("volumes")
+    # The same pipeline settings as the server: the executor, the state, the lake, the warehouses.
+    for name in ("NW_AIRFLOW_EXECUTOR", "NW_STATE_BACKEND", "NW_LAKE_URL", "ANALYTICS_PG_HOST", "SOURCE_PG_PASSWORD"):
+        assert worker["environment"][name] == server["environment"][name], name
+    assert server["environment"]["NW_AIRFLOW_EXECUTOR"] == "edge"
+    assert server["environment"]["AIRFLOW_PG_HOST"] == "analytics-db"
+    # Without the profile, no worker.
+    env_file.write_text("\n".join([*lines, "NW_AIRFLOW_EXECUTOR=edge"]) + "\n")
+    plain = compose_config(env_file, "--format", "json")
+    assert "worker" not in json.loads(plain.stdout)["services"]
