@@ -48,7 +48,7 @@ def ensure(owner: int, started: float) -> None:
         if not _locked(handle):
             return  # its keeper runs
         fcntl.flock(handle, fcntl.LOCK_UN)
-    subprocess.Popen(
+    keeper = subprocess.Popen(
         [sys.executable, "-m", "northwind_elt.core.lease_keeper", str(owner), repr(started)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -56,6 +56,9 @@ def ensure(owner: int, started: float) -> None:
         start_new_session=True,  # outlives the task that took the lease, not its owner
         env=os.environ.copy(),
     )
+    # Never waited for, on purpose: without this, Python warns "subprocess ... is still running"
+    # when this process exits, and that line lands in every task's log.
+    keeper.returncode = 0
 
 
 def keep(owner: int, started: float) -> None:

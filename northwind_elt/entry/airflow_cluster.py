@@ -199,4 +199,8 @@ def worker_environment(name: str, copy: Path, scratch: Path) -> dict[str, str]:
         "NW_DATA_DIR": str(scratch),
         "NW_HOST_ID": name,
         "AIRFLOW_HOME": str(copy / ".airflow"),
+        # Stopped with the controller (Ctrl-C): its running steps get a SIGTERM after 30 s, so
+        # they record themselves as interrupted, before `up` gives up on the worker (60 s).
+        "AIRFLOW__EDGE__DRAIN_TIMEOUT_SEC": os.environ.get("AIRFLOW__EDGE__DRAIN_TIMEOUT_SEC", "30"),
+        "AIRFLOW__EDGE__DRAIN_KILL_GRACE_SEC": os.environ.get("AIRFLOW__EDGE__DRAIN_KILL_GRACE_SEC", "20"),
     }

@@ -265,6 +265,7 @@ def prepare(full_refresh: bool = False, verbose: bool = False) -> str:
     ):
         recorded.unit, rows = _prepare_unit(rerun)
         said = _prepare(full_refresh, verbose, signals, recorded)
+        padam_export.publish_prepared_manifest()
         recorded.succeeded(said, rows=rows)
     return said
 

@@ -25,8 +25,17 @@ from pathlib import Path
 
 import psycopg
 
+from northwind_elt.core.day import configured_lake
 from northwind_elt.core.files import write_whole
-from northwind_elt.protocol.outputs import exported_models, read_manifest, render, write
+from northwind_elt.protocol.outputs import exported_models, publish_manifest, read_manifest, render, write
+
+
+def publish_prepared_manifest() -> None:
+    """dbt's manifest of the last prepare, in the lake: the export may run on another machine."""
+    from northwind_elt.pipelines.padam.pipeline import PADAM
+
+    lake = configured_lake()
+    publish_manifest(PADAM.dbt_target_path, lake, lake.root / "padam" / "dbt-manifest.json")
 
 
 @dataclass(frozen=True)
@@ -49,7 +58,9 @@ def export_month(conn: psycopg.Connection, root: Path, year: int, month: int) ->
     """
     from northwind_elt.pipelines.padam.pipeline import PADAM
 
-    models = exported_models(read_manifest(PADAM.dbt_target_path), PADAM.dbt_tag)
+    lake = configured_lake()
+    manifest = read_manifest(PADAM.dbt_target_path, lake, lake.root / "padam" / "dbt-manifest.json")
+    models = exported_models(manifest, PADAM.dbt_tag)
     rendered = render(conn, models, root, {"year": year, "month": month})
     # A file per day (one_file_per the day of the month) for every day; one row in each other file.
     days_in_month = calendar.monthrange(year, month)[1]
