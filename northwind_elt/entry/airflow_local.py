@@ -189,6 +189,8 @@ def up(workers: int = 0) -> int:
     env = environment()
     print(f"airflow db migrate (metadata: {_metadata_description(env)})", flush=True)
     _airflow("db", "migrate")
+    if distributed:
+        _migrate_meltano()
     procs: dict[str, subprocess.Popen] = {}
     stop = {"signal": None}
 
@@ -269,6 +271,25 @@ def up(workers: int = 0) -> int:
             signal.signal(sig, handler)
         if procs:
             print("Airflow stopped", flush=True)
+
+
+def _migrate_meltano() -> None:
+    """Meltano's system database, shared by the workers, migrated once here: the first Meltano runs
+    of several workers would otherwise race to create its tables (and all but one fail)."""
+    from northwind_elt.protocol.meltano import meltano_executable
+
+    print("meltano upgrade database (Meltano's system database: MELTANO_DATABASE_URI)", flush=True)
+    result = subprocess.run(
+        [meltano_executable(), "upgrade", "database"], capture_output=True, text=True, cwd=root(), env=os.environ
+    )
+    if result.returncode != 0:
+        from northwind_elt.core.ledger import redact
+
+        said = (result.stderr or result.stdout).strip().splitlines()[-1:]
+        raise ConfigError(
+            f"meltano upgrade database failed: {redact(' '.join(said))}",
+            "check MELTANO_DATABASE_URI in .env (the workers' shared Meltano database), then rerun: nw airflow up",
+        )
 
 
 def worker(name: str | None, concurrency: int | None) -> int:

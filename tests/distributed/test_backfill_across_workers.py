@@ -43,7 +43,8 @@ AIRFLOW = {
     "AIRFLOW__EDGE__JOB_POLL_INTERVAL": "2",
     "AIRFLOW__EDGE__HEARTBEAT_INTERVAL": "10",
 }
-STEP_LEASE = "(northwind|people)-.*-20[0-9-]{8}$"
+# A step's own lease, `<pipeline>-<step>-<day>` (not `nw run`'s `run-...`, nor `<pipeline>-dbt-models`).
+STEP_LEASE = "^(northwind|people)-.*-20[0-9-]{8}$"
 HELD_BY_WORKER_1 = "SELECT name FROM nw_state.leases WHERE host = 'worker-1' AND name ~ %s"
 
 
@@ -93,18 +94,21 @@ def state_rows(env: dict[str, str], query: str, *params: object) -> list[tuple]:
         return conn.execute(query, params).fetchall()
 
 
-def kill_machine(host: str) -> int:
-    """What a machine's death does to its processes: all of them (the worker, its tasks, the lease
-    keepers they detached) stop at once, releasing nothing. Returns how many there were."""
-    doomed = []
+def kill_machine(host: str, pid_file: Path) -> int:
+    """What a machine's death does to its processes: all of them stop at once, releasing nothing: the
+    worker and everything it started (the pid `up` wrote), and what its tasks detached (the lease
+    keepers: by their NW_HOST_ID; the worker's own environment is overwritten by its process title).
+    Returns how many there were."""
+    worker = psutil.Process(int(pid_file.read_text()))
+    doomed = {worker, *worker.children(recursive=True)}
     for proc in psutil.process_iter():
         with contextlib.suppress(psutil.Error):
             if proc.environ().get("NW_HOST_ID") == host:
-                doomed.append(proc)
+                doomed.add(proc)
     for proc in doomed:
         with contextlib.suppress(psutil.Error):
             proc.send_signal(signal.SIGKILL)
-    psutil.wait_procs(doomed, timeout=30)
+    psutil.wait_procs(list(doomed), timeout=30)
     return len(doomed)
 
 
@@ -130,7 +134,8 @@ def backfill(pipeline: Pipeline, cluster_env: dict[str, str]) -> dict:
             return bool(held)
 
         wait_for(worker_1_runs_a_step, "worker-1 to run a step", limit_s=900)
-        assert kill_machine("worker-1") >= 3  # the worker, `nw run`, Meltano and the step's processes
+        pid_file = Path(env["AIRFLOW_HOME"]) / "workers" / "worker-1" / "worker.pid"
+        assert kill_machine("worker-1", pid_file) >= 4  # the worker, its task, `nw run`, Meltano, ...
         killed_at = dt.datetime.now(dt.UTC)
         outputs = {dag: proc.communicate(timeout=1800)[0] for dag, proc in backfills.items()}
         seconds = time.monotonic() - started
