@@ -38,7 +38,7 @@ UNIT_PLUGINS := extract/tap-typed-csv load/target-parquet-files extract/tap-parq
 PLUGINS := $(UNIT_PLUGINS) extract/tap-postgres-arrow load/target-postgres-arrow \
 	extract/tap-ads-api load/target-s3-raw extract/tap-s3-raw
 
-.PHONY: help install airflow-install lock bench-install bench run status stop db padam ads ads-archive test test-e2e test-distributed test-unit test-plugins lint format airflow airflow-distributed airflow-backfill docs clean
+.PHONY: help install bytecode airflow-install lock bench-install bench run status stop db padam ads ads-archive test test-e2e test-distributed test-unit test-plugins lint format airflow airflow-distributed airflow-backfill docs clean
 
 help:
 	@echo "make run [DATE=YYYY-MM-DD] [JOB=<job>|FROM=<step>]  run a day of a pipeline (default: Northwind, today UTC)"
@@ -68,6 +68,7 @@ $(UV):
 $(INSTALLED): $(UV) uv.lock pyproject.toml extract/*/pyproject.toml load/*/pyproject.toml
 	@echo "==> .venv from uv.lock"
 	@$(UV) sync --locked || { echo "FAILED: uv sync (a pyproject.toml changed after uv.lock?). Fix: make lock, then rerun: make install"; exit 1; }
+	@$(MAKE) --no-print-directory bytecode
 	touch $@
 
 # Meltano installs every plugin, pinned in plugins/ and pipelines/*.meltano.yml, into its own
@@ -78,7 +79,14 @@ $(PLUGINS_INSTALLED): $(INSTALLED) meltano.yml plugins/*.meltano.yml pipelines/*
 		| { grep --line-buffered -E "Install(ing|ed) (extractor|loader|utility)" | sed -u 's/^.*meltano  */    /' || true; } \
 		|| { tail -n 30 .meltano/install.log; \
 		echo "FAILED: meltano install (whole log: .meltano/install.log). Fix the cause, then rerun: make install"; exit 1; }
+	@$(MAKE) --no-print-directory bytecode
 	touch $@
+
+# The project and its in-project plugins are editable installs, which no installer compiles:
+# where PYTHONDONTWRITEBYTECODE=1 (containers, CI) every process of a day (about twenty)
+# would compile them again. A source edited later is recompiled in memory (its mtime).
+bytecode:
+	@$(BIN)/python -m compileall -q -j 0 northwind_elt $(foreach p,$(PLUGINS),$(wildcard $(p)/tap_* $(p)/target_*)) >/dev/null
 
 # Every lock file, from the pyproject.toml files and the plugins' pip_url (scripts/lock.py says
 # which lock pins what), keeping every pin that still fits; UPGRADE=1 takes the newest versions.

@@ -31,10 +31,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-import fsspec
+if TYPE_CHECKING:
+    import fsspec
 
 LAKE_URL_ENV = "NW_LAKE_URL"
 S3_ENDPOINT_ENV = "NW_LAKE_S3_ENDPOINT_URL"
@@ -81,6 +82,8 @@ class Lake:
 
     @cached_property
     def fs(self) -> fsspec.AbstractFileSystem:
+        import fsspec  # here: a process that never touches the lake does not load it
+
         if self.remote:
             # No listing cache: a commit must see what other writers did a moment ago.
             return fsspec.filesystem("s3", use_listings_cache=False, skip_instance_cache=True, **self.storage_options)

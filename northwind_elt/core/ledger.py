@@ -15,19 +15,30 @@ import datetime as dt
 import os
 import re
 import sqlite3
+import sys
 from collections.abc import Iterable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
-
-import psycopg
 
 from northwind_elt.core import settings, state
 from northwind_elt.core.errors import PipelineError
 
 STATUSES = ("success", "failed", "interrupted")
 # What writing to the ledger may raise, on either backend (a file, or the state database).
-WRITE_ERRORS: tuple[type[BaseException], ...] = (OSError, sqlite3.Error, psycopg.Error, PipelineError)
+_WRITE_ERRORS: tuple[type[BaseException], ...] = (OSError, sqlite3.Error, PipelineError)
+
+
+def __getattr__(name: str):
+    """WRITE_ERRORS: what a ledger write may raise. psycopg's errors only once psycopg is loaded
+    (the postgres state backend): before that none can be raised, and most `nw` processes never
+    load it (a sixth of a second each)."""
+    if name == "WRITE_ERRORS":
+        loaded = sys.modules.get("psycopg")
+        return _WRITE_ERRORS + ((loaded.Error,) if loaded is not None else ())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 FAILED = ("failed", "interrupted")
 # The kinds of unit; `protocol.definition` names the same three (a unit test ties them).
 DAY, MONTH, RUN = "day", "month", "run"

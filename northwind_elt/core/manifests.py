@@ -29,14 +29,14 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from northwind_elt.core.day import DayLayout
 from northwind_elt.core.files import atomic_write_json, read_json, sha256_of
 from northwind_elt.core.lake import Lake
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class IncompletePartition(RuntimeError):
@@ -45,6 +45,8 @@ class IncompletePartition(RuntimeError):
 
 def describe_parquet(path: Path) -> dict[str, Any]:
     """What a manifest records of a finished file: rows, Arrow schema and checksum."""
+    import pyarrow.parquet as pq  # here: most `nw` processes read no Parquet
+
     parquet = pq.ParquetFile(path)
     return {
         "file": path.name,
@@ -137,6 +139,8 @@ def read_step(layout: DayLayout, step: str) -> dict[str, Any] | None:
 def verify_file(lake: Lake, data_file: PurePosixPath, rows: int, sha256: str, described_by: str) -> pa.Schema:
     """Check a published file against what a manifest says of it; its Arrow schema, or
     IncompletePartition naming the file."""
+    import pyarrow.parquet as pq
+
     where = lake.where(data_file)
     try:
         actual = lake.sha256(data_file)

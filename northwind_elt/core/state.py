@@ -14,11 +14,12 @@ import functools
 import os
 import socket
 import threading
-
-import psycopg
-from psycopg.rows import dict_row
+from typing import TYPE_CHECKING
 
 from northwind_elt.core import settings
+
+if TYPE_CHECKING:
+    import psycopg
 
 BACKEND_ENV = "NW_STATE_BACKEND"
 PREFIX = "NW_STATE_PG"
@@ -96,6 +97,10 @@ _ready_lock = threading.Lock()
 
 def connect() -> psycopg.Connection:
     """An autocommit connection to the state database, its tables created on first use."""
+    # Imported here: with the local backend (the default) no process needs psycopg for its state.
+    import psycopg
+    from psycopg.rows import dict_row
+
     target = settings.pg_conn(PREFIX)
     try:
         conn = psycopg.connect(target.conninfo(), autocommit=True, row_factory=dict_row)

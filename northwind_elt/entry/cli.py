@@ -222,10 +222,13 @@ def cmd_ads(args: argparse.Namespace) -> int:
 
 
 def _add_ads(sub, common) -> None:
-    from northwind_elt.pipelines.ads import commands
+    # Not its commands module: every `nw` process builds this parser, and that module loads S3 and
+    # database clients (a fifth of a second) that most commands never use.
+    from northwind_elt.pipelines import ads as ads_package
+    from northwind_elt.pipelines.ads import config as ads_config
 
     ads = sub.add_parser(
-        "ads", help="the ads pipeline", description=commands.__doc__, formatter_class=argparse.RawTextHelpFormatter
+        "ads", help="the ads pipeline", description=ads_package.__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     ads.set_defaults(func=cmd_ads)
     actions = ads.add_subparsers(dest="ads_command", required=True)
@@ -249,7 +252,7 @@ def _add_ads(sub, common) -> None:
         actions.add_parser(name, help=what, description=what)
     actions.choices["up"].add_argument(
         "--accept-lost-objects",
-        action=commands.AcceptLostObjects,
+        action=ads_config.AcceptLostObjects,
         help="the bucket is gone but the ads database records objects in it: create it empty (nw ads status "
         "keeps listing what was lost)",
     )
@@ -308,12 +311,12 @@ def _add_s3(sub) -> None:
 
 
 def _add_padam(sub) -> None:
-    from northwind_elt.pipelines.padam import commands
+    from northwind_elt.pipelines import padam as padam_package  # not its commands: see _add_ads
 
     padam = sub.add_parser(
         "padam",
         help="the PADAM monthly pipeline",
-        description=commands.__doc__,
+        description=padam_package.__doc__,
         formatter_class=argparse.RawTextHelpFormatter,
     )
     padam.set_defaults(func=cmd_padam)

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
+import re
 import signal
 import sys
 import time
+from pathlib import Path
 
 from northwind_elt.core import ledger, settings
 from northwind_elt.core.day import DayLayout
@@ -20,10 +23,12 @@ from northwind_elt.protocol.meltano import (
     CONNECTION_TROUBLE,
     TASK_FIX,
     TASK_RERUN,
-    Interrupted,
+    MeltanoRun,
     Signals,
     find_cause,
-    run_meltano_job,
+    log_path,
+    pump,
+    start_meltano_run,
     task_message,
     task_text,
 )
@@ -64,25 +69,18 @@ def _record(pipeline: Pipeline, day: dt.date, step: str, status: str, **kwargs) 
         print(f"(ledger {ledger.where()} not updated: {err})", file=sys.stderr)
 
 
-def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: Signals, verbose: bool = False) -> int:
-    """One `meltano run` of the step's job, its output in a log (and streamed with verbose)."""
+def _failed(
+    pipeline: Pipeline,
+    step: str,
+    day: dt.date,
+    started: dt.datetime,
+    returncode: int,
+    tail: list[str],
+    log: Path,
+    verbose: bool,
+) -> int:
+    """Record and explain the failure of `step` (its part of the Meltano run ended without a success)."""
     job = pipeline.step(step).job
-    started = ledger.now()
-    returncode, tail, log_path = run_meltano_job(job, day, signals, echo=verbose)
-    if signals.received is not None:
-        name = signal.Signals(signals.received).name
-        _record(pipeline, day, step, "interrupted", started_at=started, error=f"stopped by {name}", log=log_path)
-        print(
-            f"\nINTERRUPTED: step '{step}' for {day} ({name}): its processes are stopped; "
-            "nothing half-written is visible.\n"
-            f"Rerun from that step: {rerun_command(step, day)}",
-            file=sys.stderr,
-        )
-        raise Interrupted(signals.received)
-    if returncode == 0 and ledger.success_since(pipeline.name, day, step, started):
-        with contextlib.suppress(*ledger.WRITE_ERRORS):
-            ledger.set_wall_seconds(pipeline.name, day, step, started, (ledger.now() - started).total_seconds())
-        return 0
     cause = find_cause(tail)
     if pipeline.step(step).kind == "transform":
         from northwind_elt.protocol.dbt import failures_since
@@ -106,7 +104,7 @@ def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: Signals, verb
         "failed",
         started_at=started,
         error=(f"{cause}\n---\n" if cause else "") + "".join(tail)[-3000:],
-        log=log_path,
+        log=log,
     )
     hint = _hint(pipeline, step, cause)
     # Quote only what the Cause, Fix and rerun lines do not already say.
@@ -119,11 +117,180 @@ def run_step(pipeline: Pipeline, step: str, day: dt.date, signals: Signals, verb
         + (f"Cause: {cause}{hint}\n" if cause else "")
         + (f"Fix: {fix}\n" if fix else "")
         + ("".join(f"  | {line}\n" for line in said) if not verbose else "")
-        + f"Full log: {log_path}\n"
+        + f"Full log: {log}\n"
         f"Fix the cause, then rerun: {rerun}",
         file=sys.stderr,
     )
     return returncode or 1
+
+
+_BLOCK_DONE = re.compile(r"\]\s+meltano\s+Block run completed")
+# Steps that may run side by side (their needs met) do, in Meltano runs of their own: "0" runs
+# every step one after another.
+PARALLEL_ENV = "NW_RUN_PARALLEL_STEPS"
+
+
+class _Display:
+    """One line per step as it ends; on a terminal, the running steps on the line below."""
+
+    def __init__(self, pipeline: Pipeline, day: dt.date, verbose: bool) -> None:
+        self.pipeline, self.day, self.verbose = pipeline, day, verbose
+        self.live = sys.stdout.isatty() and not verbose
+        self.running: list[str] = []
+
+    def started(self, step: str) -> None:
+        if self.verbose:
+            print(f"==> {self.pipeline.name}: {step} for {self.day}", flush=True)
+        self.running.append(step)
+        self._show()
+
+    def ended(self, step: str, row: tuple[str, ...]) -> None:
+        self.running.remove(step)
+        print(("\x1b[2K" if self.live else "") + _line(row), flush=True)
+        self._show()
+
+    def _show(self) -> None:
+        if self.live and self.running:  # completed in place when a step ends
+            row = (self.pipeline.name, ", ".join(self.running), self.day.isoformat(), "", "", "running...")
+            print(_line(row), end="\r", flush=True)
+
+
+class _Steps:
+    """The steps of one Meltano run of their jobs, followed as it goes: the step whose part is
+    running, when it began (the first one with Meltano's start-up), its log. A step has ended
+    once a block completes and the ledger holds its success since it began."""
+
+    def __init__(self, pipeline: Pipeline, steps: tuple[str, ...], day: dt.date, display: _Display) -> None:
+        self.pipeline, self.steps, self.day, self.display = pipeline, steps, day, display
+        self.index = 0
+        self.run: MeltanoRun | None = None
+        self._start()
+
+    @property
+    def current(self) -> str | None:
+        return self.steps[self.index] if self.index < len(self.steps) else None
+
+    def _start(self) -> None:
+        step = self.steps[self.index]
+        self.started, self.began = ledger.now(), time.monotonic()
+        self.log = log_path(self.pipeline.step(step).job, self.day, self.started)
+        self.display.started(step)
+
+    def end(self, status: str) -> None:
+        """The current step's line, and the next step begins."""
+        step = self.steps[self.index]
+        seconds = time.monotonic() - self.began
+        if status == "success":
+            with contextlib.suppress(*ledger.WRITE_ERRORS):
+                ledger.set_wall_seconds(self.pipeline.name, self.day, step, self.started, seconds)
+        self.display.ended(step, _progress(self.pipeline, step, self.day, seconds, status))
+        self.index += 1
+        if status == "success" and self.current is not None:
+            self._start()
+
+    def succeeded(self) -> bool:
+        try:
+            return ledger.success_since(self.pipeline.name, self.day, self.steps[self.index], self.started)
+        except ledger.WRITE_ERRORS:
+            return False
+
+    def watch(self, line: str) -> Path | None:
+        """For the Meltano run: the next step's log once the current step has succeeded."""
+        if self.current is None or not _BLOCK_DONE.search(line) or not self.succeeded():
+            return None
+        self.end("success")
+        return self.log if self.current is not None else None
+
+    def start(self, signals: Signals, verbose: bool) -> MeltanoRun:
+        jobs = [self.pipeline.step(step).job for step in self.steps]
+        self.run = start_meltano_run(jobs, self.day, signals, echo=verbose, log=self.log, watch=self.watch)
+        return self.run
+
+    def finish(self, signals: Signals, verbose: bool) -> int:
+        """Once its Meltano run has ended: 0, or the exit status of the step that did not succeed
+        (recorded and explained)."""
+        assert self.run is not None and self.run.returncode is not None
+        returncode, step = self.run.returncode, self.current
+        if step is not None and signals.received is None and returncode == 0 and self.succeeded():
+            self.end("success")  # its block's line was not seen (a full disk stopped the log?)
+            step = self.current
+        if step is None:
+            return 0
+        if signals.received is not None:
+            name = signal.Signals(signals.received).name
+            stopped = f"stopped by {name}"
+            _record(
+                self.pipeline, self.day, step, "interrupted", started_at=self.started, error=stopped, log=self.run.log
+            )
+            self.end("interrupted")
+            print(
+                f"\nINTERRUPTED: step '{step}' for {self.day} ({name}): its processes are stopped; "
+                "nothing half-written is visible.\n"
+                f"Rerun from that step: {rerun_command(step, self.day)}",
+                file=sys.stderr,
+            )
+            return 128 + signals.received
+        code = _failed(
+            self.pipeline, step, self.day, self.started, returncode, list(self.run.tail), self.run.log, verbose
+        )
+        self.end("failed")
+        return code
+
+
+def plan(pipeline: Pipeline, steps: tuple[str, ...], parallel: bool = True) -> list[tuple[tuple[str, ...], ...]]:
+    """The steps as segments, in order: a segment is one or more chains that run side by side,
+    each chain one Meltano run of its steps' jobs. Steps whose needs are met by earlier segments
+    run side by side (`parallel`); the steps after them, each needing the one before, in one chain."""
+    level: dict[str, int] = {}
+    for step in steps:
+        needs = [level[need] for need in pipeline.step(step).needs if need in level]
+        level[step] = 1 + max(needs) if needs else 0
+    segments: list[tuple[tuple[str, ...], ...]] = []
+    chain: list[str] = []
+    for depth in sorted(set(level.values())):
+        together = [step for step in steps if level[step] == depth]
+        if len(together) > 1 and parallel:
+            if chain:
+                segments.append((tuple(chain),))
+                chain = []
+            segments.append(tuple((step,) for step in together))
+        else:
+            chain += together
+    if chain:
+        segments.append((tuple(chain),))
+    return segments
+
+
+def _run_segment(
+    pipeline: Pipeline, chains: tuple[tuple[str, ...], ...], day: dt.date, signals: Signals, display: _Display, verbose
+) -> int:
+    """The chains of one segment side by side. The first starts alone: the others start once it
+    has completed a block, so Meltano has migrated its system database by then (two first runs
+    on a new one race). Every chain started runs to its end; the first non-zero status is returned."""
+    followed = [_Steps(pipeline, chains[0], day, display)]
+    pending = list(chains[1:])
+    runs = [followed[0].start(signals, verbose)]
+    first_block = False
+
+    def on_line(run: MeltanoRun, line: str) -> None:
+        nonlocal first_block
+        if run is runs[0] and _BLOCK_DONE.search(line):
+            first_block = True
+
+    def more() -> list[MeltanoRun]:
+        started = []
+        # Not after a first chain that failed before its first block (e.g. its begin refused).
+        if (first_block or runs[0].returncode == 0) and pending and signals.received is None:
+            while pending:
+                chain = pending.pop(0)
+                steps = _Steps(pipeline, chain, day, display)
+                followed.append(steps)
+                started.append(steps.start(signals, verbose))
+        return started
+
+    pump(runs, signals, on_line=on_line, more=more)
+    codes = [steps.finish(signals, verbose) for steps in followed]
+    return next((code for code in codes if code), 0)
 
 
 def check_environment(pipeline: Pipeline, steps: tuple[str, ...]) -> None:
@@ -149,11 +316,11 @@ def _line(row: tuple[str, ...]) -> str:
 
 
 def run(pipeline: Pipeline, steps: tuple[str, ...], day: dt.date, verbose: bool = False) -> int:
-    """Every step in order; one line per step (on a terminal shown as `running` while it runs)."""
+    """Every step, each in its turn: steps whose needs are met run side by side, the rest one
+    after another in one `meltano run` of their jobs (one Meltano start-up for them); one line
+    per step as it ends (on a terminal, the running steps below)."""
     check_environment(pipeline, steps)
     layout = DayLayout.for_day(day)
-    done: list[tuple[str, ...]] = []
-    live = sys.stdout.isatty()
     with Signals() as signals, contextlib.ExitStack() as held:
         # One run per step and day: a second one fails at once instead of interleaving.
         for step in sorted(steps):
@@ -163,31 +330,17 @@ def run(pipeline: Pipeline, steps: tuple[str, ...], day: dt.date, verbose: bool 
         try:
             for step in sorted(steps):
                 held.enter_context(plugin_lock(pipeline.step(step).job, lambda: signals.received is not None))
-            for step in steps:
-                if signals.received is not None:
-                    raise Interrupted(signals.received)
-                if verbose:
-                    print(f"==> {pipeline.name}: {step} for {day}", flush=True)
-                elif live:  # the row now, completed in place when the step ends
-                    print(_line((pipeline.name, step, day.isoformat(), "", "", "running...")), end="\r", flush=True)
-                began, status = time.monotonic(), "failed"
-                try:
-                    code = run_step(pipeline, step, day, signals, verbose)
-                    status = "success" if code == 0 else "failed"
-                except Interrupted:
-                    status = "interrupted"
-                    raise
-                finally:
-                    done.append(_progress(pipeline, step, day, time.monotonic() - began, status))
-                    print(("\x1b[2K" if live else "") + _line(done[-1]), flush=True)
-                if code:
-                    return code
-        except Interrupted as stop:
-            return 128 + stop.signum
         except StopRequested:
             assert signals.received is not None
             print("INTERRUPTED while waiting for another day's run; nothing was started", file=sys.stderr)
             return 128 + signals.received
+        display = _Display(pipeline, day, verbose)
+        for chains in plan(pipeline, steps, parallel=os.environ.get(PARALLEL_ENV, "1") != "0"):
+            if signals.received is not None:
+                return 128 + signals.received
+            code = _run_segment(pipeline, chains, day, signals, display, verbose)
+            if code:
+                return code
     logs = settings.data_dir() / "logs" / day.isoformat()
     print(f"==> done: {pipeline.name} {', '.join(steps)} for {day} (logs: {logs})")
     return 0

@@ -108,9 +108,11 @@ class Pipeline:
     meltano_file: str = ""
     outputs: tuple[str, ...] = field(default=())
     # The database its load, transform and export use (variable prefix), and where dbt
-    # writes its results for this pipeline's builds.
+    # writes its results for this pipeline's builds (its --target-path, as its build command
+    # spells it): in the data directory, so each environment (a test session, a worker) has
+    # its own results and its own saved parse, which dbt reuses from one day to the next.
     warehouse: str = "ANALYTICS_PG"
-    dbt_target_path: str = "target"
+    dbt_target_path: str = "${NW_DATA_DIR}/dbt"
     # The dbt tag selecting the pipeline's models, and the function writing its exports
     # ("module:function", imported only when the export runs).
     dbt_tag: str = ""

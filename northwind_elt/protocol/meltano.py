@@ -21,6 +21,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -46,6 +47,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _MELTANO_PREFIX = re.compile(r"^\S+Z \[\s*\w+\s*\] \S+\s+")
 # Meltano's own lines (not a task's), which end a task's message.
 _MELTANO_OWN = re.compile(r"^(Block run completed|Run invocation could not be completed|Run completed)")
+DBT_DAY_ENV = "DBT_ENV_CUSTOM_ENV_RUN_DATE"
 # After SIGTERM, how long the step's processes get to stop before SIGKILL.
 STOP_GRACE_S = 10.0
 
@@ -99,13 +101,13 @@ class Interrupted(Exception):
 
 
 class Signals:
-    """Turn SIGTERM/SIGINT into a stop request for the running child group."""
+    """Turn SIGTERM/SIGINT into a stop request for the running child groups."""
 
     def __init__(self, grace_s: float = STOP_GRACE_S) -> None:
         self.received: int | None = None
-        self.group: int | None = None
+        self.groups: set[int] = set()
         self.grace_s = grace_s
-        # Once a signal came: when whatever still runs of the group gets SIGKILL.
+        # Once a signal came: when whatever still runs of the groups gets SIGKILL.
         self.deadline: float | None = None
 
     def __enter__(self) -> Signals:
@@ -116,44 +118,67 @@ class Signals:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
+    def add_group(self, group: int) -> None:
+        self.groups.add(group)
+        if self.received is not None:  # a signal arrived before the group existed
+            self.stop_group()
+
     def lines(self, stream: IO[bytes]) -> Iterator[str]:
-        """The child's output line by line, waking up for signals as well as for output.
+        """One child's output line by line (see `read`)."""
+        for _, line in self.read(lambda: [stream]):
+            if line is not None:
+                yield line
+
+    def read(self, streams: Callable[[], Sequence[IO[bytes]]]) -> Iterator[tuple[IO[bytes], str | None]]:
+        """(stream, line) as the children write them, and (stream, None) once a stream has ended;
+        until every stream `streams()` names (asked again after each line: runs start meanwhile)
+        has ended. Wakes up for signals as well as for output.
 
         A signal may be delivered to any thread of this process (pyarrow starts some); a
         blocking read in the main thread would then never return to run the handler while
-        the child is silent. The wakeup fd makes select() return for every signal.
+        the children are silent. The wakeup fd makes select() return for every signal.
         """
-        fd = stream.fileno()
-        os.set_blocking(fd, False)
+        open_streams: dict[int, IO[bytes]] = {}
+        pending: dict[int, bytes] = {}
+        ended: set[int] = set()
         wake_r, wake_w = socket.socketpair()
         wake_w.setblocking(False)
         previous = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
-        pending = b""
         try:
             while True:
+                for stream in streams():
+                    fd = stream.fileno()
+                    if fd not in open_streams and id(stream) not in ended:
+                        os.set_blocking(fd, False)
+                        open_streams[fd], pending[fd] = stream, b""
+                if not open_streams:
+                    return
                 timeout = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
-                ready, _, _ = select.select([fd, wake_r], [], [], timeout)
+                ready, _, _ = select.select([*open_streams, wake_r], [], [], timeout)
                 if not ready and self.deadline is not None and time.monotonic() >= self.deadline:
                     self._kill_group()  # a process ignored SIGTERM (e.g. a tap blocked in a query)
                 if wake_r in ready:
                     wake_r.recv(4096)  # the handler itself runs as select() returns
-                if fd not in ready:
-                    continue
-                try:
-                    chunk = os.read(fd, 1 << 16)
-                except BlockingIOError:
-                    continue
-                if not chunk:
-                    break
-                *complete, pending = (pending + chunk).split(b"\n")
-                for line in complete:
-                    yield line.decode(errors="replace") + "\n"
+                for fd in [fd for fd in ready if fd in open_streams]:
+                    stream = open_streams[fd]
+                    try:
+                        chunk = os.read(fd, 1 << 16)
+                    except BlockingIOError:
+                        continue
+                    if not chunk:
+                        if pending[fd]:
+                            yield stream, pending[fd].decode(errors="replace")
+                        del open_streams[fd], pending[fd]
+                        ended.add(id(stream))
+                        yield stream, None
+                        continue
+                    *complete, pending[fd] = (pending[fd] + chunk).split(b"\n")
+                    for line in complete:
+                        yield stream, line.decode(errors="replace") + "\n"
         finally:
             signal.set_wakeup_fd(previous)
             wake_r.close()
             wake_w.close()
-        if pending:
-            yield pending.decode(errors="replace")
 
     def _handle(self, signum: int, _frame: object) -> None:
         first = self.received is None
@@ -165,15 +190,15 @@ class Signals:
             self._kill_group()
 
     def stop_group(self) -> None:
-        if self.group is not None:
+        for group in self.groups:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.group, signal.SIGTERM)
+                os.killpg(group, signal.SIGTERM)
 
     def _kill_group(self) -> None:
         self.deadline = None
-        if self.group is not None:
+        for group in self.groups:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.group, signal.SIGKILL)
+                os.killpg(group, signal.SIGKILL)
 
 
 @contextlib.contextmanager
@@ -228,8 +253,48 @@ def log_path(job: str, unit: dt.date | str, started: dt.datetime | None = None) 
     return folder / f"{job}-{started or ledger.now():%Y%m%dT%H%M%S}.log"
 
 
-def run_meltano_job(
-    job: str,
+@dataclass
+class MeltanoRun:
+    """One `meltano run` of jobs for a unit (see `start_meltano_run`); once it has ended, its exit
+    status, the last lines of its output and the log they went to."""
+
+    proc: subprocess.Popen
+    log_file: _RunLog
+    echo: bool | Callable[[str], bool]
+    watch: Callable[[str], Path | None] | None
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=80))
+    returncode: int | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.log_file.path
+
+    def take(self, raw_line: str) -> None:
+        line = ledger.redact(_ANSI.sub("", raw_line))  # no password (nor colour code) in the terminal or log
+        if self.echo is True:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+        elif self.echo and self.echo(line):
+            print(f"  {task_text(line)}", flush=True)
+        self.log_file.write(line)
+        self.tail.append(line)
+        if self.watch is not None and (next_log := self.watch(line)) is not None:
+            self.log_file.close()
+            self.log_file = _RunLog(next_log)
+            self.tail.clear()
+
+    def ended(self, signals: Signals) -> None:
+        """Its output has ended: wait for the whole process group."""
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.returncode = self.proc.wait()
+        _wait_group_gone(self.proc.pid)
+        signals.groups.discard(self.proc.pid)
+        self.log_file.close()
+
+
+def start_meltano_run(
+    jobs: str | Sequence[str],
     unit: dt.date | str,
     signals: Signals,
     extra_env: Mapping[str, str | None] | None = None,
@@ -237,17 +302,12 @@ def run_meltano_job(
     *,
     flags: Sequence[str] = (),
     log: Path | None = None,
-) -> tuple[int, list[str], Path]:
-    """One `meltano run [flags] job` for the unit, in its own process group, its output kept in a
-    log and shown (echo True), hidden (False) or shown where echo(line) says so, as task text:
-    (exit status, last lines, log path). The caller checks `signals.received`.
-
-    A day (a date) is pinned in RUN_DATE for the job's tasks; a month's or run's key, or a
-    pipeline's name, only names the log's folder (`log_path`). A variable of `extra_env` set
-    to None is removed from the job's environment.
-    """
-    log_file = _RunLog(log or log_path(job, unit))
-    tail: deque[str] = deque(maxlen=80)
+    watch: Callable[[str], Path | None] | None = None,
+) -> MeltanoRun:
+    """`meltano run [flags] job...` for the unit, started in its own process group (see
+    run_meltano_job; `pump` reads its output)."""
+    jobs = [jobs] if isinstance(jobs, str) else list(jobs)
+    log_file = _RunLog(log or log_path(jobs[0], unit))
     env = {
         **os.environ,
         settings.DATA_DIR_ENV: str(settings.data_dir()),
@@ -257,38 +317,80 @@ def run_meltano_job(
     }
     if isinstance(unit, dt.date):
         env[DAY_ENV] = unit.isoformat()
+        # dbt records DBT_ENV_CUSTOM_ENV_* in its results: `nw commit` reads the day a build was for.
+        env[DBT_DAY_ENV] = unit.isoformat()
     for name, value in (extra_env or {}).items():
         if value is None:
             env.pop(name, None)
         else:
             env[name] = value
-    with subprocess.Popen(
+    proc = subprocess.Popen(
         # --force: the unit's locks and leases guard concurrency exactly (and die with
         # their process), where Meltano's own guard would block a rerun after a kill.
-        [meltano_executable(), "run", "--force", *flags, job],
+        [meltano_executable(), "run", "--force", *flags, *jobs],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         cwd=settings.project_root(),
         start_new_session=True,
-    ) as proc:
-        signals.group = proc.pid
-        if signals.received is not None:  # a signal arrived before the group existed
-            signals.stop_group()
-        assert proc.stdout is not None
-        for raw_line in signals.lines(proc.stdout):
-            line = ledger.redact(_ANSI.sub("", raw_line))  # no password (nor colour code) in the terminal or log
-            if echo is True:
-                sys.stdout.write(line)
-                sys.stdout.flush()
-            elif echo and echo(line):
-                print(f"  {task_text(line)}", flush=True)
-            log_file.write(line)
-            tail.append(line)
-    _wait_group_gone(proc.pid)
-    signals.group = None
-    log_file.close()
-    return proc.returncode, list(tail), log_file.path
+    )
+    signals.add_group(proc.pid)
+    return MeltanoRun(proc, log_file, echo, watch)
+
+
+def pump(
+    runs: Sequence[MeltanoRun],
+    signals: Signals,
+    on_line: Callable[[MeltanoRun, str], None] | None = None,
+    more: Callable[[], Sequence[MeltanoRun]] | None = None,
+) -> None:
+    """The runs' output, side by side, until every one has ended (the caller checks
+    `signals.received`). `on_line` sees each line after its run took it; `more`, asked after each
+    line, returns the runs started meanwhile, read from then on."""
+    running = list(runs)
+
+    def streams() -> list[IO[bytes]]:
+        if more is not None:
+            running.extend(more())
+        return [run.proc.stdout for run in running if run.returncode is None]
+
+    for stream, line in signals.read(streams):
+        run = next(run for run in running if run.proc.stdout is stream)
+        if line is None:
+            run.ended(signals)
+            continue
+        run.take(line)
+        if on_line is not None:
+            on_line(run, line)
+
+
+def run_meltano_job(
+    job: str | Sequence[str],
+    unit: dt.date | str,
+    signals: Signals,
+    extra_env: Mapping[str, str | None] | None = None,
+    echo: bool | Callable[[str], bool] = True,
+    *,
+    flags: Sequence[str] = (),
+    log: Path | None = None,
+    watch: Callable[[str], Path | None] | None = None,
+) -> tuple[int, list[str], Path]:
+    """One `meltano run [flags] job...` for the unit, in its own process group, its output kept in a
+    log and shown (echo True), hidden (False) or shown where echo(line) says so, as task text:
+    (exit status, last lines, log path). The caller checks `signals.received`.
+
+    Several jobs run in one Meltano process (one start-up for all of them); `watch`, called with
+    each line, returns the log the lines after it go to when one job's part has ended (the tail
+    then starts again), else None.
+
+    A day (a date) is pinned in RUN_DATE for the job's tasks; a month's or run's key, or a
+    pipeline's name, only names the log's folder (`log_path`). A variable of `extra_env` set
+    to None is removed from the job's environment.
+    """
+    run = start_meltano_run(job, unit, signals, extra_env, echo, flags=flags, log=log, watch=watch)
+    pump([run], signals)
+    assert run.returncode is not None
+    return run.returncode, list(run.tail), run.log
 
 
 def task_message(tail: list[str]) -> list[str]:

@@ -20,8 +20,6 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg
-
 from northwind_elt.core import ledger, settings, state
 from northwind_elt.core.day import DayLayout, name_of, path_component, pinned_day
 from northwind_elt.core.errors import PipelineError
@@ -170,6 +168,8 @@ def begin(pipeline: Pipeline, step_name: str) -> str:
 
 def _with_database(ctx: StepContext, prefix: str, action):
     """Run `action`; a database that cannot be reached is named with its variables."""
+    import psycopg  # here: steps that use no database never load it
+
     try:
         return action()
     except psycopg.OperationalError as err:
@@ -293,6 +293,8 @@ def _expected_tables(ctx: StepContext, warnings: list[str]) -> dict:
     from northwind_elt.protocol.swap import CONSTANT_COLUMNS
 
     def read_catalog() -> tuple[list, list]:
+        import psycopg
+
         with psycopg.connect(settings.pg_conn("SOURCE_PG").conninfo()) as conn:
             relations = conn.execute(_RELATIONS_SQL).fetchall()
             reserved = conn.execute(_RESERVED_COLUMNS_SQL, [list(CONSTANT_COLUMNS)]).fetchall()
@@ -366,7 +368,8 @@ def commit(pipeline: Pipeline, step_name: str) -> str:
         from northwind_elt.protocol.dbt import check_run
         from northwind_elt.protocol.outputs import publish_manifest
 
-        warnings = check_run(ctx.name, ctx.day, ctx.pipeline.dbt_target_path)
+        began = dt.datetime.fromisoformat(record["started_at"])
+        warnings = check_run(ctx.name, ctx.day, ctx.pipeline.dbt_target_path, since=began)
         publish_manifest(ctx.pipeline.dbt_target_path, ctx.layout.store, ctx.layout.dbt_manifest(ctx.name))
         notes = f"dbt warnings: {'; '.join(warnings)}" if warnings else None
         rows = None

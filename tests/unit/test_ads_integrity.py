@@ -12,6 +12,7 @@ import pytest
 
 from northwind_elt.entry import cli
 from northwind_elt.pipelines.ads import commands, integrity
+from northwind_elt.pipelines.ads import config as ads_config
 from northwind_elt.pipelines.ads.config import AdsSettings
 from northwind_elt.pipelines.ads.records import MAX_INSERT_FAILURES
 from northwind_elt.pipelines.ads.store import ARCHIVE, BACKUP, REFUSED, RecordedObject
@@ -198,10 +199,10 @@ def test_up_refuses_naming_what_is_missing_where_and_how_to_recover(monkeypatch:
 
 
 def test_the_flag_that_accepts_the_loss_is_nw_ads_ups_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(commands, "_accept_lost_objects", False)
+    monkeypatch.setattr(ads_config, "_accept_lost_objects", False)
     args = cli.build_parser().parse_args(["ads", "up"])
-    assert (args.accept_lost_objects, commands._accept_lost_objects) == (False, False)
+    assert (args.accept_lost_objects, ads_config.lost_objects_accepted()) == (False, False)
     args = cli.build_parser().parse_args(["ads", "up", "--accept-lost-objects"])
-    assert (args.accept_lost_objects, commands._accept_lost_objects) == (True, True)
+    assert (args.accept_lost_objects, ads_config.lost_objects_accepted()) == (True, True)
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["ads", "load", "--accept-lost-objects"])

@@ -1,34 +1,9 @@
-"""`nw ads ...`: the ads pipeline (spec: shared/specs/ads-api.md).
-
-  nw ads up | down | status            the local API and S3 server (and the embedded Postgres)
-  nw ads up --accept-lost-objects      create an empty bucket in place of a lost one the database
-                                       records objects in (nw ads status keeps listing them)
-  nw ads load [--date D] [--run-id R]  API -> S3 backup (verified) -> Postgres, once per run
-  nw ads replay KEY [--run-id R]       a kept refused response (refused/<day>/<run id>.json[l]) as
-                                       that run's response: the same checks, backup and insert, no API call
-  nw ads archive [--date D]            rows shown before (D 00:00 UTC - ADS_RETENTION_HOURS) -> S3, then deleted
-
-Meltano tasks of the job `ads-load` (they read the day and run id the entry point pinned):
-  nw ads begin-load       refuse to overwrite a verified backup; check the settings
-  nw ads verify-backup    the backup object: sha256 as written, 100 JSON lines; then the manifest
-                          (a response it refuses is kept under refused/)
-  nw ads commit           the landed lines -> api_ad_data in one transaction, the lines it cannot
-                          take -> ads_meta.quarantine; the ledger
-
-Every line of a response is accounted for: inserted, already there (named with the backup that
-inserted it), or quarantined with its line, field and reason (records.py). A refused response is
-kept under refused/ (refused.py). A verified backup whose insert failed records.MAX_INSERT_FAILURES
-times is held: no load retries it by itself, and each says so.
-
-Every object is created once, with a conditional put, and recorded in ads_meta.objects
-(size, sha256). `nw ads status` and `nw status` check that each object the database records
-is still in the bucket as written, and name each one missing or changed (integrity.py);
-`nw ads up` never creates an empty bucket in place of one those objects were in.
+"""`nw ads ...`: the ads pipeline's commands; their usage is the package's docstring
+(northwind_elt/pipelines/ads/__init__.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
 import hashlib
@@ -108,22 +83,6 @@ def _db(step: str, day: dt.date | None, consequence: str, rerun: str | None) -> 
 # --- set-up ---------------------------------------------------------------------------
 
 
-class AcceptLostObjects(argparse.Action):
-    """`nw ads up --accept-lost-objects`: the flag reaches setup() through this module, as
-    `nw ads up` calls setup() without arguments (entry/local_services.py)."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs) -> None:
-        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
-        global _accept_lost_objects
-        _accept_lost_objects = True
-        setattr(namespace, self.dest, True)
-
-
-_accept_lost_objects = False
-
-
 def setup(accept_lost_objects: bool | None = None) -> list[str]:
     """Create the bucket and the tables (idempotent); the servers must answer.
 
@@ -133,7 +92,7 @@ def setup(accept_lost_objects: bool | None = None) -> list[str]:
     """
     cfg = config.load()
     _need_pg("the ads pipeline's tables live there")
-    accept = _accept_lost_objects if accept_lost_objects is None else accept_lost_objects
+    accept = config.lost_objects_accepted() if accept_lost_objects is None else accept_lost_objects
     lines = []
     bucket = s3.Bucket(cfg)
     try:

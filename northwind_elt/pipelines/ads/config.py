@@ -5,11 +5,13 @@ Every S3 setting comes from the environment; with no endpoint set, boto3 talks t
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import os
 import re
 import secrets
 import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,3 +170,23 @@ def manifest_of(key: str) -> str:
 def manifest_of_key(manifest: str) -> str:
     """The object a manifest key belongs to (inverse of manifest_of)."""
     return manifest.removesuffix(".manifest.json") + ".jsonl"
+
+
+class AcceptLostObjects(argparse.Action):
+    """`nw ads up --accept-lost-objects`: the flag reaches commands.setup() through this module, as
+    `nw ads up` calls setup() without arguments (entry/local_services.py)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        global _accept_lost_objects
+        _accept_lost_objects = True
+        setattr(namespace, self.dest, True)
+
+
+_accept_lost_objects = False
+
+
+def lost_objects_accepted() -> bool:
+    return _accept_lost_objects

@@ -18,5 +18,6 @@ NORTHWIND = Pipeline(
     meltano_file="pipelines/northwind.meltano.yml",
     outputs=("output/{day}/orders_with_details.csv", "output/{day}/orders_with_details.json"),
     dbt_tag="northwind",
+    dbt_target_path="${NW_DATA_DIR}/dbt/northwind",
     exporter="northwind_elt.protocol.outputs:export_day",
 )

@@ -1,14 +1,5 @@
-"""`nw padam ...`: the PADAM pipeline's commands (generate a month, prepare, export, reconcile).
-
-  nw padam insert-month YEAR MONTH     replace the month in production (RANDOM_MAIN_CONTROLLER rows)
-  nw padam prepare [--full-refresh]    meltano run padam-prepare: incremental EL, merge, dbt build
-  nw padam export YEAR MONTH           the month's stats files and the year to date
-  nw padam reconcile                   count and sum per month, production vs warehouse; exported
-                                       files that no longer match production, marked _STALE
-  nw padam up                          start the embedded server if PADAM lives on it, else check
-  nw padam merge                       (Meltano task of padam-prepare) apply the landed rows, reconcile
-
-The unit of PADAM is a calendar month, not a day: none of these takes --date.
+"""`nw padam ...`: the PADAM pipeline's commands (generate a month, prepare, export, reconcile);
+their usage is the package's docstring (northwind_elt/pipelines/padam/__init__.py).
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ PADAM = Pipeline(
     meltano_file="pipelines/padam.meltano.yml",
     outputs=("padam/exports/year={year}/",),
     warehouse="PADAM_WH_PG",
-    dbt_target_path="target/padam",
+    dbt_target_path="${NW_DATA_DIR}/dbt/padam",
     dbt_tag="padam",
     command_group="padam",
 )

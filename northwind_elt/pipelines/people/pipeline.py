@@ -17,7 +17,7 @@ PEOPLE = Pipeline(
     meltano_file="pipelines/people.meltano.yml",
     outputs=("summary_output.json", "output/{day}/people/"),
     warehouse="PEOPLE_PG",
-    dbt_target_path="target/people",
+    dbt_target_path="${NW_DATA_DIR}/dbt/people",
     dbt_tag="people",
     exporter="northwind_elt.protocol.outputs:export_day",
 )

@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pyarrow.parquet as pq
 import pytest
-from support import LOAD_STEPS, PROJECT, SOURCE_CSV, Pipeline, csv_env, free_port, partition_file, wait_for
+from support import NORTHWIND_DAY, PROJECT, SOURCE_CSV, Pipeline, csv_env, free_port, partition_file, wait_for
 
 HEADER = "order_id,product_id,unit_price,quantity,discount"
 
@@ -65,10 +65,10 @@ def test_sigkill_during_extract_leaves_nothing_visible_and_a_rerun_succeeds(pipe
 # 2. SIGKILL during load --------------------------------------------------------------
 
 
-def test_sigkill_during_load_keeps_the_old_or_the_new_day_never_a_mix(pipeline: Pipeline, tmp_path: Path) -> None:
-    day = "2024-04-02"
-    pipeline.run_ok("extract-postgres", day)
-    pipeline.run_ok("extract-csv", day)
+def test_sigkill_during_load_keeps_the_old_or_the_new_day_never_a_mix(
+    pipeline: Pipeline, extracted_day: str, tmp_path: Path
+) -> None:
+    day = extracted_day  # extracted (section 6): loaded whole here, then its CSV replaced by a shorter one
     pipeline.run_ok("load", day)
     old = 2155
     shorter = tmp_path / "order_details.csv"
@@ -155,15 +155,17 @@ def test_bad_csv_is_rejected_with_file_and_line_and_no_partition(pipeline: Pipel
     assert not (pipeline.data_dir / "_manifests" / day / "extract-csv.json").exists()
 
 
-def test_bom_crlf_and_quoted_fields_are_accepted_with_the_same_values(pipeline: Pipeline, tmp_path: Path) -> None:
+def test_bom_crlf_and_quoted_fields_are_accepted_with_the_same_values(
+    pipeline: Pipeline, northwind_day: Pipeline, tmp_path: Path
+) -> None:
     lines = SOURCE_CSV.read_text().splitlines()
     quoted = [lines[0]] + [",".join(f'"{v}"' for v in line.split(",")) for line in lines[1:]]
     path = tmp_path / "order_details.csv"
     path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(quoted).encode() + b"\r\n")
     pipeline.run_ok("extract-csv", "2024-04-05", extra_env=csv_env(path))
-    pipeline.run_ok("extract-csv", "2024-04-06")
     odd = pq.read_table(partition_file(pipeline.data_dir, "csv", "order_details", "2024-04-05"))
-    plain = pq.read_table(partition_file(pipeline.data_dir, "csv", "order_details", "2024-04-06"))
+    # The plain file as the session's day extracted it (tests/conftest.py).
+    plain = pq.read_table(partition_file(pipeline.data_dir, "csv", "order_details", NORTHWIND_DAY))
     assert odd.num_rows == len(lines) - 1
     assert odd.equals(plain)
 
@@ -182,8 +184,7 @@ def test_a_comma_inside_a_quoted_number_is_not_a_number(pipeline: Pipeline, tmp_
 @pytest.fixture(scope="module")
 def extracted_day(pipeline: Pipeline) -> str:
     day = "2024-04-08"
-    pipeline.run_ok("extract-postgres", day)
-    pipeline.run_ok("extract-csv", day)
+    pipeline.extract_ok(day)
     return day
 
 
@@ -225,8 +226,8 @@ def test_load_refuses_a_damaged_partition_and_names_the_file(
 # 7. Two runs of the same step and day at once ---------------------------------------
 
 
-def test_a_second_concurrent_run_of_the_same_step_and_day_fails_clearly(pipeline: Pipeline) -> None:
-    day = "2024-04-09"
+def test_a_second_concurrent_run_of_the_same_step_and_day_fails_clearly(pipeline: Pipeline, extracted_day: str) -> None:
+    day = extracted_day  # its extract-csv stands: the load below checks both extracts
     # The first run blocks on a locked source table until the test lets it go: the rivals
     # below meet it mid-extract, however fast or slow the machine is.
     with pipeline.table_locked("northwind", "region"):
@@ -241,7 +242,6 @@ def test_a_second_concurrent_run_of_the_same_step_and_day_fails_clearly(pipeline
     assert f"run-northwind-extract-postgres for {day} is already running" in second.stderr
     assert rival.returncode != 0
     assert "already running" in rival.stdout + rival.stderr
-    pipeline.run_ok("extract-csv", day)
     pipeline.run_ok("load", day)  # the gate re-verifies every file: nothing was corrupted
 
 
@@ -272,8 +272,7 @@ def test_added_column_and_new_table_flow_through_and_a_dropped_column_is_kept_as
         conn.execute("INSERT INTO warehouses VALUES (1, 'Lyon'), (2, 'Graz') ON CONFLICT DO NOTHING")
     try:
         day = "2024-04-10"
-        for step in LOAD_STEPS:  # raw is what this test checks: no transform or export
-            pipeline.run_ok(step, day)
+        pipeline.load_ok(day)  # raw is what this test checks: no transform or export
         assert "rating" in pq.read_schema(partition_file(pipeline.data_dir, "postgres", "shippers", day)).names
         assert pq.read_table(partition_file(pipeline.data_dir, "postgres", "warehouses", day)).num_rows == 2
         with pipeline.analytics() as conn:
@@ -282,8 +281,7 @@ def test_added_column_and_new_table_flow_through_and_a_dropped_column_is_kept_as
         with admin(pipeline) as conn:
             conn.execute("ALTER TABLE shippers DROP COLUMN rating")
         later = "2024-04-11"
-        for step in LOAD_STEPS:
-            pipeline.run_ok(step, later)
+        pipeline.load_ok(later)
         with pipeline.analytics() as conn:
             assert conn.execute("SELECT DISTINCT rating FROM raw.shippers WHERE _day = %s", [later]).fetchall() == [
                 (None,)

@@ -44,19 +44,24 @@ def on_s3(machines: tuple[Pipeline, Pipeline]) -> Pipeline:
 
 @pytest.fixture(scope="module")
 def days(northwind_day: Pipeline, people_day: Pipeline, machines: tuple[Pipeline, Pipeline]) -> dict[str, float]:
-    """The days on one machine with the local defaults (the session's), then on a and b; the wall
-    seconds of the runs on a and b."""
+    """The days on one machine with the local defaults (the session's), then on a and b as a cluster
+    runs them: the people day on a side by side with the Northwind day, whose two extracts run at
+    once on a (as its DAG runs them) before b loads, builds and exports it. The wall seconds of each part."""
     a, b = machines
-    runs = [
-        ("extracts", NORTHWIND_DAY, "machine a, S3", lambda: [a.run_ok(s, NORTHWIND_DAY) for s in EXTRACTS]),
-        ("load..export", NORTHWIND_DAY, "machine b, S3", lambda: [b.run_ok(s, NORTHWIND_DAY) for s in LATER]),
-        ("people-daily", PEOPLE_DAY, "machine a, S3", lambda: a.run_ok("people-daily", PEOPLE_DAY)),
-    ]
+    a.migrate_meltano_database()  # the state database's, new: the runs below start side by side
     seconds = {}
-    for job, day, where, run in runs:
-        started = time.monotonic()
-        run()
-        seconds[f"{job} {day}, {where}"] = round(time.monotonic() - started, 1)
+    started = time.monotonic()
+    people = a.start("--date", PEOPLE_DAY, "run", "people-daily")
+    try:
+        a.extract_ok(NORTHWIND_DAY)
+        seconds[f"extracts {NORTHWIND_DAY}, machine a, S3"] = round(time.monotonic() - started, 1)
+        for step in LATER:
+            b.run_ok(step, NORTHWIND_DAY)
+        seconds[f"extracts, then load..export {NORTHWIND_DAY} on machine b, S3"] = round(time.monotonic() - started, 1)
+    finally:
+        output, _ = people.communicate(timeout=900)
+    assert people.returncode == 0, f"people-daily {PEOPLE_DAY} on machine a failed:\n{output[-5000:]}"
+    seconds[f"with people-daily {PEOPLE_DAY} alongside on machine a, S3"] = round(time.monotonic() - started, 1)
     print(f"wall seconds: {seconds}")
     return seconds
 

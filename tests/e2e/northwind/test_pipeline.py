@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 
 import pyarrow.parquet as pq
 import pytest
@@ -81,21 +82,25 @@ def test_every_source_table_and_the_csv_are_loaded_for_the_day(first_day: Pipeli
         assert not list(folder.glob(".*tmp")), "no temporary files may remain"
 
 
-def test_rerun_gives_identical_tables_and_byte_identical_export(first_day: Pipeline) -> None:
+@dataclass
+class Rerun:
+    """DAY's exports and source counts before its rerun, and NEWER_DAY as it was before DAY was rerun."""
+
+    csv_before: str
+    json_before: str
+    counts: dict[str, int]
+    newer_csv: str
+    newer_load: tuple
+    newer_rows: tuple
+    newer_mart: tuple
+
+
+@pytest.fixture(scope="module")
+def rerun(first_day: Pipeline) -> Rerun:
+    """NEWER_DAY runs, then DAY again: that rerun of DAY is also the backfill of an older day (one
+    Northwind day fewer than a rerun and a backfill of their own)."""
     csv_before, json_before = sha256(first_day.output(DAY, "csv")), sha256(first_day.output(DAY, "json"))
     counts = source_table_counts(first_day)
-    first_day.run_ok("daily", DAY)
-    assert sha256(first_day.output(DAY, "csv")) == csv_before
-    assert sha256(first_day.output(DAY, "json")) == json_before
-    with first_day.analytics() as conn:
-        for table, rows in counts.items():
-            got = conn.execute(f'SELECT count(*) FROM raw."{table}" WHERE _day = %s', [DAY]).fetchone()[0]
-            assert got == rows, f"{table}: rerun must replace the day, not append to it"
-        mart = conn.execute("SELECT count(*) FROM analytics.orders_with_details WHERE _day = %s", [DAY]).fetchone()[0]
-        assert mart == 2155
-
-
-def test_backfill_of_an_older_day_leaves_the_newer_day_untouched(first_day: Pipeline) -> None:
     first_day.run_ok("daily", NEWER_DAY)
     newer_csv = sha256(first_day.output(NEWER_DAY, "csv"))
     with first_day.analytics() as conn:
@@ -105,15 +110,33 @@ def test_backfill_of_an_older_day_leaves_the_newer_day_untouched(first_day: Pipe
             "SELECT count(*), sum(line_total) FROM analytics.orders_with_details WHERE _day = %s", [NEWER_DAY]
         ).fetchone()
     first_day.run_ok("daily", DAY)  # reprocess the older day
-    assert sha256(first_day.output(NEWER_DAY, "csv")) == newer_csv
+    return Rerun(csv_before, json_before, counts, newer_csv, newer_load, newer_rows, newer_mart)
+
+
+def test_rerun_gives_identical_tables_and_byte_identical_export(first_day: Pipeline, rerun: Rerun) -> None:
+    assert sha256(first_day.output(DAY, "csv")) == rerun.csv_before
+    assert sha256(first_day.output(DAY, "json")) == rerun.json_before
     with first_day.analytics() as conn:
-        assert conn.execute("SELECT load_id FROM raw._loaded_days WHERE day = %s", [NEWER_DAY]).fetchone() == newer_load
-        assert conn.execute("SELECT count(*) FROM raw.orders WHERE _day = %s", [NEWER_DAY]).fetchone() == newer_rows
+        for table, rows in rerun.counts.items():
+            got = conn.execute(f'SELECT count(*) FROM raw."{table}" WHERE _day = %s', [DAY]).fetchone()[0]
+            assert got == rows, f"{table}: rerun must replace the day, not append to it"
+        mart = conn.execute("SELECT count(*) FROM analytics.orders_with_details WHERE _day = %s", [DAY]).fetchone()[0]
+        assert mart == 2155
+
+
+def test_backfill_of_an_older_day_leaves_the_newer_day_untouched(first_day: Pipeline, rerun: Rerun) -> None:
+    assert sha256(first_day.output(NEWER_DAY, "csv")) == rerun.newer_csv
+    with first_day.analytics() as conn:
+        loaded = conn.execute("SELECT load_id FROM raw._loaded_days WHERE day = %s", [NEWER_DAY]).fetchone()
+        assert loaded == rerun.newer_load
+        assert (
+            conn.execute("SELECT count(*) FROM raw.orders WHERE _day = %s", [NEWER_DAY]).fetchone() == rerun.newer_rows
+        )
         assert (
             conn.execute(
                 "SELECT count(*), sum(line_total) FROM analytics.orders_with_details WHERE _day = %s", [NEWER_DAY]
             ).fetchone()
-            == newer_mart
+            == rerun.newer_mart
         )
         days = [r[0].isoformat() for r in conn.execute("SELECT day FROM raw._loaded_days ORDER BY day")]
     assert DAY in days and NEWER_DAY in days

@@ -7,10 +7,13 @@ import os
 import re
 import signal
 import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 import pytest
-from support import LOAD_STEPS, PROJECT, SOURCE_CSV, Pipeline, csv_env, wait_for
+from support import PROJECT, SOURCE_CSV, Pipeline, csv_env, wait_for
 
 
 def descendants(proc: subprocess.Popen) -> list[psutil.Process]:
@@ -31,6 +34,51 @@ def day_files(pipeline: Pipeline, day: str) -> list[str]:
     found = [*pipeline.data_dir.glob(f"postgres/*/{day}/*"), *pipeline.data_dir.glob(f"csv/{day}/*")]
     found += pipeline.data_dir.glob(f"_manifests/{day}/*")
     return sorted(str(p) for p in found)
+
+
+@dataclass(frozen=True)
+class LoadedDay:
+    day: str
+    project_staging_before: list[Path]
+
+
+def project_staging() -> list[Path]:
+    folder = PROJECT / "data" / ".staging"
+    return sorted(folder.rglob("*")) if folder.exists() else []
+
+
+@pytest.fixture(scope="module")
+def loaded_day(pipeline: Pipeline) -> Iterator[LoadedDay]:
+    """A day extracted and loaded once, with a source table named with a space and capitals (kept
+    until the module ends): the batch-file, step-manifest and name tests read it as the steps left
+    it; the signal during a load interrupts a reload of it, the failed dbt test reloads its CSV."""
+    before = project_staging()
+    day = "2024-06-07"
+    with pipeline.admin() as conn:
+        conn.execute('CREATE TABLE "Order Items" ("Item Id" int PRIMARY KEY, "Label" text)')
+        conn.execute("""INSERT INTO "Order Items" VALUES (1, 'one'), (2, 'two'), (3, NULL)""")
+    try:
+        pipeline.load_ok(day)
+        yield LoadedDay(day, before)
+    finally:
+        with pipeline.admin() as conn:
+            conn.execute('DROP TABLE IF EXISTS "Order Items"')
+
+
+def test_batch_files_live_under_the_data_directory_and_are_removed(pipeline: Pipeline, loaded_day: LoadedDay) -> None:
+    after = project_staging()
+    assert after == loaded_day.project_staging_before, (
+        "nothing may be written under the project's data/ when NW_DATA_DIR is elsewhere"
+    )
+    for step in ("extract-postgres", "extract-csv", "load"):
+        assert not (pipeline.data_dir / ".staging" / step / loaded_day.day).exists(), step
+
+
+def test_the_step_manifest_lists_the_tables_it_published(pipeline: Pipeline, loaded_day: LoadedDay) -> None:
+    manifest = json.loads((pipeline.data_dir / "_manifests" / loaded_day.day / "extract-postgres.json").read_text())
+    with pipeline.source() as conn:
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    assert set(manifest["tables"]) == set(manifest["expected_tables"]) == tables
 
 
 # SIGINT and SIGTERM go through the same handler (protocol.meltano.Signals): Ctrl-C is tried during an
@@ -56,11 +104,11 @@ def test_a_signal_during_extract_stops_every_process_and_records_interrupted(pip
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM])
-def test_a_signal_during_load_keeps_the_old_day_and_the_rerun_clears_staging(pipeline: Pipeline, signum) -> None:
-    day = "2024-06-03"
+def test_a_signal_during_load_keeps_the_old_day_and_the_rerun_clears_staging(
+    pipeline: Pipeline, loaded_day: LoadedDay, signum
+) -> None:
+    day = loaded_day.day
     staging = f"raw_staging_{day}"
-    for job in ("extract-postgres", "extract-csv", "load"):
-        pipeline.run_ok(job, day)
     with pipeline.analytics() as conn:
         before = conn.execute("SELECT load_id FROM raw._loaded_days WHERE day = %s", [day]).fetchone()
     # The day is staged, then the swap into raw waits for the lock: the signal comes mid-swap.
@@ -101,19 +149,15 @@ def test_a_task_started_without_a_pinned_day_refuses(pipeline: Pipeline) -> None
     assert "extract-csv started without a day: RUN_DATE is not set" in result.stdout + result.stderr
 
 
-def test_tables_named_with_spaces_and_capitals_load_and_a_path_in_a_name_is_refused(pipeline: Pipeline) -> None:
-    day = "2024-06-05"
-    with pipeline.admin() as conn:
-        conn.execute('CREATE TABLE "Order Items" ("Item Id" int PRIMARY KEY, "Label" text)')
-        conn.execute("""INSERT INTO "Order Items" VALUES (1, 'one'), (2, 'two'), (3, NULL)""")
+def test_tables_named_with_spaces_and_capitals_load_and_a_path_in_a_name_is_refused(
+    pipeline: Pipeline, loaded_day: LoadedDay
+) -> None:
+    with pipeline.analytics() as conn:
+        got = conn.execute(
+            'SELECT "Item Id"::int, "Label" FROM raw."Order Items" WHERE _day = %s ORDER BY 1', [loaded_day.day]
+        )
+        assert got.fetchall() == [(1, "one"), (2, "two"), (3, None)]
     try:
-        for step in LOAD_STEPS:  # raw is what this test checks
-            pipeline.run_ok(step, day)
-        with pipeline.analytics() as conn:
-            got = conn.execute(
-                'SELECT "Item Id"::int, "Label" FROM raw."Order Items" WHERE _day = %s ORDER BY 1', [day]
-            )
-            assert got.fetchall() == [(1, "one"), (2, "two"), (3, None)]
         with pipeline.admin() as conn:
             conn.execute('CREATE TABLE "../../fc_escape" (id int)')
         refused = pipeline.run("extract-postgres", "2024-06-06")
@@ -124,29 +168,16 @@ def test_tables_named_with_spaces_and_capitals_load_and_a_path_in_a_name_is_refu
         assert not list(pipeline.data_dir.rglob("*fc_escape*"))
     finally:
         with pipeline.admin() as conn:
-            conn.execute('DROP TABLE IF EXISTS "Order Items"')
             conn.execute('DROP TABLE IF EXISTS "../../fc_escape"')
 
 
-def test_batch_files_live_under_the_data_directory_and_are_removed(pipeline: Pipeline) -> None:
-    day = "2024-06-07"
-    project_staging = PROJECT / "data" / ".staging"
-    before = sorted(project_staging.rglob("*")) if project_staging.exists() else []
-    pipeline.run_ok("extract-postgres", day)
-    pipeline.run_ok("extract-csv", day)
-    pipeline.run_ok("load", day)
-    after = sorted(project_staging.rglob("*")) if project_staging.exists() else []
-    assert after == before, "nothing may be written under the project's data/ when NW_DATA_DIR is elsewhere"
-    for step in ("extract-postgres", "extract-csv", "load"):
-        assert not (pipeline.data_dir / ".staging" / step / day).exists(), step
-
-
-def test_a_failed_dbt_test_is_named_in_the_cause_and_the_status(pipeline: Pipeline, tmp_path) -> None:
-    day = "2024-06-08"
+def test_a_failed_dbt_test_is_named_in_the_cause_and_the_status(
+    pipeline: Pipeline, loaded_day: LoadedDay, tmp_path
+) -> None:
+    day = loaded_day.day  # its extract-postgres stands; the CSV is extracted again with a duplicated line
     lines = SOURCE_CSV.read_text().splitlines()
     duplicated = tmp_path / "order_details.csv"
     duplicated.write_text("\n".join([*lines, lines[1]]) + "\n")
-    pipeline.run_ok("extract-postgres", day)
     pipeline.run_ok("extract-csv", day, extra_env=csv_env(duplicated))
     pipeline.run_ok("load", day)
     failed = pipeline.run("transform", day)
@@ -185,12 +216,3 @@ def test_as_root_a_data_directory_other_users_cannot_enter_is_refused_with_a_rea
     assert "Clone the project into a directory other users can enter" in result.stderr
     assert "Traceback" not in result.stderr
     assert not list(closed.iterdir()), "no half-made cluster may be left"
-
-
-def test_the_step_manifest_lists_the_tables_it_published(pipeline: Pipeline) -> None:
-    day = "2024-06-09"
-    pipeline.run_ok("extract-postgres", day)
-    manifest = json.loads((pipeline.data_dir / "_manifests" / day / "extract-postgres.json").read_text())
-    with pipeline.source() as conn:
-        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
-    assert set(manifest["tables"]) == set(manifest["expected_tables"]) == tables

@@ -73,8 +73,7 @@ def zoo_day(pipeline: Pipeline):
         # The rows hold JSON braces: only the table name goes through format().
         conn.execute(sql.SQL("INSERT INTO {} VALUES ").format(sql.Identifier(TABLE)) + sql.SQL(", ".join(ROWS)))
     try:
-        for job in ("extract-postgres", "extract-csv", "load"):
-            pipeline.run_ok(job, DAY)
+        pipeline.load_ok(DAY)
         yield ddl
     finally:
         with pipeline.admin() as conn:
