@@ -85,8 +85,11 @@ $(PLUGINS_INSTALLED): $(INSTALLED) meltano.yml plugins/*.meltano.yml pipelines/*
 # The project and its in-project plugins are editable installs, which no installer compiles:
 # where PYTHONDONTWRITEBYTECODE=1 (containers, CI) every process of a day (about twenty)
 # would compile them again. A source edited later is recompiled in memory (its mtime).
+# Plugin virtualenvs installed before meltano.yml asked uv to compile them are compiled here
+# too (each by its own interpreter; files already compiled are skipped).
 bytecode:
 	@$(BIN)/python -m compileall -q -j 0 northwind_elt $(foreach p,$(PLUGINS),$(wildcard $(p)/tap_* $(p)/target_*)) >/dev/null
+	@for venv in $(wildcard .meltano/*/*/venv); do $$venv/bin/python -m compileall -q -j 0 $$venv/lib >/dev/null 2>&1 || true; done
 
 # Every lock file, from the pyproject.toml files and the plugins' pip_url (scripts/lock.py says
 # which lock pins what), keeping every pin that still fits; UPGRADE=1 takes the newest versions.

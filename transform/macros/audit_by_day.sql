@@ -18,6 +18,22 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- The day's audit schema, created before any node runs (an on-run-start hook): the tests
+    run in several threads, and CREATE SCHEMA IF NOT EXISTS races when the schema is new. -#}
+{% macro create_audit_schema() -%}
+    {%- if execute -%}
+        {%- for unique_id in selected_resources -%}
+            {%- set node = graph.nodes.get(unique_id) -%}
+            {%- if node and node.resource_type == "test" and (node.config.meta or {}).get("audit_by_day") -%}
+                {%- set schema = node.schema ~ "_" ~ (nw_day() | replace("-", "_")) -%}
+                {%- do adapter.create_schema(api.Relation.create(database=node.database, schema=schema)) -%}
+                {{ return("") }}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {{ return("") }}
+{%- endmacro %}
+
 {#- The schema a test's failing rows go to. -#}
 {% macro audit_schema(schema) -%}
     {%- if (config.get("meta") or {}).get("audit_by_day") -%}
@@ -27,7 +43,8 @@
 {%- endmacro %}
 
 {#- dbt-core 1.11's test materialization (global_project/macros/materializations/tests/test.sql),
-    changed in one place: the failing rows are stored in audit_schema(schema), created if need be. -#}
+    changed in one place: the failing rows are stored in audit_schema(schema) (created by the
+    on-run-start hook create_audit_schema). -#}
 {%- materialization test, default -%}
 
   {% set relations = [] %}
@@ -42,9 +59,6 @@
 
     {% set identifier = model['alias'] %}
     {% set store_schema = audit_schema(schema) %}
-    {% if store_schema != schema %}
-      {% do adapter.create_schema(api.Relation.create(database=database, schema=store_schema)) %}
-    {% endif %}
     {% set old_relation = adapter.get_relation(database=database, schema=store_schema, identifier=identifier) %}
 
     {% set store_failures_as = config.get('store_failures_as') %}

@@ -135,6 +135,35 @@ def test_a_signal_during_load_keeps_the_old_day_and_the_rerun_clears_staging(
     assert loads == 1 and rows == 830
 
 
+def test_a_failed_extract_lets_the_extract_beside_it_finish_and_stops_the_day_before_the_load(
+    pipeline: Pipeline,
+) -> None:
+    """`nw run daily` runs the two extracts side by side (entry/run.py `plan`). extract-postgres
+    fails at its commit (a source column named like the one the load adds); extract-csv, started
+    beside it, still commits; nothing after them runs, and the rerun starts at the failed step."""
+    day = "2024-06-10"
+    with pipeline.admin() as conn:
+        conn.execute("CREATE TABLE clashing_day (id int PRIMARY KEY, _day date)")
+    try:
+        result = pipeline.run("daily", day)
+    finally:
+        with pipeline.admin() as conn:
+            conn.execute("DROP TABLE clashing_day")
+    assert result.returncode != 0
+    lines = {line.split()[1]: line.split()[-1] for line in result.stdout.splitlines() if line.startswith("northwind ")}
+    assert lines == {"extract-postgres": "failed", "extract-csv": "success"}, result.stdout
+    assert f"FAILED: step 'extract-postgres' for {day}" in result.stderr
+    cause = f"Cause: extract-postgres for {day}: source table 'clashing_day' cannot be extracted: column _day: the load"
+    assert cause in result.stderr, result.stderr
+    assert f"Fix the cause, then rerun: nw run --date {day} --from extract-postgres" in result.stderr
+    assert "==> done" not in result.stdout
+    status = pipeline.status(day)
+    assert re.search(r"extract-csv\s+success", status) and re.search(r"extract-postgres\s+failed", status), status
+    assert not re.search(r"\bload\s+(success|failed)", status), status
+    logs = pipeline.data_dir / "logs" / day
+    assert len(list(logs.glob("extract-postgres-*.log"))) == len(list(logs.glob("extract-csv-*.log"))) == 1
+
+
 def test_a_task_started_without_a_pinned_day_refuses(pipeline: Pipeline) -> None:
     env = {k: v for k, v in pipeline.env.items() if k != "RUN_DATE"}
     result = subprocess.run(
