@@ -1,9 +1,10 @@
 """Benchmark the real jobs against reference implementations on the same data.
 
     .venv/bin/python scripts/benchmark.py                        # N=928: 2.77 M source rows, 2.0 M CSV rows
-    .venv/bin/python scripts/benchmark.py --scale small          # N=100 (a quick check)
+    .venv/bin/python scripts/benchmark.py --scale small          # N=93 (a quick check)
     .venv/bin/python scripts/benchmark.py --scale small,default  # both, plus the x10-rows memory target
-    .venv/bin/python scripts/benchmark.py --only extract,csv --rounds 1 --keep
+    .venv/bin/python scripts/benchmark.py --scale huge --rounds 1 --only extract,csv,load   # 27.7 M + 20 M rows
+    .venv/bin/python scripts/benchmark.py --only people,padam,ads --rounds 1 --keep
 
 Needs the embedded server (`.venv/bin/nw db up`) and the references: `make bench-install`
 installs the `bench` extra from uv.lock into .venv-bench, and the stock tap-postgres and
@@ -12,36 +13,53 @@ target-postgres of the benchmark's own Meltano project (scripts/bench/meltano.ym
 
 Workload: Northwind `orders` (830 rows, from the seeded `northwind` database) and
 `order_details` (2,155 rows, data/order_details.csv) replicated N times with SQL in a
-scratch source database (keys offset by k*100000, so order_id is widened to integer).
+scratch source database (keys offset by k*100000, so order_id is widened to integer),
+and an order_details CSV of the same N copies (2.0 M rows at N=928, 20 M at N=9280).
 The replicated order_details table is named `order_lines` there: the load gate refuses a
 table that two extract steps produce, and extract-csv produces `order_details`.
-and an order_details CSV of the same N copies (2.0 M rows at N=928).
 
-Groups (--only): `extract` (extract-postgres job vs psycopg COPY->pyarrow, ADBC, dlt
-sql_database/connectorx -> Parquet), `csv` (extract-csv job vs pyarrow's bare CSV read +
-Parquet write), `load` (load job vs psycopg Parquet->CSV->COPY, ADBC adbc_ingest, dlt
-parquet/ADBC, csv/COPY and insert_values, all loading the Parquet files the extract jobs
-published), `day` (`nw run daily` of the real Northwind day vs a stock `meltano run
-tap-postgres target-postgres` of the same 13 tables), `startup` (Meltano alone).
+Groups (--only), on that workload at every scale: `extract` (extract-postgres job vs
+psycopg COPY->pyarrow, ADBC, dlt sql_database/connectorx -> Parquet), `csv` (extract-csv
+job vs pyarrow's bare CSV read + Parquet write), `load` (load job vs psycopg
+Parquet->CSV->COPY, ADBC adbc_ingest, dlt parquet/ADBC, csv/COPY and insert_values, all
+loading the Parquet files the extract jobs published). On the pipelines' own inputs, at
+the first scale only: `day` (`nw run daily` of the real Northwind day vs a stock `meltano
+run tap-postgres target-postgres` of the same 13 tables), `startup` (Meltano alone),
+`people` (`nw run people-daily` vs pyarrow reading both CSVs, joining, counting and
+writing the summary JSON, which must equal the job's byte for byte), `padam` (a year as
+`scripts/insert_all_data.sh 2022` runs it at controller 100, from empty databases every
+round, vs the project's generator and one SQL statement of daily and monthly stats per
+month, writing the same files, which must equal the job's), `ads` (`nw ads load` against
+its own mock API and S3 server, started with `nw ads up` on free ports and stopped at the
+end, vs one requests GET, a boto3 put of the body and a psycopg insert of the 100 rows).
+The Northwind and people days rerun the same day each round on the same scratch state.
+
 Rounds alternate the implementations; the table shows medians. Every run is a
 subprocess: wall seconds, CPU seconds of the process tree (RUSAGE_CHILDREN deltas; the
 Postgres server's own work is not included), and the peak RSS of its largest process
-(psutil, every 0.1 s). Scratch databases and directories are dropped unless --keep.
+(psutil, every 0.1 s). After the table, issue 26's targets, each with its measured
+figure: met, NOT met, or not measured (its runs not part of this run, or failed).
+Scratch databases and directories are dropped unless --keep.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
+import math
 import os
 import resource
+import secrets
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -57,8 +75,28 @@ STOCK_SYS_DIR = BENCH_VENV / "meltano"
 DAY = "2024-01-15"
 # The issue's workload: (830 orders + 2,155 lines) x 928 = 2,770,080 rows; x0.1 and x10.
 SCALES = {"small": 93, "default": 928, "huge": 9280}
-GROUPS = ("extract", "csv", "load", "day", "startup")
+GROUPS = ("extract", "csv", "load", "day", "startup", "people", "padam", "ads")
+# Groups on the N-copy workload, measured at every scale; the others run on the pipelines' own
+# inputs (fixed sizes), at the first scale of the run only.
+SCALED_GROUPS = ("extract", "csv", "load")
 SOURCE_DB, ANALYTICS_DB, DAY_ANALYTICS_DB = "nw_bench_source", "nw_bench_analytics", "nw_bench_day_analytics"
+PEOPLE_DB, ADS_DB = "nw_bench_people", "nw_bench_ads"
+PADAM_PROD_DB, PADAM_WH_DB, PADAM_REF_DB = "nw_bench_padam_production", "nw_bench_padam_warehouse", "nw_bench_padam_ref"
+SCRATCH_DATABASES = (
+    SOURCE_DB,
+    ANALYTICS_DB,
+    DAY_ANALYTICS_DB,
+    PEOPLE_DB,
+    PADAM_PROD_DB,
+    PADAM_WH_DB,
+    PADAM_REF_DB,
+    ADS_DB,
+)
+# The people pipeline's inputs, as pipelines/people.meltano.yml names them.
+PEOPLE_FILES = PROJECT / "data" / "people-places"
+# The README's PADAM year: 2022 at the evaluation size (specs/padam.md: 742,650 rows).
+PADAM_YEAR, PADAM_CONTROLLER, PADAM_YEAR_ROWS = 2022, 100, 742_650
+ADS_RECORDS = 100  # one API response (specs/ads-api.md)
 ORDER_DETAILS_COLUMNS = {
     "order_id": "integer",
     "product_id": "integer",
@@ -73,6 +111,23 @@ ORDER_DETAILS_DDL = (
 KEY_STEP = 100_000
 CSV_SHARE = 1.0  # 2,155 x 928 = 2.0 M CSV lines at the default scale
 RSS_LIMIT_MB = 500
+RSS_GROWTH_PER_10X = 1.2
+# Each job's reference in the table's "x ref" column: the start of its name.
+MAIN_REFERENCE = {
+    "extract": "psycopg",
+    "load": "psycopg",
+    "csv": "pyarrow",
+    "day": "stock",
+    "people": "pyarrow",
+    "padam": "psycopg",
+    "ads": "requests",
+}
+# The whole-pipeline targets in seconds (issue 26): group, what, limit.
+PIPELINE_SECONDS = (
+    ("people", "people day (`nw run people-daily`)", 10.0),
+    ("padam", "PADAM year at controller 100 (`insert_all_data.sh`)", 45.0),
+    ("ads", "one ads load (`nw ads load`)", 6.0),
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,6 +330,139 @@ def ref_dlt_load(args: dict) -> None:
     pipeline.run(resources, loader_file_format=file_format)
 
 
+def ref_people(args: dict) -> None:
+    """people.csv and places.csv (pyarrow) -> left join on the city -> people per country -> the summary JSON."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    people = pacsv.read_csv(
+        args["people"], convert_options=pacsv.ConvertOptions(column_types={"date_of_birth": pa.date32()})
+    )
+    places = pacsv.read_csv(args["places"])
+    joined = people.join(places, keys="place_of_birth", right_keys="city", join_type="left outer")
+    # As the pipeline's audit: a person whose place is unknown fails, never vanishes from the counts.
+    if unmatched := joined["country"].null_count:
+        sys.exit(f"{unmatched} people have a place_of_birth that is not a city of {args['places']}")
+    counts = joined.group_by("country").aggregate([([], "count_all")]).to_pylist()
+    ordered = sorted(counts, key=lambda row: (-row["count_all"], row["country"]))
+    summary = {row["country"]: row["count_all"] for row in ordered}
+    # The sample's shape: one compact object, UTF-8 not escaped, no newline.
+    Path(args["out"]).write_bytes(json.dumps(summary, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+# One statement per month: the stats of each day and of the month (the row whose day is NULL).
+PADAM_MONTH_STATS = """
+    SELECT extract(day FROM created_at::date)::int, count(*), sum(value)::bigint, min(value)::bigint,
+           max(value)::bigint, (sum(value) / count(*))::text
+    FROM entity WHERE created_at >= %s AND created_at < %s
+    GROUP BY GROUPING SETS ((created_at::date), ())
+    ORDER BY 1 NULLS LAST
+"""
+
+
+def _float8_text(value: float) -> str:
+    """Postgres's text of a double (shortest round trip; a whole number without '.0')."""
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def ref_padam(args: dict) -> None:
+    """A PADAM year: each month generated into production with the project's generator, its daily and
+    monthly stats computed by one SQL statement, the files written as the contract lays them out."""
+    from northwind_elt.pipelines.padam import generator
+
+    year, controller, out = args["year"], args["controller"], Path(args["out"])
+
+    def write(relative: str, header: str, row: list) -> None:
+        path = out / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{header}\n{','.join(map(str, row))}\n", encoding="ascii")
+
+    rows = 0
+    ytd_count, ytd_sum, ytd_min, ytd_max = 0, 0, None, None
+    with _psycopg_connect("PADAM_PROD_PG", autocommit=True) as conn:
+        conn.execute("SET extra_float_digits = 1")
+        generator.ensure_schema(conn)
+        for month in range(1, 13):
+            rows += generator.insert_month(conn, year, month, controller)
+            for day, count, total, low, high, mean in conn.execute(
+                PADAM_MONTH_STATS, generator.month_bounds(year, month)
+            ):
+                if day is None:
+                    write(
+                        f"year={year}/month={month}/entity_stats_monthly_{year}_{month}.csv",
+                        "year,month,sum_values,min_values,max_values,mean_values",
+                        [year, month, total, low, high, mean],
+                    )
+                    ytd_count, ytd_sum = ytd_count + count, ytd_sum + total
+                    ytd_min = low if ytd_min is None else min(ytd_min, low)
+                    ytd_max = high if ytd_max is None else max(ytd_max, high)
+                else:
+                    write(
+                        f"year={year}/month={month}/day={day}/entity_stats_daily_{year}_{month}_{day}.csv",
+                        "year,month,day,sum_values,min_values,max_values,mean_values",
+                        [year, month, day, total, low, high, mean],
+                    )
+            # The yearly file holds the year to date, rewritten every month.
+            write(
+                f"year={year}/entity_stats_yearly_{year}.csv",
+                "year,sum_values,min_values,max_values,mean_values",
+                [year, ytd_sum, ytd_min, ytd_max, _float8_text(ytd_sum / ytd_count)],
+            )
+    if rows != args["rows"]:
+        sys.exit(f"the generator gave {rows:,} rows for {year} at controller {controller}, not {args['rows']:,}")
+
+
+def ref_ads(args: dict) -> None:
+    """One API call (requests) -> the body as received to S3 (boto3) -> typed rows into Postgres (psycopg)."""
+    import uuid
+
+    import boto3
+    import requests
+    from psycopg.types.json import Jsonb
+
+    e = os.environ
+    response = requests.get(e["ADS_API_URL"].rstrip("/") + "/ads", timeout=30)
+    response.raise_for_status()
+    records = response.json()
+    key = f"reference/{args['day']}/{uuid.uuid4().hex}.json"
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=e.get("ADS_S3_ENDPOINT_URL") or None,
+        region_name=e.get("ADS_S3_REGION") or "us-east-1",
+        aws_access_key_id=e.get("ADS_S3_ACCESS_KEY_ID") or None,
+        aws_secret_access_key=e.get("ADS_S3_SECRET_ACCESS_KEY") or None,
+    )
+    s3.put_object(Bucket=e["ADS_S3_BUCKET"], Key=key, Body=response.content)
+    rows = [
+        (
+            r["ad_id"],
+            r["ad_group"],
+            None if r["ad_campaign"] == "__unknown" else r["ad_campaign"],
+            Jsonb(r["ad_scheme"]) if "ad_scheme" in r else None,
+            r["shown_at"],
+            key,
+        )
+        for r in records
+    ]
+    with _psycopg_connect("ADS_PG") as conn:
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {args['schema']}")
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {args['schema']}.api_ad_data (ad_id text PRIMARY KEY, ad_group text NOT NULL,"
+            " ad_campaign integer, ad_scheme jsonb, shown_at timestamptz NOT NULL,"
+            " inserted_at timestamptz NOT NULL DEFAULT now(), backup_key text NOT NULL)"
+        )
+        with conn.cursor() as cur:
+            cur.executemany(
+                f"INSERT INTO {args['schema']}.api_ad_data (ad_id, ad_group, ad_campaign, ad_scheme, shown_at,"
+                " backup_key) VALUES (%s, %s, %s, %s, to_timestamp(%s), %s) ON CONFLICT (ad_id) DO NOTHING",
+                rows,
+            )
+        query = f"SELECT count(*) FROM {args['schema']}.api_ad_data WHERE backup_key = %s"
+        inserted = conn.execute(query, [key]).fetchone()[0]
+    if not len(records) == inserted == args["records"]:
+        sys.exit(f"the API gave {len(records)} records and {inserted} were inserted, not {args['records']}")
+
+
 REFERENCES = {
     "psycopg-extract": ref_psycopg_extract,
     "adbc-extract": ref_adbc_extract,
@@ -283,6 +471,9 @@ REFERENCES = {
     "psycopg-load": ref_psycopg_load,
     "adbc-load": ref_adbc_load,
     "dlt-load": ref_dlt_load,
+    "people": ref_people,
+    "padam": ref_padam,
+    "ads": ref_ads,
 }
 
 
@@ -297,6 +488,7 @@ class Sample:
     cpu: float
     rss_mb: float
     ok: bool
+    waited: bool = False  # for a lock another run of the project held (the figure includes the wait)
 
 
 def measure(cmd: list[str], env: dict[str, str], log: Path) -> Sample:
@@ -323,7 +515,10 @@ def measure(cmd: list[str], env: dict[str, str], log: Path) -> Sample:
     if proc.returncode:
         tail = log.read_text(errors="replace")[-2500:]
         print(f"  FAILED ({proc.returncode}): {' '.join(cmd[:6])} ... log {log}\n{tail}", file=sys.stderr)
-    return Sample(wall, cpu, peak / 2**20, proc.returncode == 0)
+    # Meltano's run directories are the project's: a run of the same job from another data
+    # directory (a test, another benchmark) makes this one wait, and says so.
+    waited = any("waiting" in line and "(lock " in line for line in log.read_text(errors="replace").splitlines())
+    return Sample(wall, cpu, peak / 2**20, proc.returncode == 0, waited)
 
 
 @dataclass
@@ -342,6 +537,10 @@ class Row:
     def is_job(self) -> bool:
         return self.name.startswith("job ")
 
+    @property
+    def waits(self) -> int:
+        return sum(s.waited for s in self.samples)
+
 
 # --------------------------------------------------------------------------------------------
 # The workload.
@@ -352,6 +551,11 @@ def _ident(name: str):
     from psycopg import sql
 
     return sql.Identifier(name)
+
+
+def create_database(name: str, owner: str) -> None:
+    """A new, empty database owned by `owner` (dropped first if it exists)."""
+    create_databases([name], owner, owner)
 
 
 def create_databases(names: list[str], reader: str, owner: str) -> None:
@@ -471,10 +675,81 @@ def ensure_bench_venv() -> None:
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass
+class Planned:
+    group: str
+    name: str
+    rows: int | None
+    factory: Callable[[], tuple[list[str], dict[str, str]]]  # called before each run, after its own cleanup
+    # After each run: None, or why its output is not what the job's is (the run then counts as failed).
+    check: Callable[[], str | None] | None = None
+
+
+def ref_command(kind: str, env: dict[str, str], **kwargs) -> tuple[list[str], dict[str, str]]:
+    return [str(BENCH_PY), __file__, "--ref", kind, "--ref-args", json.dumps(kwargs)], env
+
+
+def fresh(path: Path) -> str:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return str(path)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def data_lines(path: Path) -> int:
+    """The rows of a CSV file with a header (the last line may lack its newline)."""
+    with path.open("rb") as handle:
+        return sum(1 for _ in handle) - 1
+
+
+def published_file(partition: Path, table: str) -> str:
+    """The Parquet file a partition's manifest (its commit) names: each attempt writes its own."""
+    manifest = partition / f"{table}.manifest.json"
+    try:
+        return str(partition / json.loads(manifest.read_text())["file"])
+    except (OSError, ValueError, KeyError) as err:
+        return f"{manifest} names no file ({err}): did the extract job fail?"
+
+
+def same_bytes(job_output: Path, ref_output: Path) -> str | None:
+    if not job_output.exists():
+        print(f"  (not compared: the job's {job_output} is missing)", file=sys.stderr)
+        return None
+    if not ref_output.exists():
+        return f"the reference wrote no {ref_output}"
+    if job_output.read_bytes() != ref_output.read_bytes():
+        return f"{ref_output} differs from the job's {job_output}"
+    return None
+
+
+def same_tree(job_root: Path, ref_root: Path) -> str | None:
+    """Every file under both folders, byte for byte."""
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+    job, ref = files(job_root), files(ref_root)
+    if not job:
+        print(f"  (not compared: the job wrote nothing under {job_root})", file=sys.stderr)
+        return None
+    differ = sorted(name for name in job.keys() | ref.keys() if job.get(name) != ref.get(name))
+    if differ:
+        return f"{len(differ)} of {len(job)} files differ between {job_root} and {ref_root}, e.g. {differ[:3]}"
+    return None
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace, work: Path, base_env: dict[str, str]) -> None:
         self.args, self.work, self.base_env = args, work, base_env
         self.rows: list[Row] = []
+        self.cleanups: list[Callable[[], None]] = []  # run at the end, whatever happened
+        self.nw = str(VENV_BIN / "nw")
+        self.meltano = str(VENV_BIN / "meltano")
 
     def job_env(self, data_dir: Path, **extra: str) -> dict[str, str]:
         return {
@@ -484,16 +759,27 @@ class Bench:
             **extra,
         }
 
-    def run_scale(self, scale: str, groups: set[str], with_day: bool) -> None:
+    def job(self, name: str, env: dict[str, str]) -> Callable[[], tuple[list[str], dict[str, str]]]:
+        return lambda: ([self.nw, "--date", DAY, "run", name], env)
+
+    def run_scale(self, scale: str, groups: set[str], with_fixed: bool) -> None:
+        work = self.work / scale
+        plan: list[Planned] = []
+        if groups & set(SCALED_GROUPS):
+            plan += self.plan_scaled(scale, groups, work)
+        if with_fixed:
+            plan += self.plan_fixed(groups, work)
+        self.run_plan(scale, plan, work / "logs")
+
+    def plan_scaled(self, scale: str, groups: set[str], work: Path) -> list[Planned]:
         copies = SCALES[scale]
         csv_copies = max(1, round(copies * CSV_SHARE))
-        work = self.work / scale
         data_dir, refs, logs = work / "data", work / "refs", work / "logs"
         for d in (data_dir, refs, logs):
             d.mkdir(parents=True, exist_ok=True)
         reader, owner = self.base_env["SOURCE_PG_USER"], self.base_env["ANALYTICS_PG_USER"]
         print(f"[{scale}] building the workload: N={copies} ...", flush=True)
-        create_databases([SOURCE_DB, ANALYTICS_DB, *([DAY_ANALYTICS_DB] if with_day else [])], reader, owner)
+        create_databases([SOURCE_DB, ANALYTICS_DB], reader, owner)
         n_orders, n_details = build_source(copies, reader)
         csv_path = work / "order_details.csv"
         n_csv = write_csv(csv_path, csv_copies)
@@ -518,34 +804,26 @@ class Bench:
             "RUNTIME__DLTHUB_TELEMETRY": "false",
             "RUNTIME__LOG_LEVEL": "WARNING",
         }
-        nw = str(VENV_BIN / "nw")
-        meltano = str(VENV_BIN / "meltano")
         tables = ["orders", "order_lines"]
-        load_files = {
-            "orders": str(data_dir / "postgres" / "orders" / DAY / "orders.parquet"),
-            "order_lines": str(data_dir / "postgres" / "order_lines" / DAY / "order_lines.parquet"),
-            "csv_order_details": str(data_dir / "csv" / DAY / "order_details.parquet"),
+        partitions = {  # the load's tables: the day's partitions the extract jobs publish
+            "orders": (data_dir / "postgres" / "orders" / DAY, "orders"),
+            "order_lines": (data_dir / "postgres" / "order_lines" / DAY, "order_lines"),
+            "csv_order_details": (data_dir / "csv" / DAY, "order_details"),
         }
 
+        def load_files() -> dict[str, str]:
+            return {name: published_file(folder, table) for name, (folder, table) in partitions.items()}
+
         def ref(kind: str, **kwargs) -> tuple[list[str], dict[str, str]]:
-            return [str(BENCH_PY), __file__, "--ref", kind, "--ref-args", json.dumps(kwargs)], ref_env
+            return ref_command(kind, ref_env, **kwargs)
 
-        def fresh(path: Path) -> str:
-            shutil.rmtree(path, ignore_errors=True)
-            path.mkdir(parents=True)
-            return str(path)
-
-        # (group, name, rows, command factory: called before each run, after its own cleanup)
-        plan: list[tuple[str, str, int | None, object]] = []
+        plan: list[Planned] = []
 
         def add(group: str, name: str, n: int | None, factory) -> None:
-            plan.append((group, name, n, factory))
-
-        def job(name: str, run_env: dict[str, str] = env):
-            return lambda: ([nw, "--date", DAY, "run", name], run_env)
+            plan.append(Planned(group, name, n, factory))
 
         if "extract" in groups:
-            add("extract", "job extract-postgres", pg_rows, job("extract-postgres"))
+            add("extract", "job extract-postgres", pg_rows, self.job("extract-postgres", env))
             add(
                 "extract",
                 "psycopg COPY -> pyarrow",
@@ -567,7 +845,7 @@ class Bench:
                 ),
             )
         if "csv" in groups:
-            add("csv", "job extract-csv", n_csv, job("extract-csv"))
+            add("csv", "job extract-csv", n_csv, self.job("extract-csv", env))
             add(
                 "csv",
                 "pyarrow bare read+write",
@@ -575,26 +853,27 @@ class Bench:
                 lambda: ref("bare-csv", csv=str(csv_path), out=fresh(refs / "bare")),
             )
         if "load" in groups:
-            add("load", "job load", load_rows, job("load"))
+            add("load", "job load", load_rows, self.job("load", env))
             add(
                 "load",
                 "psycopg pyarrow -> COPY",
                 load_rows,
-                lambda: ref("psycopg-load", files=load_files, schema="ref_psycopg"),
+                lambda: ref("psycopg-load", files=load_files(), schema="ref_psycopg"),
             )
-            add("load", "ADBC adbc_ingest", load_rows, lambda: ref("adbc-load", files=load_files, schema="ref_adbc"))
-            for label, file_format in (
-                ("dlt parquet (ADBC)", "parquet"),
-                ("dlt csv (COPY)", "csv"),
-                ("dlt insert_values (default)", "insert_values"),
-            ):
+            add("load", "ADBC adbc_ingest", load_rows, lambda: ref("adbc-load", files=load_files(), schema="ref_adbc"))
+            dlt_formats = [("dlt parquet (ADBC)", "parquet"), ("dlt csv (COPY)", "csv")]
+            # dlt's default (row INSERTs) is ten times slower than its best already at the default
+            # scale (75 s for 4.77 M rows): at 47.7 M rows it would take most of the run.
+            if scale != "huge":
+                dlt_formats.append(("dlt insert_values (default)", "insert_values"))
+            for label, file_format in dlt_formats:
                 add(
                     "load",
                     label,
                     load_rows,
                     lambda f=file_format: ref(
                         "dlt-load",
-                        files=load_files,
+                        files=load_files(),
                         schema=f"dlt_{f}",
                         format=f,
                         pipelines_dir=fresh(refs / "dlt-load-pipelines"),
@@ -603,62 +882,201 @@ class Bench:
             if not {"extract", "csv"} <= groups:
                 print(f"[{scale}] load needs the day's extracts: running them once (not timed) ...", flush=True)
                 for name in ("extract-postgres", "extract-csv"):
-                    sample = measure([nw, "--date", DAY, "run", name], env, logs / f"setup-{name}.log")
+                    sample = measure([self.nw, "--date", DAY, "run", name], env, logs / f"setup-{name}.log")
                     if not sample.ok:
                         sys.exit(f"{name} failed; see {logs / f'setup-{name}.log'}")
-        if with_day and "day" in groups:
-            nw_rows = northwind_rows()
-            day_env = {
-                k: v
-                for k, v in self.job_env(
-                    work / "day-data", SOURCE_PG_DATABASE="northwind", ANALYTICS_PG_DATABASE=DAY_ANALYTICS_DB
-                ).items()
-                if not k.startswith("TAP_")
-            }
-            # Stock settings, except what the stock target needs to accept the stock tap's stream;
-            # the stock plugins' own Meltano project and system database.
-            stock_env = {
-                **day_env,
-                "MELTANO_PROJECT_ROOT": str(STOCK_PROJECT),
-                "MELTANO_SYS_DIR_ROOT": str(STOCK_SYS_DIR),
-                "MELTANO_DATABASE_URI": f"sqlite:///{work / 'day-data' / 'stock-meltano.db'}",
-                "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": "stock_northwind",
-                "TARGET_POSTGRES_ACTIVATE_VERSION": "false",
-            }
+        return plan
 
-            def stock():
-                drop_schema(DAY_ANALYTICS_DB, "stock_northwind")
-                return [meltano, "run", "--full-refresh", "tap-postgres", "target-postgres"], stock_env
+    def plan_fixed(self, groups: set[str], work: Path) -> list[Planned]:
+        """The groups whose inputs are the pipelines' own (the Northwind day, people, PADAM, ads)."""
+        refs, logs = work / "refs", work / "logs"
+        for d in (refs, logs):
+            d.mkdir(parents=True, exist_ok=True)
+        plan: list[Planned] = []
+        if "day" in groups:
+            plan += self.plan_day(work)
+        if "startup" in groups:
+            # Meltano alone, with the project's settings.
+            env = self.job_env(work / "data")
+            plan.append(Planned("startup", "meltano --version", None, lambda: ([self.meltano, "--version"], env)))
+            plan.append(
+                Planned(
+                    "startup",
+                    "meltano invoke tap-postgres-arrow --about",
+                    None,
+                    lambda: ([self.meltano, "invoke", "tap-postgres-arrow", "--about"], env),
+                )
+            )
+        if "people" in groups:
+            plan += self.plan_people(work, refs)
+        if "padam" in groups:
+            plan += self.plan_padam(work, refs)
+        if "ads" in groups:
+            plan += self.plan_ads(work, logs)
+        return plan
 
-            add("day", "job nw run daily (whole day)", nw_rows, job("daily", day_env))
-            add("day", "stock meltano run tap-postgres target-postgres", nw_rows, stock)
-        if with_day and "startup" in groups:
-            add("startup", "meltano --version", None, lambda: ([meltano, "--version"], env))
-            add(
-                "startup",
-                "meltano invoke tap-postgres-arrow --about",
-                None,
-                lambda: ([meltano, "invoke", "tap-postgres-arrow", "--about"], env),
+    def plan_day(self, work: Path) -> list[Planned]:
+        create_database(DAY_ANALYTICS_DB, self.base_env["ANALYTICS_PG_USER"])
+        day_env = self.job_env(
+            work / "day-data", SOURCE_PG_DATABASE="northwind", ANALYTICS_PG_DATABASE=DAY_ANALYTICS_DB
+        )
+        # Stock settings, except what the stock target needs to accept the stock tap's stream;
+        # the stock plugins' own Meltano project and system database.
+        stock_env = {
+            **day_env,
+            "MELTANO_PROJECT_ROOT": str(STOCK_PROJECT),
+            "MELTANO_SYS_DIR_ROOT": str(STOCK_SYS_DIR),
+            "MELTANO_DATABASE_URI": f"sqlite:///{work / 'day-data' / 'stock-meltano.db'}",
+            "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": "stock_northwind",
+            "TARGET_POSTGRES_ACTIVATE_VERSION": "false",
+        }
+
+        def stock():
+            drop_schema(DAY_ANALYTICS_DB, "stock_northwind")
+            return [self.meltano, "run", "--full-refresh", "tap-postgres", "target-postgres"], stock_env
+
+        nw_rows = northwind_rows()
+        return [
+            Planned("day", "job nw run daily (whole day)", nw_rows, self.job("daily", day_env)),
+            Planned("day", "stock meltano run tap-postgres target-postgres", nw_rows, stock),
+        ]
+
+    def plan_people(self, work: Path, refs: Path) -> list[Planned]:
+        """The people day (its steps on the same day each round, like the Northwind day) against
+        pyarrow reading both files, joining, counting and writing the summary."""
+        create_database(PEOPLE_DB, self.base_env["PEOPLE_PG_USER"])
+        data_dir = work / "people-data"
+        env = self.job_env(data_dir, PEOPLE_PG_DATABASE=PEOPLE_DB)
+        people, places = PEOPLE_FILES / "people.csv", PEOPLE_FILES / "places.csv"
+        rows = data_lines(people) + data_lines(places)
+        job_summary = data_dir / "output" / DAY / "people" / "summary_output.json"
+        ref_summary = refs / "people" / "summary_output.json"
+
+        def reference():
+            fresh(ref_summary.parent)
+            return ref_command("people", env, people=str(people), places=str(places), out=str(ref_summary))
+
+        return [
+            Planned("people", "job nw run people-daily (whole day)", rows, self.job("people-daily", env)),
+            Planned(
+                "people",
+                "pyarrow read, join, count -> summary JSON",
+                rows,
+                reference,
+                check=lambda: same_bytes(job_summary, ref_summary),
+            ),
+        ]
+
+    def plan_padam(self, work: Path, refs: Path) -> list[Planned]:
+        """A PADAM year as the README runs it (insert_all_data.sh: per month generate, prepare,
+        export), from empty databases and no bookmark every round, against the same rows
+        generated by the project's generator and one SQL statement of stats per month."""
+        data_dir, exports = work / "padam-data", work / "padam-exports"
+        producer, keeper = self.base_env["PADAM_PROD_PG_USER"], self.base_env["PADAM_WH_PG_USER"]
+        env = self.job_env(
+            data_dir,
+            PADAM_PROD_PG_DATABASE=PADAM_PROD_DB,
+            PADAM_WH_PG_DATABASE=PADAM_WH_DB,
+            PADAM_EXPORT_DIR=str(exports),
+            RANDOM_MAIN_CONTROLLER=str(PADAM_CONTROLLER),
+        )
+        for name in ("YEAR", "MONTHS"):  # the script reads them: the whole year, given as its argument
+            env.pop(name, None)
+        ref_out = refs / "padam"
+
+        def job():
+            create_database(PADAM_PROD_DB, producer)
+            create_database(PADAM_WH_DB, keeper)
+            fresh(data_dir)
+            fresh(exports)
+            return [str(PROJECT / "scripts" / "insert_all_data.sh"), str(PADAM_YEAR)], env
+
+        def reference():
+            create_database(PADAM_REF_DB, producer)
+            return ref_command(
+                "padam",
+                {**env, "PADAM_PROD_PG_DATABASE": PADAM_REF_DB},
+                year=PADAM_YEAR,
+                controller=PADAM_CONTROLLER,
+                rows=PADAM_YEAR_ROWS,
+                out=fresh(ref_out),
             )
 
-        rows = {name: Row(scale, group, name, n) for group, name, n, _ in plan}
+        return [
+            Planned("padam", f"job insert_all_data.sh {PADAM_YEAR} (C={PADAM_CONTROLLER})", PADAM_YEAR_ROWS, job),
+            Planned(
+                "padam",
+                "psycopg generator + 1 SQL per month -> CSV",
+                PADAM_YEAR_ROWS,
+                reference,
+                check=lambda: same_tree(exports, ref_out),
+            ),
+        ]
+
+    def plan_ads(self, work: Path, logs: Path) -> list[Planned]:
+        """One ads load against its own mock API and S3 server (started here on free ports, stopped
+        at the end) and a scratch database, against requests + boto3 + psycopg doing the same."""
+        create_database(ADS_DB, self.base_env["ADS_PG_USER"])
+        env = self.job_env(
+            work / "ads-data",
+            ADS_PG_DATABASE=ADS_DB,
+            ADS_API_URL=f"http://127.0.0.1:{free_port()}",
+            ADS_S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}",
+            ADS_S3_DATA_DIR=str(work / "ads-s3"),
+            ADS_S3_BUCKET="ad-data",
+            ADS_S3_REGION="us-east-1",
+            # Keys of this scratch server alone (the configured ones may be AWS's, or unset).
+            ADS_S3_ACCESS_KEY_ID="nw-bench",
+            ADS_S3_SECRET_ACCESS_KEY=secrets.token_hex(16),
+        )
+        # Live: a new response on every call, as the real API (empty, not removed: .env is read again).
+        env["ADS_API_FIXTURE"] = ""
+        self.cleanups.append(lambda: self.stop_ads(env, logs))
+        print("[ads] starting its mock API and S3 server (nw ads up) ...", flush=True)
+        if not measure([self.nw, "ads", "up"], env, logs / "setup-ads-up.log").ok:
+            sys.exit(f"nw ads up failed; see {logs / 'setup-ads-up.log'}")
+        return [
+            Planned(
+                "ads",
+                "job nw ads load (one API call)",
+                ADS_RECORDS,
+                lambda: ([self.nw, "ads", "load", "--date", DAY], env),
+            ),
+            Planned(
+                "ads",
+                "requests -> boto3 put -> psycopg insert",
+                ADS_RECORDS,
+                lambda: ref_command("ads", env, day=DAY, schema="ref_ads", records=ADS_RECORDS),
+            ),
+        ]
+
+    def stop_ads(self, env: dict[str, str], logs: Path) -> None:
+        with (logs / "teardown-ads-down.log").open("w") as out:
+            subprocess.run([self.nw, "ads", "down"], env=env, cwd=PROJECT, stdout=out, stderr=subprocess.STDOUT)
+
+    def run_plan(self, scale: str, plan: list[Planned], logs: Path) -> None:
+        logs.mkdir(parents=True, exist_ok=True)
+        rows = {p.name: Row(scale, p.group, p.name, p.rows) for p in plan}
         self.rows += rows.values()
         for round_no in range(1, self.args.rounds + 1):
-            for group, name, _, factory in plan:
-                cmd, cmd_env = factory()
-                slug = "".join(c if c.isalnum() else "-" for c in name)[:40]
+            for p in plan:
+                cmd, cmd_env = p.factory()
+                slug = "".join(c if c.isalnum() else "-" for c in p.name)[:40]
                 sample = measure(cmd, cmd_env, logs / f"r{round_no}-{slug}.log")
-                rows[name].samples.append(sample)
-                status = "" if sample.ok else "  FAILED"
+                if sample.ok and p.check is not None and (wrong := p.check()):
+                    print(f"  FAILED the check of its output: {wrong}", file=sys.stderr)
+                    sample.ok = False
+                rows[p.name].samples.append(sample)
+                status = ("" if sample.ok else "  FAILED") + ("  (waited for a lock)" if sample.waited else "")
                 print(
-                    f"[{scale}] round {round_no} {group:<8} {name:<48} {sample.wall:7.1f} s wall"
+                    f"[{scale}] round {round_no} {p.group:<8} {p.name:<48} {sample.wall:7.1f} s wall"
                     f" {sample.cpu:7.1f} s cpu {sample.rss_mb:7.0f} MB{status}",
                     flush=True,
                 )
 
 
 # --------------------------------------------------------------------------------------------
-# The report.
+# The report: a table of medians, then the issue's targets, each met or not.
 # --------------------------------------------------------------------------------------------
 
 
@@ -679,70 +1097,220 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else a / b
 
 
-def _mark(ok: bool | None) -> str:
-    return "n/a" if ok is None else ("met" if ok else "NOT met")
+class Medians:
+    """The run's rows, looked up by scale, group and the start of their name."""
+
+    def __init__(self, rows: list[Row]) -> None:
+        self.rows = rows
+
+    def row(self, group: str, prefix: str, scale: str | None = None) -> Row | None:
+        found = [r for r in self.rows if r.group == group and r.name.startswith(prefix) and scale in (None, r.scale)]
+        return found[0] if found else None
+
+    def reference(self, r: Row) -> Row | None:
+        prefix = MAIN_REFERENCE.get(r.group)
+        return None if prefix is None else self.row(r.group, prefix, r.scale)
+
+    def dlt_best(self, group: str, scale: str) -> Row | None:
+        """The fastest dlt run of the group (its median wall), if any dlt run succeeded."""
+        found = [r for r in self.rows if r.group == group and r.scale == scale and r.name.startswith("dlt")]
+        timed = [r for r in found if r.median("wall") is not None]
+        return min(timed, key=lambda r: r.median("wall")) if timed else (found[0] if found else None)
 
 
-def report(rows: list[Row], scales: list[str]) -> str:
-    def find(scale: str, group: str, prefix: str) -> list[Row]:
-        return [r for r in rows if r.scale == scale and r.group == group and r.name.startswith(prefix)]
-
-    def wall(scale: str, group: str, prefix: str) -> float | None:
-        found = find(scale, group, prefix)
-        return found[0].median("wall") if found else None
-
-    def dlt_best(scale: str, group: str) -> float | None:
-        walls = [w for r in find(scale, group, "dlt") if (w := r.median("wall")) is not None]
-        return min(walls) if walls else None
-
+def report(rows: list[Row]) -> str:
+    m = Medians(rows)
     lines = [
-        "| scale | group | run | rows | wall s | CPU s | rows/s | peak RSS MB | x ref | x dlt best | targets |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| scale | group | run | rows | wall s | CPU s | CPU/wall | rows/s | peak RSS MB | x ref | x ADBC"
+        " | x dlt best |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         w, cpu, rss = r.median("wall"), r.median("cpu"), r.median("rss_mb")
-        ref = {
-            "extract": wall(r.scale, "extract", "psycopg"),
-            "load": wall(r.scale, "load", "psycopg"),
-            "csv": wall(r.scale, "csv", "pyarrow"),
-            "day": wall(r.scale, "day", "stock"),
-        }.get(r.group)
-        best = dlt_best(r.scale, r.group)
-        x_ref = _ratio(w, ref) if r.is_job else None
-        x_dlt = _ratio(w, best) if r.is_job else None
-        targets = []
-        if r.is_job:
-            limits = {"extract": (1.5, 1.2), "load": (2.0, 1.0), "csv": (10.0, None), "day": (1.5, None)}[r.group]
-            ref_name = {"extract": "psycopg", "load": "psycopg", "csv": "pyarrow", "day": "stock"}[r.group]
-            targets.append(f"≤{limits[0]}x {ref_name}: {_mark(None if x_ref is None else x_ref <= limits[0])}")
-            if limits[1] is not None:
-                targets.append(f"≤{limits[1]}x dlt best: {_mark(None if x_dlt is None else x_dlt <= limits[1])}")
-            targets.append(f"RSS ≤{RSS_LIMIT_MB} MB: {_mark(None if rss is None else rss <= RSS_LIMIT_MB)}")
-        if r.name.startswith("meltano invoke"):
-            targets.append(f"start-up ≤3 s per EL block: {_mark(None if w is None else w <= 3.0)}")
+        ratios = []
+        for other in (m.reference(r), m.row(r.group, "ADBC", r.scale), m.dlt_best(r.group, r.scale)):
+            shown = r.is_job and other is not None
+            ratios.append(_fmt(_ratio(w, other.median("wall")), ".2f") if shown else "")
         rate = f"{r.rows / w:,.0f}" if r.rows and w else ""
         count = f"{r.rows:,}" if r.rows else ""
+        cores = _ratio(cpu, w)
+        name = r.name + (f" (waited for a lock in {waits} of {len(r.samples)})" if (waits := r.waits) else "")
         lines.append(
-            f"| {r.scale} | {r.group} | {r.name} | {count} | {_fmt(w, '.1f')} | {_fmt(cpu, '.1f')} | {rate} "
-            f"| {_fmt(rss, '.0f')} | {_fmt(x_ref, '.2f') if r.is_job and r.group != 'startup' else ''} "
-            f"| {_fmt(x_dlt, '.2f') if r.is_job and best is not None else ''} | {'; '.join(targets)} |"
+            f"| {r.scale} | {r.group} | {name} | {count} | {_fmt(w, '.1f')} | {_fmt(cpu, '.1f')} "
+            f"| {_fmt(cores, '.2f')} | {rate} | {_fmt(rss, '.0f')} | {' | '.join(ratios)} |"
         )
-    if len(scales) >= 2:
-        small, big = scales[0], scales[-1]
-        factor = SCALES[big] // SCALES[small]
-        for r in rows:
-            if r.scale != big or not r.is_job:
-                continue
-            before = [s for s in rows if s.scale == small and s.name == r.name]
-            if not before:
-                continue
-            rss_small, rss_big = before[0].median("rss_mb"), r.median("rss_mb")
-            x = _ratio(rss_big, rss_small)
-            met = _mark(None if x is None else x <= 1.2)
-            lines.append(
-                f"| {small}→{big} | memory | {r.name}: x{factor} rows | | | | | {_fmt(rss_small, '.0f')}→"
-                f"{_fmt(rss_big, '.0f')} | {_fmt(x, '.2f')} | | ≤1.2x memory: {met} |"
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    target: str
+    measured: str
+    status: str  # MET, NOT_MET or NOT_MEASURED
+
+
+MET, NOT_MET, NOT_MEASURED = "met", "NOT met", "not measured"
+
+
+def _inputs(target: str, runs: dict[str, Row | None]) -> Verdict | None:
+    missing = [name for name, r in runs.items() if r is None]
+    if missing:
+        return Verdict(target, f"not measured (not in this run: {', '.join(missing)})", NOT_MEASURED)
+    failed = [name for name, r in runs.items() if r.median("wall") is None]
+    if failed:
+        return Verdict(target, f"not measured (failed: {', '.join(failed)})", NOT_MEASURED)
+    return None
+
+
+def _judge(target: str, value: float, limit: float, measured: str, strictly_below: bool = False) -> Verdict:
+    ok = value < limit if strictly_below else value <= limit
+    return Verdict(target, measured, MET if ok else NOT_MET)
+
+
+def ratio_target(
+    target: str, job: Row | None, ref: Row | None, ref_name: str, limit: float, strictly_below: bool = False
+) -> Verdict:
+    if unmeasured := _inputs(target, {"the job": job, ref_name: ref}):
+        return unmeasured
+    a, b = job.median("wall"), ref.median("wall")
+    return _judge(target, a / b, limit, f"{a / b:.2f}x (job {a:.1f} s, {ref.name} {b:.1f} s)", strictly_below)
+
+
+def seconds_target(target: str, job: Row | None, ref: Row | None, limit: float) -> Verdict:
+    if unmeasured := _inputs(target, {"the job": job}):
+        return unmeasured
+    w = job.median("wall")
+    versus = ref.median("wall") if ref is not None else None
+    measured = f"{w:.1f} s" + (f" ({w / versus:.1f}x its reference's {versus:.1f} s)" if versus else "")
+    return _judge(target, w, limit, measured)
+
+
+def rss_target(target: str, job: Row | None) -> Verdict:
+    if unmeasured := _inputs(target, {"the job": job}):
+        return unmeasured
+    rss = job.median("rss_mb")
+    return _judge(target, rss, RSS_LIMIT_MB, f"{rss:.0f} MB")
+
+
+def growth_target(target: str, small: Row | None, big: Row | None) -> Verdict:
+    """Peak RSS may grow 1.2x per 10x rows (so 1.44x for 100x)."""
+    if unmeasured := _inputs(target, {"the smaller scale": small, "the larger scale": big}):
+        return unmeasured
+    a, b = small.median("rss_mb"), big.median("rss_mb")
+    rows = (big.rows or 1) / (small.rows or 1)
+    limit = RSS_GROWTH_PER_10X ** round(math.log10(rows))
+    return _judge(
+        target, b / a, limit, f"{a:.0f} -> {b:.0f} MB: x{b / a:.2f} for x{rows:.1f} rows (limit x{limit:.2f})"
+    )
+
+
+def cores_target(target: str, job: Row | None) -> Verdict:
+    if unmeasured := _inputs(target, {"the job": job}):
+        return unmeasured
+    w, cpu = job.median("wall"), job.median("cpu")
+    return Verdict(target, f"{cpu / w:.2f} ({cpu:.1f} s CPU / {w:.1f} s wall)", MET if cpu / w > 1.0 else NOT_MET)
+
+
+def evaluate_targets(rows: list[Row]) -> list[Verdict]:
+    """Issue 26's targets, every one, from the medians of this run's rows."""
+    m = Medians(rows)
+    el = (("extract", "job extract-postgres", "extract-postgres"), ("load", "job load", "load"))
+    scaled = (*el[:1], ("csv", "job extract-csv", "extract-csv"), *el[1:])
+    out = [
+        ratio_target(
+            "Northwind day: `nw run daily` <= 2.5x the stock `meltano run tap-postgres target-postgres`",
+            m.row("day", "job"),
+            m.row("day", "stock"),
+            "the stock run",
+            2.5,
+        )
+    ]
+    for group, job, label in el:
+        out.append(
+            ratio_target(
+                f"default scale: {label} <= 2x ADBC alone",
+                m.row(group, job, "default"),
+                m.row(group, "ADBC", "default"),
+                "ADBC",
+                2.0,
             )
+        )
+        out.append(
+            ratio_target(
+                f"default scale: {label} <= 0.8x dlt's best (ahead by 20%)",
+                m.row(group, job, "default"),
+                m.dlt_best(group, "default"),
+                "dlt",
+                0.8,
+            )
+        )
+    out.append(
+        ratio_target(
+            "default scale: extract-csv <= 5x pyarrow's bare read+write",
+            m.row("csv", "job", "default"),
+            m.row("csv", "pyarrow", "default"),
+            "pyarrow",
+            5.0,
+        )
+    )
+    for group, job, label in el:
+        out.append(
+            ratio_target(
+                f"small scale: {label} <= 1.0x dlt's best",
+                m.row(group, job, "small"),
+                m.dlt_best(group, "small"),
+                "dlt",
+                1.0,
+            )
+        )
+    for group, label, limit in PIPELINE_SECONDS:
+        job = m.row(group, "job")
+        out.append(seconds_target(f"{label} <= {limit:g} s", job, m.reference(job) if job else None, limit))
+    for group, job, label in el:
+        out.append(
+            ratio_target(
+                f"huge scale: {label} ahead of dlt's best (< 1x)",
+                m.row(group, job, "huge"),
+                m.dlt_best(group, "huge"),
+                "dlt",
+                1.0,
+                strictly_below=True,
+            )
+        )
+    for scale in SCALES:
+        for group, job, label in scaled:
+            out.append(rss_target(f"{scale} scale: {label} peak RSS <= {RSS_LIMIT_MB} MB", m.row(group, job, scale)))
+    for group, label, _ in (("day", "Northwind day", None), *PIPELINE_SECONDS):
+        out.append(rss_target(f"{label}: peak RSS <= {RSS_LIMIT_MB} MB", m.row(group, "job")))
+    for small, big in itertools.pairwise(SCALES):
+        for group, job, label in scaled:
+            out.append(
+                growth_target(
+                    f"{small} -> {big}: {label} peak RSS grows <= {RSS_GROWTH_PER_10X}x per 10x rows",
+                    m.row(group, job, small),
+                    m.row(group, job, big),
+                )
+            )
+    for group, job, label in scaled:
+        out.append(
+            cores_target(
+                f"huge scale: {label} uses both cores (CPU s per wall s > 1; issue point 3)", m.row(group, job, "huge")
+            )
+        )
+    return out
+
+
+def format_targets(verdicts: list[Verdict], rounds: int) -> str:
+    counts = {s: sum(v.status == s for v in verdicts) for s in (MET, NOT_MET, NOT_MEASURED)}
+    lines = [
+        f"Targets (issue 26), from the medians of this run ({rounds} round{'s' if rounds != 1 else ''}; "
+        f"the issue's are medians of 3): {counts[MET]} met, {counts[NOT_MET]} not met, "
+        f"{counts[NOT_MEASURED]} not measured",
+        "",
+        "| target | measured | |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {v.target} | {v.measured} | {v.status} |" for v in verdicts]
     return "\n".join(lines)
 
 
@@ -777,6 +1345,10 @@ def main() -> None:
         k: v for k, v in os.environ.items() if not k.startswith(("TAP_", "TARGET_", "RUN_DATE", "MELTANO_DATABASE"))
     }
     base_env |= {"MELTANO_PROJECT_ROOT": str(PROJECT), "NW_PROJECT_ROOT": str(PROJECT)}
+    # Scratch state only: the lake in each run's data directory and a local ledger, never the
+    # configured bucket or shared state (the runs commit the day DAY). Set empty, not removed:
+    # nw and Meltano would read them from .env again.
+    base_env |= {"NW_LAKE_URL": "", "NW_STATE_BACKEND": "local"}
     base_env["PATH"] = f"{VENV_BIN}:{base_env.get('PATH', '')}"
     work = Path(tempfile.mkdtemp(prefix="nw-bench-"))
     bench = Bench(args, work, base_env)
@@ -785,18 +1357,22 @@ def main() -> None:
     print(header, flush=True)
     try:
         for i, scale in enumerate(scales):
-            bench.run_scale(scale, groups, with_day=i == 0)
+            bench.run_scale(scale, groups, with_fixed=i == 0)
     finally:
+        for cleanup in bench.cleanups:
+            cleanup()
         if args.keep:
-            print(f"kept: {work}, databases {SOURCE_DB}, {ANALYTICS_DB}, {DAY_ANALYTICS_DB}")
+            print(f"kept: {work}, databases {', '.join(SCRATCH_DATABASES)}")
         else:
-            drop_databases([SOURCE_DB, ANALYTICS_DB, DAY_ANALYTICS_DB])
+            drop_databases(list(SCRATCH_DATABASES))
             shutil.rmtree(work, ignore_errors=True)
     print()
     print(header)
     print(f"rounds: {args.rounds} (median shown), total {time.monotonic() - started:.0f} s; day {DAY}")
     print()
-    print(report(bench.rows, scales))
+    print(report(bench.rows))
+    print()
+    print(format_targets(evaluate_targets(bench.rows), args.rounds))
 
 
 if __name__ == "__main__":
