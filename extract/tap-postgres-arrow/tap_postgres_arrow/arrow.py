@@ -9,16 +9,10 @@ import typing as t
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tap_postgres_arrow.pgtypes import ColumnValueError
+
 if t.TYPE_CHECKING:
     from tap_postgres_arrow.pgtypes import ColumnPlan
-
-
-class ColumnValueError(ValueError):
-    """A value that the column's Arrow type cannot hold; names the column and its type."""
-
-    def __init__(self, column: str, pg_type: str, problem: str) -> None:
-        self.column, self.pg_type, self.problem = column, pg_type, problem
-        super().__init__(f"column {column} {pg_type}: {problem}")
 
 
 def _storage_type(typ: pa.DataType) -> pa.DataType:

@@ -74,6 +74,14 @@ ORDER BY cols.attnum, cols.depth DESC
 """
 
 
+class ColumnValueError(ValueError):
+    """A value that the column's Arrow type cannot hold; names the column and its type."""
+
+    def __init__(self, column: str, pg_type: str, problem: str) -> None:
+        self.column, self.pg_type, self.problem = column, pg_type, problem
+        super().__init__(f"column {column} {pg_type}: {problem}")
+
+
 @dataclass(frozen=True)
 class PgColumn:
     """A column as pg_catalog describes it (domains already resolved to their base type)."""

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import threading
 import typing as t
 import urllib.parse
 import uuid
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import sqlalchemy as sa
 from singer_sdk.helpers._batch import BaseBatchFileEncoding
 from singer_sdk.singerlib.catalog import REPLICATION_INCREMENTAL
 from tap_postgres.client import PostgresStream
 
-from tap_postgres_arrow.arrow import BatchConverter, ColumnValueError, json_compatible
+# pyarrow and ADBC are imported where a table is read (tap_postgres_arrow.arrow too): a
+# discovery run, or a run on the parent's RECORD path, never loads them.
 from tap_postgres_arrow.pgtypes import (
     CATALOG_SQL,
     ColumnPlan,
+    ColumnValueError,
     PgColumn,
     build_diagnosis,
     build_select,
@@ -26,11 +29,13 @@ from tap_postgres_arrow.pgtypes import (
     quote_ident,
     quote_literal,
 )
+from tap_postgres_arrow.readahead import ReadStopped
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
 
     import pyarrow as pa
+    import pyarrow.parquet as pq
     from singer_sdk.helpers._batch import BatchConfig
     from singer_sdk.helpers.types import Context
 
@@ -122,6 +127,48 @@ def adbc_uri(params: t.Any) -> str:
     return uri + ("?" + urllib.parse.urlencode(query) if query else "")
 
 
+class AdbcSessions:
+    """The run's ADBC connections, each kept for the next table once a read is done.
+
+    Opening one costs about 60 ms (authentication, and the driver loads the server's types), a
+    small table's read a few. A table's read is still one transaction, ended (rolled back: it only
+    reads) before the connection serves another table, so each table reads its own snapshot as
+    over a connection of its own; a connection a read failed on is closed, never reused."""
+
+    def __init__(self, uri: t.Callable[[], str]) -> None:
+        self._uri = uri  # holds the password: never logged
+        self._idle: list[t.Any] = []
+        self._open: list[t.Any] = []
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[t.Any]:
+        import adbc_driver_postgresql.dbapi as adbc
+
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = adbc.connect(self._uri())
+            with self._lock:
+                self._open.append(conn)
+        try:
+            yield conn
+        except BaseException:
+            with self._lock:
+                self._open.remove(conn)
+            conn.close()
+            raise
+        with self._lock:
+            self._idle.append(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._open, self._idle = self._open, [], []
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
 def _local_dir(root: str) -> Path:
     parsed = urllib.parse.urlparse(root)
     if parsed.scheme in {"", "file"}:
@@ -171,8 +218,11 @@ class PostgresArrowStream(PostgresStream):
         if context:
             msg = f"Stream '{self.name}' does not support partitioning."
             raise NotImplementedError(msg)
+        read_ahead = getattr(self._tap, "read_ahead", None)
         try:
-            yield from self._arrow_batches(batch_config, context)
+            # A table read ahead (tap_postgres_arrow.readahead) replays its files, then its error.
+            read = read_ahead.take(self) if read_ahead is not None else None
+            yield from read.replay() if read is not None else self.arrow_batches(batch_config, context)
         except TableExtractionError:
             raise
         except ColumnValueError as exc:
@@ -266,13 +316,18 @@ class PostgresArrowStream(PostgresStream):
         assert self._query is not None, "build_arrow_query runs first"
         return self._query
 
-    def _arrow_batches(
+    def arrow_batches(
         self,
         batch_config: BatchConfig,
         context: Context | None,
+        stop: threading.Event | None = None,
     ) -> Iterator[tuple[BaseBatchFileEncoding, list[str]]]:
+        """Read the table into Parquet files; one (encoding, [file URI]) per file. `stop`: set when
+        the run no longer wants the files (a table read ahead): the read ends with ReadStopped."""
         import adbc_driver_postgresql as adbc_postgresql
         import adbc_driver_postgresql.dbapi as adbc
+
+        from tap_postgres_arrow.arrow import BatchConverter
 
         sql, plans, rk_index = self.build_arrow_query(context)
         file_rows = self.file_rows
@@ -282,7 +337,11 @@ class PostgresArrowStream(PostgresStream):
         encoding = BaseBatchFileEncoding(format="parquet", compression="none")
         self.logger.info("Reading %s with ADBC: %s", self.table_label, sql)
 
-        with adbc.connect(adbc_uri(self._tap.connection_parameters)) as conn, conn.cursor() as cur:  # type: ignore[attr-defined]
+        sessions: AdbcSessions | None = getattr(self._tap, "adbc_sessions", None)
+        connection = (
+            sessions.session() if sessions is not None else adbc.connect(adbc_uri(self._tap.connection_parameters))  # type: ignore[attr-defined]
+        )
+        with connection as conn, conn.cursor() as cur:
             for name, value in SESSION_SETTINGS.items():
                 cur.execute(f"SET {name} = {quote_literal(value)}")
             # Smaller result batches than the driver's 16 MB: memory stays flat as tables grow.
@@ -295,6 +354,8 @@ class PostgresArrowStream(PostgresStream):
             files = _FileRotation(out_dir, stem, converter.schema, self.parquet_compression)
             try:
                 for batch in reader:
+                    if stop is not None and stop.is_set():
+                        raise ReadStopped(self.table_label)
                     out = converter.convert(batch)
                     offset = 0
                     while offset < out.num_rows:
@@ -310,8 +371,11 @@ class PostgresArrowStream(PostgresStream):
                     yield encoding, [self._finish(files, rk_index, context)]
             finally:
                 files.abort()
+            conn.rollback()  # the read's transaction ends here, also on a connection kept for another table
 
     def _finish(self, files: _FileRotation, rk_index: int | None, context: Context | None) -> str:
+        from tap_postgres_arrow.arrow import json_compatible
+
         rows, path, last = files.close()
         self.logger.info("Wrote %d rows of %s to %s", rows, self.table_label, path)
         if rk_index is not None and last is not None:
@@ -331,6 +395,8 @@ class _FileRotation:
         self.last: pa.Scalar | None = None
 
     def _open(self) -> None:
+        import pyarrow.parquet as pq
+
         self.path = self.out_dir / f"{self.stem}-{self.count:05d}.parquet"
         self.writer = pq.ParquetWriter(self.path, self.schema, compression=self.compression)
         self.rows, self.last = 0, None

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import logging
 import os
 import typing as t
 from pathlib import Path
 
 import sqlalchemy as sa
 from singer_sdk import typing as th
+from singer_sdk.singerlib.catalog import REPLICATION_FULL_TABLE
 from tap_postgres.client import PostgresLogBasedStream
 from tap_postgres.tap import TapPostgres
 
-from tap_postgres_arrow.stream import PostgresArrowStream, TableExtractionError
+from tap_postgres_arrow.discovery_cache import Cached, DiscoveryCache, source_fingerprint
+from tap_postgres_arrow.readahead import TableReadAhead, default_parallel_tables
+from tap_postgres_arrow.stream import AdbcSessions, PostgresArrowStream, TableExtractionError, adbc_uri
 from tap_postgres_arrow.tables import RELATIONS_SQL, Relation, choose_tables, parse_names
 
 if t.TYPE_CHECKING:
@@ -49,6 +54,24 @@ ARROW_SETTINGS = th.PropertiesList(
             "done: the caller decides. Unset: the tap ends with ExtractionFailedError."
         ),
     ),
+    th.Property(
+        "discovery_cache_dir",
+        th.StringType,
+        description=(
+            "When set, the discovered catalog is kept in this folder and reused while the source's "
+            "catalog (one pg_catalog query's digest), the settings and the tap are unchanged; a new, "
+            "dropped or altered table or column is discovered on the same run. Unset: every run discovers."
+        ),
+    ),
+    th.Property(
+        "max_parallel_tables",
+        th.IntegerType,
+        description=(
+            "FULL_TABLE tables read at once on the BATCH path, each into its own files; the messages "
+            "keep the order of a sequential run. Default: min(4, the machine's CPUs); 1 reads one "
+            "table after another."
+        ),
+    ),
 ).to_dict()
 
 
@@ -69,18 +92,67 @@ class TapPostgresArrow(TapPostgres):
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         self.arrow_failures: list[TableExtractionError] = []
+        self.read_ahead: TableReadAhead | None = None
+        self.adbc_sessions: AdbcSessions | None = None
+        # The settings as given (the SDK adds defaults in place): the discovery cache's key, the
+        # same as `tap_postgres_arrow.cli` reads from the --config files. None: no cache (from
+        # environment variables, which the CLI's fast answer does not read).
+        given = kwargs.get("config")
+        self._given_config = copy.deepcopy(given) if isinstance(given, dict) else None
+        if kwargs.get("parse_env_config"):
+            self._given_config = None
         super().__init__(*args, **kwargs)
 
     @property
     def catalog_dict(self) -> dict:
-        """The parent's discovery, keeping only the relations of `tap_postgres_arrow.tables`' rule.
+        """The parent's discovery, keeping only the relations of `tap_postgres_arrow.tables`' rule;
+        with `discovery_cache_dir`, the stored one while the source's fingerprint is unchanged.
 
         A catalog given with --catalog is used as it is."""
         if self._catalog_dict or self.input_catalog:
             return super().catalog_dict
-        streams = super().catalog_dict["streams"]
-        self._catalog_dict = {"streams": self._chosen_streams(streams)}
+        cache = self._discovery_cache()
+        if cache is None:
+            self._catalog_dict = self._discover()
+            return self._catalog_dict
+        before = self._fingerprint()
+        cached = cache.load(before)
+        if cached is not None:
+            self._log_notes(cached.notes)
+            self._catalog_dict = json.loads(cached.catalog)
+            return self._catalog_dict
+        self._catalog_dict = self._discover()
+        # Stored only if the source did not change during the discovery: the catalog is then
+        # the one of that fingerprint.
+        if self._fingerprint() == before:
+            cache.store(before, Cached(self.catalog_json_text, self._notes))
         return self._catalog_dict
+
+    def _discovery_cache(self) -> DiscoveryCache | None:
+        directory = self.config.get("discovery_cache_dir")
+        if not directory or self._given_config is None:
+            return None
+        return DiscoveryCache(directory, self._given_config)
+
+    def _fingerprint(self) -> str:
+        schemas = self.config.get("filter_schemas") or []
+        with self.connector._connect() as conn:
+            cursor = conn.connection.cursor()
+            try:
+                return source_fingerprint(cursor, schemas)
+            finally:
+                cursor.close()
+
+    def _discover(self) -> dict:
+        self._notes: list[tuple[int, str]] = []
+        streams = super().catalog_dict["streams"]
+        catalog = {"streams": self._chosen_streams(streams)}
+        self._log_notes(self._notes)
+        return catalog
+
+    def _log_notes(self, notes: list[tuple[int, str]]) -> None:
+        for level, text in notes:
+            self.logger.log(level, "%s", text)
 
     def _chosen_streams(self, streams: list[dict]) -> list[dict]:
         def key(entry: dict) -> tuple[str, str]:
@@ -103,11 +175,14 @@ class TapPostgresArrow(TapPostgres):
             parse_names(self.config.get("include_views")),
             parse_names(self.config.get("exclude_tables")),
         )
+        # What the choice leaves out, logged by the caller (and replayed from the discovery cache).
         if choice.unreadable:
-            self.logger.warning(
-                "Skipping %s: the role may not SELECT from them (GRANT SELECT to extract them, "
-                "or list them in exclude_tables to silence this)",
-                ", ".join(r.label for r in choice.unreadable),
+            self._notes.append(
+                (
+                    logging.WARNING,
+                    f"Skipping {', '.join(r.label for r in choice.unreadable)}: the role may not SELECT from "
+                    "them (GRANT SELECT to extract them, or list them in exclude_tables to silence this)",
+                )
             )
         for what, left_out in (
             ("partitions (their rows come through their parent)", choice.partitions),
@@ -115,7 +190,7 @@ class TapPostgresArrow(TapPostgres):
             ("tables listed in exclude_tables", choice.excluded),
         ):
             if left_out:
-                self.logger.info("Leaving out %s: %s", what, ", ".join(r.label for r in left_out))
+                self._notes.append((logging.INFO, f"Leaving out {what}: {', '.join(r.label for r in left_out)}"))
         kept = {(r.schema, r.name) for r in choice.extracted}
         return [entry for entry in streams if key(entry) in kept]
 
@@ -138,7 +213,17 @@ class TapPostgresArrow(TapPostgres):
         """Sync every stream; tables that fail on the ADBC path are listed in one error at the end
         (or in `failed_tables_file`)."""
         self.arrow_failures = []
-        super().sync_all()
+        workers = int(self.config.get("max_parallel_tables") or default_parallel_tables())
+        self.read_ahead = TableReadAhead(workers, self._read_ahead_streams) if workers > 1 else None
+        self.adbc_sessions = AdbcSessions(lambda: adbc_uri(self.connection_parameters))
+        try:
+            super().sync_all()
+        finally:
+            if self.read_ahead is not None:
+                self.read_ahead.close()
+            self.read_ahead = None
+            self.adbc_sessions.close()
+            self.adbc_sessions = None
         report = self.config.get("failed_tables_file")
         if report:
             _write_report(Path(report), self.arrow_failures)
@@ -155,6 +240,20 @@ class TapPostgresArrow(TapPostgres):
                 f"exclude_tables: {names}, or fix the values at the source"
             )
             raise ExtractionFailedError(msg)
+
+    def _read_ahead_streams(self) -> list[PostgresArrowStream]:
+        """The FULL_TABLE streams the SDK will sync on the BATCH path, in its order (sync_all's)."""
+        streams = [
+            stream
+            for stream in self.streams.values()
+            if isinstance(stream, PostgresArrowStream)
+            and stream.selected
+            and not stream.parent_stream_type
+            and stream.replication_method == REPLICATION_FULL_TABLE
+        ]
+        if streams:
+            streams[0].connector._engine  # noqa: B018 - created here, not by two threads at once
+        return streams
 
 
 def _write_report(path: Path, failures: list[TableExtractionError]) -> None:

@@ -1,9 +1,10 @@
 """Read a CSV file against its declared columns, in bulk, or fail naming file, line and column.
 
-The reader streams the file with pyarrow (``pyarrow.csv.open_csv``) in blocks, so memory stays flat in
-the file size. Every error is a :class:`CsvContractError` whose message names the file, the 1-based
-file line (header = line 1) and, where there is one, the column. When pyarrow refuses a value, the
-failing record is looked up again with Python's ``csv`` module to name its line and value exactly.
+The reader streams the file with pyarrow (``pyarrow.csv.open_csv``) in blocks, at most
+``READ_AHEAD_BLOCKS`` of them read ahead (`_PacedFile`), so memory stays flat in the file size.
+Every error is a :class:`CsvContractError` whose message names the file, the 1-based file line
+(header = line 1) and, where there is one, the column. When pyarrow refuses a value, the failing
+record is looked up again with Python's ``csv`` module to name its line and value exactly.
 A data line equal to the header is refused too (`_refuse_header_rows`, vectorised per block).
 """
 
@@ -12,17 +13,22 @@ from __future__ import annotations
 import csv
 import io
 import re
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+# pyarrow.compute and pyarrow.csv are imported where a file is read: parsing the settings
+# (discovery, --about) needs the Arrow types only.
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
 BLOCK_SIZE = 1 << 20  # bytes pyarrow parses at a time: memory is a few blocks, whatever the file size
+# Blocks of raw text read ahead of the batches taken. pyarrow's own read-ahead (32 blocks, not a
+# setting: ARROW-12090) held 32 MiB of a big file but all of a small one, so peak memory grew
+# with the file up to that; 8 keeps the reader as fast (measured on 20 M rows).
+READ_AHEAD_BLOCKS = 8
 TRUE_VALUES = ["true", "True", "TRUE", "1"]
 FALSE_VALUES = ["false", "False", "FALSE", "0"]
 TYPE_NAMES = ("string", "integer", "number", "decimal(P,S)", "date", "timestamp", "boolean")
@@ -278,6 +284,8 @@ def _header_as_row(spec: FileSpec, options: dict[str, Any]) -> list[Any] | None:
     """The header's names as the typed values pyarrow makes of them in a data row, one per column
     (text columns: the name); None when a typed column cannot hold its own name: a repeated header
     then fails conversion, and `_explain` names it."""
+    import pyarrow.csv as pacsv
+
     line = io.StringIO()
     csv.writer(line).writerow(spec.names)
     read = pacsv.ReadOptions(column_names=spec.names, use_threads=False)
@@ -297,6 +305,8 @@ def _refuse_header_rows(spec: FileSpec, batch: pa.RecordBatch, rows_before: int,
     """Refuse a data row equal to the header, vectorised: the rows equal to the header in the first
     column, narrowed column by column (almost always to none after the first); text is compared with
     outer ASCII spaces trimmed. Candidates are confirmed on the file's own text (`_is_header`)."""
+    import pyarrow.compute as pc
+
     candidates: pa.Array | None = None
     for position, (column, wanted) in enumerate(zip(spec.columns, header, strict=True)):
         values = batch.column(position)
@@ -363,6 +373,8 @@ def _refuse_row(spec: FileSpec, record: int, column: Column, what: str | None = 
 
 def _check_batch(spec: FileSpec, batch: pa.RecordBatch, rows_before: int) -> None:
     """Refuse empty values (except in string columns) and non-finite numbers."""
+    import pyarrow.compute as pc
+
     for position, column in enumerate(spec.columns):
         if column.is_string:
             continue
@@ -389,6 +401,74 @@ def _check_batch(spec: FileSpec, batch: pa.RecordBatch, rows_before: int) -> Non
 # -- reading ---------------------------------------------------------------------------
 
 
+class _PacedFile:
+    """The CSV file as pyarrow's streaming reader reads it, at most `ahead` blocks ahead of the
+    batches taken (`taken()`); a read past that waits, on pyarrow's I/O thread.
+
+    pyarrow reads exactly `block_size` bytes a time from it (a buffered file returns no short
+    reads), as from the path, so the blocks, batches and Parquet row groups are the same.
+    `close()` ends the reading: every later read is the end of the file, and it returns once
+    pyarrow's thread has left `read` (a thread still in Python code at exit aborts it).
+    """
+
+    # A bound on one wait: pyarrow may drop a reader (a failed open) whose thread waits here.
+    WAIT = 1.0
+
+    def __init__(self, path: Path, ahead: int = READ_AHEAD_BLOCKS) -> None:
+        self._raw = path.open("rb")
+        self._state = threading.Condition()
+        self._allowed = ahead
+        self._reads = 0
+        self._inside = 0
+        self._ended = False  # the end of the file was handed out
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def read(self, size: int = -1) -> bytes:
+        with self._state:
+            self._inside += 1
+            self._state.wait_for(lambda: self._closed or self._reads < self._allowed, timeout=self.WAIT)
+            closed = self._closed
+            self._reads += 1
+        data = b""
+        try:
+            if not closed:
+                data = self._raw.read(size)
+            return data
+        finally:
+            with self._state:
+                self._ended = self._ended or not data
+                self._inside -= 1
+                self._state.notify_all()
+
+    def taken(self) -> None:
+        """One batch taken: one more block may be read."""
+        with self._state:
+            self._allowed += 1
+            self._state.notify_all()
+
+    def close(self) -> None:
+        with self._state:
+            self._closed = True
+            self._state.notify_all()
+            # pyarrow's thread reads once more (the end) unless it already has or was stopped.
+            self._state.wait_for(lambda: self._inside == 0 and self._ended, timeout=self.WAIT)
+            self._state.wait_for(lambda: self._inside == 0)
+        self._raw.close()
+
+
 def iter_batches(spec: FileSpec, block_size: int = BLOCK_SIZE) -> Iterator[pa.RecordBatch]:
     """Typed, checked record batches of the file, streamed block by block.
 
@@ -396,6 +476,8 @@ def iter_batches(spec: FileSpec, block_size: int = BLOCK_SIZE) -> Iterator[pa.Re
     been yielded, so a caller that must emit nothing for a bad file checks the whole file first
     (see `validate`) or stages its output until the iteration ends.
     """
+    import pyarrow.csv as pacsv
+
     path = spec.path
     if not path.is_file():
         raise CsvContractError(f"{path}: file not found")
@@ -417,13 +499,15 @@ def iter_batches(spec: FileSpec, block_size: int = BLOCK_SIZE) -> Iterator[pa.Re
     }
     header = _header_as_row(spec, options)
     rows = 0
+    source = _PacedFile(path)
     try:
-        reader = pacsv.open_csv(path, **options)
+        reader = pacsv.open_csv(source, **options)
         while True:
             try:
                 batch = reader.read_next_batch()
             except StopIteration:
                 break
+            source.taken()
             if batch.num_rows == 0:
                 continue
             _check_batch(spec, batch, rows)
@@ -435,6 +519,8 @@ def iter_batches(spec: FileSpec, block_size: int = BLOCK_SIZE) -> Iterator[pa.Re
         if "Could not skip initial" in str(err) or "Empty CSV file" in str(err):
             raise CsvContractError(f"{path}: only a header line, no data rows") from None
         raise CsvContractError(_explain(spec, str(err))) from None
+    finally:
+        source.close()
     if rows == 0:
         raise CsvContractError(f"{path}: only a header line, no data rows")
 
@@ -451,6 +537,8 @@ def read_table(spec: FileSpec, block_size: int = BLOCK_SIZE) -> pa.Table:
 
 def to_json_columns(batch: pa.RecordBatch) -> pa.RecordBatch:
     """The batch with decimals, dates and timestamps as their canonical text, for RECORD messages."""
+    import pyarrow.compute as pc
+
     arrays, fields = [], []
     for field, values in zip(batch.schema, batch.columns, strict=True):
         if pa.types.is_decimal(field.type) or pa.types.is_date(field.type):

@@ -6,10 +6,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
-import pyarrow.parquet as pq
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
-from upath import UPath
 
 from tap_typed_csv.reader import (
     TYPE_NAMES,
@@ -23,7 +21,9 @@ from tap_typed_csv.reader import (
 )
 
 if TYPE_CHECKING:
+    import pyarrow.parquet as pq
     from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
+    from upath import UPath
 
 ROWS_PER_BATCH_FILE = 500_000  # when batch_config has no batch_size
 RECORD_CHUNK = 10_000
@@ -63,6 +63,10 @@ class CsvStream(Stream):
         if batch_config.encoding.format != "parquet":
             yield from super().get_batches(batch_config, context)
             return
+        # Imported here: discovery and --about do not write Parquet.
+        import pyarrow.parquet as pq
+        from upath import UPath
+
         raw = self.config.get("batch_config") or {}
         rows_per_file = int(raw.get("batch_size") or ROWS_PER_BATCH_FILE)
         storage = batch_config.storage

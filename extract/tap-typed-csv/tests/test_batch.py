@@ -172,3 +172,26 @@ def test_a_large_file_in_batch_mode_is_split_by_batch_size(
     table = pa.concat_tables(pq.read_table(f) for f in files)
     assert table.num_rows == len(data_rows(big_csv))
     assert table.column("quantity").to_pylist() == [int(row[3]) for row in data_rows(big_csv)]
+
+
+def test_pyarrow_reads_a_few_blocks_ahead_and_the_same_blocks_as_from_the_path(big_csv: Path) -> None:
+    """The read-ahead is bounded by the batches taken (pyarrow's own is 32 blocks), and the
+    batches are those of pyarrow reading the path itself: same blocks, same rows."""
+    import pyarrow.csv as pacsv
+
+    from tap_typed_csv.reader import _PacedFile
+
+    options = pacsv.ReadOptions(column_names=list(ORDER_COLUMNS), skip_rows=1, use_threads=False, block_size=1 << 16)
+    from_path = [batch.num_rows for batch in pacsv.open_csv(big_csv, read_options=options)]
+    source = _PacedFile(big_csv, ahead=3)
+    source.WAIT = 600  # the bound on a wait (for a reader pyarrow dropped) never comes into it here
+    reader = pacsv.open_csv(source, read_options=options)
+    paced, most_ahead = [], 0
+    for batch in reader:
+        most_ahead = max(most_ahead, source._reads - len(paced))
+        paced.append(batch.num_rows)
+        source.taken()
+    source.close()
+    assert len(from_path) > 40  # a file of many blocks
+    assert paced == from_path
+    assert most_ahead <= 3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import typing as t
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
@@ -20,8 +20,10 @@ from target_postgres_arrow.adbc import UnsupportedArrowTypeError, adbc_uri, comp
 if t.TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-    from adbc_driver_manager.dbapi import Connection
+    from adbc_driver_manager.dbapi import Connection, Cursor
     from singer_sdk.helpers._batch import BaseBatchFileEncoding
+
+    from target_postgres_arrow.target import TargetPostgresArrow
 
 _COLUMNS_SQL = """
 SELECT a.attname, format_type(a.atttypid, a.atttypmod)
@@ -33,6 +35,10 @@ ORDER BY a.attnum
 """
 
 
+# Postgres' unique_violation: a CREATE SCHEMA IF NOT EXISTS that lost a race to another.
+UNIQUE_VIOLATION = "23505"
+
+
 class BatchLoadError(RuntimeError):
     """A Parquet BATCH file cannot be loaded into its table."""
 
@@ -42,13 +48,30 @@ class ArrowPostgresSink(PostgresSink):
 
     The parent's `setup()` (CREATE TABLE from the JSON Schema) is deferred to the first RECORD batch,
     so a stream fed with Parquet BATCH files gets its table from the files' Arrow schema instead.
+    Files may be loaded on the target's threads (`target_postgres_arrow.ingest`): whatever must come
+    after them waits for the table's loads first.
     """
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        self._arrow_target: TargetPostgresArrow = kwargs["target"] if "target" in kwargs else args[0]
+        super().__init__(*args, **kwargs)
 
     def setup(self) -> None:
         """Defer the parent's table creation: the first RECORD batch or the end of the stream does it."""
         self.append_only = not self.key_properties
         self._stock_setup_done = False
+        self._batch_files_received = 0
         self._batch_files_loaded = 0
+
+    @property
+    def ingest_key(self) -> tuple[str | None, str]:
+        """The table the stream's files go to: its loads run one after another."""
+        return self.schema_name, self.table_name
+
+    def _wait_for_loads(self) -> None:
+        ingest = self._arrow_target.started_ingest
+        if ingest is not None:
+            ingest.wait(self.ingest_key)
 
     def _stock_setup(self) -> None:
         if not self._stock_setup_done:
@@ -57,17 +80,20 @@ class ArrowPostgresSink(PostgresSink):
 
     def process_batch(self, context: dict[str, t.Any]) -> None:
         """RECORD messages (and JSONL BATCH files): the parent's path, after its deferred setup."""
+        self._wait_for_loads()
         self._stock_setup()
         super().process_batch(context)
 
     def clean_up(self) -> None:
         """A stream that received neither RECORDs nor BATCH files gets its table as the parent would."""
+        self._wait_for_loads()
         if not self._stock_setup_done and not self._batch_files_loaded:
             self._stock_setup()
         super().clean_up()
 
     def activate_version(self, new_version: int) -> None:
         """Ignored for streams loaded from BATCH files: their rows carry no `_sdc_table_version`."""
+        self._wait_for_loads()
         if self._batch_files_loaded:
             self.logger.warning(
                 "ACTIVATE_VERSION for stream '%s' ignored: it was loaded from BATCH files, whose rows "
@@ -80,7 +106,8 @@ class ArrowPostgresSink(PostgresSink):
     # BATCH path
 
     def process_batch_files(self, encoding: BaseBatchFileEncoding, files: Sequence[str]) -> None:
-        """Load Parquet files with ADBC bulk ingest, one transaction per file; other encodings: parent."""
+        """Load Parquet files with ADBC bulk ingest, one transaction per file (on the target's threads
+        when `max_parallel_tables` is above 1); other encodings: the parent's path."""
         if encoding.format != BatchFileFormat.PARQUET:
             super().process_batch_files(encoding, files)
             return
@@ -91,13 +118,24 @@ class ArrowPostgresSink(PostgresSink):
                 "files (they are appended); use load_method 'append-only' or send RECORD messages."
             )
             raise BatchLoadError(msg)
-        if self.key_properties and not self._batch_files_loaded:
+        if self.key_properties and not self._batch_files_received:
             self.logger.info(
                 "Stream '%s' has key properties %s: Parquet BATCH files are appended, not merged on them.",
                 self.stream_name,
                 list(self.key_properties),
             )
-        with closing(self._adbc_connect()) as connection:
+        files = list(files)
+        self._batch_files_received += len(files)
+        ingest = self._arrow_target.ingest
+        if ingest is None:
+            self._load_files(files)
+        else:
+            ingest.submit(self.ingest_key, lambda: self._load_files(files))
+
+    def _load_files(self, files: list[str]) -> None:
+        """Load the files of one BATCH message over one connection (kept for the next message),
+        each in its own transaction."""
+        with self._arrow_target.adbc_sessions.session(adbc_uri(self.connector.sqlalchemy_url)) as connection:
             for url in files:
                 rows = self._load_file(connection, url)
                 self._batch_files_loaded += 1
@@ -105,11 +143,6 @@ class ArrowPostgresSink(PostgresSink):
                 self.tally_record_written(rows)
                 if self.config.get("delete_batch_files"):
                     self._delete(url)
-
-    def _adbc_connect(self) -> Connection:
-        import adbc_driver_postgresql.dbapi
-
-        return adbc_driver_postgresql.dbapi.connect(adbc_uri(self.connector.sqlalchemy_url))
 
     @staticmethod
     def local_path(url: str) -> Path | None:
@@ -152,7 +185,7 @@ class ArrowPostgresSink(PostgresSink):
                     cursor.execute("SELECT current_schema()")
                     schema_name = cursor.fetchone()[0]
                 else:
-                    cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema_name)}")
+                    self._create_schema(connection, cursor, schema_name)
                 cursor.execute(_COLUMNS_SQL, (schema_name, table))
                 table_types = dict(cursor.fetchall())
                 qualified = f"{quote_ident(schema_name)}.{quote_ident(table)}"
@@ -179,6 +212,20 @@ class ArrowPostgresSink(PostgresSink):
             connection.commit()
         self.logger.info("Stream '%s': loaded %s rows from %s into %s", self.stream_name, rows, url, qualified)
         return int(rows) if rows is not None and rows >= 0 else parquet_file.metadata.num_rows
+
+    @staticmethod
+    def _create_schema(connection: Connection, cursor: Cursor, schema_name: str) -> None:
+        """CREATE SCHEMA IF NOT EXISTS, first in the file's transaction as always. Two loads of
+        different tables creating it at once: the second waits for the first to commit, then
+        fails on the name; the schema exists by then, so it starts its transaction again."""
+        statement = f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema_name)}"
+        try:
+            cursor.execute(statement)
+        except Exception as exc:
+            if getattr(exc, "sqlstate", None) != UNIQUE_VIOLATION:
+                raise
+            connection.rollback()
+            cursor.execute(statement)
 
     def _file_types(self, arrow_schema: pa.Schema, url: str) -> dict[str, str]:
         types = {}
