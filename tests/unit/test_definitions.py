@@ -300,6 +300,8 @@ def test_every_staging_path_of_a_plugin_is_its_steps_day_layout() -> None:
                         assert path == layout.staging_dir(step.name), (plugin, key)
                     elif key == "manifest_file":  # what the load's begin writes
                         assert path == layout.load_intent(step.name), (plugin, key)
+                    elif key == "discovery_cache_dir":  # kept across days and steps, never the day's data
+                        assert path.parent == DATA_DIR / ".cache", (plugin, key, path)
                     else:  # batch files: inside the area begin empties and commit removes
                         assert path.is_relative_to(staging), (plugin, key, path)
             if step.kind == EXTRACT:
