@@ -7,6 +7,7 @@ Entry points (they resolve the day once: --date, else $RUN_DATE, else today UTC)
   nw db up|start|stop|status|set-passwords   the embedded Postgres server
   nw airflow up [--workers N] | worker | backfill --from D --to D [--wait]   Airflow, a worker, a backfill
   nw docs [--port P] [--no-serve]         dbt's docs site: lineage, tests, freshness, exposures
+  nw report [--last N] [--out DIR]        an HTML page of charts: rows, seconds and failures per step and day
   nw padam insert-month|prepare|export|reconcile   the PADAM monthly pipeline (see nw padam -h)
   nw ads up|down|load|archive|status      the ads API -> S3 -> Postgres pipeline (see nw ads -h)
   nw s3 up|down|check [--restart]         the embedded S3 server (SeaweedFS); is the S3 endpoint fit for use
@@ -177,6 +178,14 @@ def cmd_docs(args: argparse.Namespace) -> int:
     from northwind_elt.entry.docs import docs
 
     return docs(args.host, args.port, serve=not args.no_serve)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from northwind_elt.entry.report import report  # plotly is loaded by this command only
+
+    return report(Path(args.out) if args.out else None, args.last or None)
 
 
 def cmd_airflow(args: argparse.Namespace) -> int:
@@ -390,6 +399,20 @@ def build_parser() -> argparse.ArgumentParser:
     docs.add_argument("--port", type=int, help="port to serve on (default: $DBT_DOCS_PORT, else 8081)")
     docs.add_argument("--no-serve", action="store_true", help="generate only")
     docs.set_defaults(func=cmd_docs)
+    report = sub.add_parser(
+        "report",
+        description="Write an HTML page of charts from the run ledger: rows and wall seconds per step and day"
+        " (month) of every pipeline, failed attempts marked, and each pipeline's health over time.",
+    )
+    report.add_argument(
+        "--last",
+        type=int,
+        default=30,
+        metavar="N",
+        help="how many recent days (months) per pipeline (default 30; 0: all)",
+    )
+    report.add_argument("--out", metavar="DIR", help="where to write index.html (default: $NW_DATA_DIR/report)")
+    report.set_defaults(func=cmd_report)
     airflow = sub.add_parser("airflow", description="A local Airflow on AIRFLOW_PORT (from .env), and backfills.")
     actions = airflow.add_subparsers(dest="airflow_command", required=True)
     start = actions.add_parser("up", help="start Airflow: API server first, the rest once it answers; Ctrl-C stops it")
