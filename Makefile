@@ -38,11 +38,12 @@ UNIT_PLUGINS := extract/tap-typed-csv load/target-parquet-files extract/tap-parq
 PLUGINS := $(UNIT_PLUGINS) extract/tap-postgres-arrow load/target-postgres-arrow \
 	extract/tap-ads-api load/target-s3-raw extract/tap-s3-raw
 
-.PHONY: help install bytecode airflow-install lock bench-install bench run status stop db padam ads ads-archive test test-e2e test-distributed test-unit test-plugins lint format airflow airflow-distributed airflow-backfill docs clean
+.PHONY: help report diagram install bytecode airflow-install lock bench-install bench run status stop db padam ads ads-archive test test-e2e test-distributed test-unit test-plugins lint format airflow airflow-distributed airflow-backfill docs clean
 
 help:
 	@echo "make run [DATE=YYYY-MM-DD] [JOB=<job>|FROM=<step>]  run a day of a pipeline (default: Northwind, today UTC)"
 	@echo "make status [DATE=...]                            every pipeline's recent days, months and runs (or one day): what to rerun"
+	@echo "make report | diagram                             the ledger as an HTML report | regenerate the README diagram"
 	@echo "make padam YEAR=2022 [RANDOM_MAIN_CONTROLLER=1]   PADAM: a year, month by month"
 	@echo "make db | make stop                               start | stop the embedded Postgres"
 	@echo "make test | test-unit | test-plugins | test-e2e | lint  the suite, its fast tier, each plugin alone, end to end, ruff + import contracts"
@@ -59,7 +60,8 @@ help:
 # Python 3.11's venv also seeds setuptools, which nothing needs: out, so .venv is the lock exactly.
 $(UV):
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check --compile uv==$(UV_VERSION)
+	@echo "==> $(VENV): a virtualenv with uv $(UV_VERSION) (pip)"
+	$(BIN)/pip install --disable-pip-version-check --compile uv==$(UV_VERSION)
 	$(UV) pip uninstall --quiet --python $(BIN)/python setuptools
 
 # The project's environment, exactly as uv.lock pins it (the project editable with its
@@ -74,11 +76,8 @@ $(INSTALLED): $(UV) uv.lock pyproject.toml extract/*/pyproject.toml load/*/pypro
 # Meltano installs every plugin, pinned in plugins/ and pipelines/*.meltano.yml, into its own
 # virtualenv, every package of it pinned by the lock its pip_url names (`-c <lock>`).
 $(PLUGINS_INSTALLED): $(INSTALLED) meltano.yml plugins/*.meltano.yml pipelines/*.meltano.yml pyproject.toml extract/*/pyproject.toml load/*/pyproject.toml $(PLUGIN_LOCKS)
-	@mkdir -p .meltano && echo "==> meltano install: every plugin in its own virtualenv (log: .meltano/install.log)"
-	@set -o pipefail; $(BIN)/meltano install 2>&1 | tee .meltano/install.log \
-		| { grep --line-buffered -E "Install(ing|ed) (extractor|loader|utility)" | sed -u 's/^.*meltano  */    /' || true; } \
-		|| { tail -n 30 .meltano/install.log; \
-		echo "FAILED: meltano install (whole log: .meltano/install.log). Fix the cause, then rerun: make install"; exit 1; }
+	@echo "==> meltano install: every plugin in its own virtualenv (log: .meltano/install.log)"
+	@$(BIN)/python -m northwind_elt.entry.meltano_install
 	@$(MAKE) --no-print-directory bytecode
 	touch $@
 
@@ -88,8 +87,9 @@ $(PLUGINS_INSTALLED): $(INSTALLED) meltano.yml plugins/*.meltano.yml pipelines/*
 # Plugin virtualenvs installed before meltano.yml asked uv to compile them are compiled here
 # too (each by its own interpreter; files already compiled are skipped).
 bytecode:
+	@echo "==> bytecode: the project's and its plugins' sources"
 	@$(BIN)/python -m compileall -q -j 0 northwind_elt $(foreach p,$(PLUGINS),$(wildcard $(p)/tap_* $(p)/target_*)) >/dev/null
-	@for venv in $(wildcard .meltano/*/*/venv); do $$venv/bin/python -m compileall -q -j 0 $$venv/lib >/dev/null 2>&1 || true; done
+	@for venv in $(wildcard .meltano/*/*/venv); do echo "    $$venv"; $$venv/bin/python -m compileall -q -j 0 $$venv/lib >/dev/null 2>&1 || true; done
 
 # Every lock file, from the pyproject.toml files and the plugins' pip_url (scripts/lock.py says
 # which lock pins what), keeping every pin that still fits; UPGRADE=1 takes the newest versions.
@@ -214,6 +214,14 @@ airflow-distributed: db airflow-install
 airflow-backfill: $(INSTALLED) airflow-install .env
 	@test -n "$(FROM_DATE)" -a -n "$(TO_DATE)" || { echo "usage: make airflow-backfill FROM_DATE=YYYY-MM-DD TO_DATE=YYYY-MM-DD [DAG=northwind_daily]" >&2; exit 2; }
 	$(BIN)/nw airflow backfill --from $(FROM_DATE) --to $(TO_DATE) $(if $(DAG),--dag $(DAG)) --wait
+
+# The run ledger as a one-page HTML report (rows, seconds, failures per step and day).
+report: $(INSTALLED) .env
+	$(BIN)/nw report
+
+# The README's pipeline diagram, from the registry (a unit test fails when it drifts).
+diagram: $(INSTALLED)
+	$(BIN)/python scripts/diagram.py
 
 # dbt's docs site (lineage, tests, source freshness, exposures) on DBT_DOCS_PORT from .env.
 docs: db

@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 
 from northwind_elt.core import ledger, settings
-from northwind_elt.core.day import DayLayout
+from northwind_elt.core.day import DayLayout, today_utc
 from northwind_elt.core.errors import rerun_command
 from northwind_elt.core.locks import StopRequested, plugin_lock, step_lock
+from northwind_elt.entry.progress import LiveProgress, Task
 from northwind_elt.protocol.definition import Pipeline
 from northwind_elt.protocol.meltano import (
     CONNECTION_TROUBLE,
@@ -130,29 +131,91 @@ _BLOCK_DONE = re.compile(r"\]\s+meltano\s+Block run completed")
 PARALLEL_ENV = "NW_RUN_PARALLEL_STEPS"
 
 
-class _Display:
-    """One line per step as it ends; on a terminal, the running steps on the line below."""
+# What a running step's output says of its rows so far (Meltano prefixes each line with the plugin's name).
+_PLUGIN = re.compile(r"^\S+Z \[\s*\w+\s*\] (\S+)\s")
+_ROWS_SEEN = (
+    # tap-postgres-arrow, per batch file it wrote
+    ("wrote", re.compile(r"\bWrote (\d+) rows? of ")),
+    # target-postgres-arrow, per table it loaded
+    ("loaded", re.compile(r"\bStream '[^']*': loaded (\d+) rows? ")),
+    # the Singer SDK's record counters: each METRIC line counts the records since the one before
+    ("records", re.compile(r'METRIC: \{.*"metric":\s*"record_count".*"value":\s*(\d+)')),
+)
+# A step's commit: the rows it recorded in the ledger.
+_COMMITTED = re.compile(r": committed, (\d+) rows?\b")
+# dbt's result lines: "12 of 32 OK created sql table model ...", "13 of 32 PASS ...".
+_DBT_DONE = re.compile(r"\b(\d+) of (\d+) (?:OK|PASS|WARN|ERROR|FAIL|SKIP|NO-OP)\b")
 
-    def __init__(self, pipeline: Pipeline, day: dt.date, verbose: bool) -> None:
-        self.pipeline, self.day, self.verbose = pipeline, day, verbose
-        self.live = sys.stdout.isatty() and not verbose
-        self.running: list[str] = []
+
+class _RowsSeen:
+    """A running step's rows so far, from its output: the largest count any plugin has reported
+    (a tap's files and its target's records count the same rows; each plugin's counts add up);
+    None until one says. dbt's results so far, as a detail."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+        self.committed: int | None = None
+        self.dbt_done = 0
+        self.detail = ""
+
+    @property
+    def rows(self) -> int | None:
+        if self.committed is not None:
+            return self.committed
+        return max(self.counts.values()) if self.counts else None
+
+    def take(self, line: str) -> bool:
+        """Whether the line changed what is known."""
+        if (done := _DBT_DONE.search(line)) is not None:
+            # Threads finish out of order ("2 of 32" before "1 of 32"): count the results.
+            self.dbt_done += 1
+            self.detail = f"dbt {self.dbt_done}/{done.group(2)}"
+            return True
+        if (committed := _COMMITTED.search(line)) is not None:
+            self.committed = int(committed.group(1))
+            return True
+        for kind, pattern in _ROWS_SEEN:
+            if (found := pattern.search(line)) is not None:
+                plugin = found_plugin.group(1) if (found_plugin := _PLUGIN.match(line)) else ""
+                self.counts[(plugin, kind)] = self.counts.get((plugin, kind), 0) + int(found.group(1))
+                return True
+        return False
+
+
+def _running_line(pipeline: Pipeline, day: dt.date, task: Task, now: float) -> str:
+    """A running step's row on the live display, in the columns of its final line."""
+    rows = "" if task.count is None else f"{task.count:,}"
+    status = "running" + (f" ({task.detail})" if task.detail else "")
+    return _line((pipeline.name, task.name, day.isoformat(), rows, f"{task.elapsed(now):.1f}", status))
+
+
+class _Display:
+    """One line per step, printed once as it ends; meanwhile the running steps with their elapsed
+    seconds and rows so far where their output tells them (entry/progress.py: live on a terminal,
+    a line every few seconds of quiet in a pipe or a log)."""
+
+    def __init__(self, pipeline: Pipeline, day: dt.date, verbose: bool, progress: LiveProgress) -> None:
+        self.pipeline, self.day, self.verbose, self.progress = pipeline, day, verbose, progress
+        self.tasks: dict[str, Task] = {}
+        self.seen: dict[str, _RowsSeen] = {}
 
     def started(self, step: str) -> None:
         if self.verbose:
-            print(f"==> {self.pipeline.name}: {step} for {self.day}", flush=True)
-        self.running.append(step)
-        self._show()
+            self.progress.print(f"==> {self.pipeline.name}: {step} for {self.day}")
+        self.tasks[step] = self.progress.start(step)
+        self.seen[step] = _RowsSeen()
+
+    def output(self, step: str, line: str) -> None:
+        """A line of the step's output (shown as it is when verbose)."""
+        if self.verbose:
+            self.progress.touch()
+        seen = self.seen.get(step)
+        if seen is not None and seen.take(line):
+            self.tasks[step].update(count=seen.rows, detail=seen.detail)
 
     def ended(self, step: str, row: tuple[str, ...]) -> None:
-        self.running.remove(step)
-        print(("\x1b[2K" if self.live else "") + _line(row), flush=True)
-        self._show()
-
-    def _show(self) -> None:
-        if self.live and self.running:  # completed in place when a step ends
-            row = (self.pipeline.name, ", ".join(self.running), self.day.isoformat(), "", "", "running...")
-            print(_line(row), end="\r", flush=True)
+        self.seen.pop(step, None)
+        self.tasks.pop(step).finish(_line(row))
 
 
 class _Steps:
@@ -196,6 +259,8 @@ class _Steps:
 
     def watch(self, line: str) -> Path | None:
         """For the Meltano run: the next step's log once the current step has succeeded."""
+        if self.current is not None:
+            self.display.output(self.current, line)
         if self.current is None or not _BLOCK_DONE.search(line) or not self.succeeded():
             return None
         self.end("success")
@@ -315,11 +380,24 @@ def _line(row: tuple[str, ...]) -> str:
     return f"{name:<10} {step_name:<17} {iso}  {rows:>9}  {seconds:>7}  {status}"
 
 
+def past_day_note(pipeline: Pipeline, day: dt.date, today: dt.date | None = None) -> str | None:
+    """For a day before today (UTC) of a pipeline whose source has no history: the one line saying
+    that the day's run reads the source as it is now."""
+    if not pipeline.snapshot_source or day >= (today or today_utc()):
+        return None
+    return (
+        f"note: {day} is a past day: {pipeline.name} reads {pipeline.snapshot_source} as it is now"
+        " (a snapshot, not a history); the day only names the partitions"
+    )
+
+
 def run(pipeline: Pipeline, steps: tuple[str, ...], day: dt.date, verbose: bool = False) -> int:
     """Every step, each in its turn: steps whose needs are met run side by side, the rest one
     after another in one `meltano run` of their jobs (one Meltano start-up for them); one line
-    per step as it ends (on a terminal, the running steps below)."""
+    per step as it ends, the running steps' progress meanwhile (`_Display`)."""
     check_environment(pipeline, steps)
+    if note := past_day_note(pipeline, day):
+        print(note, flush=True)
     layout = DayLayout.for_day(day)
     with Signals() as signals, contextlib.ExitStack() as held:
         # One run per step and day: a second one fails at once instead of interleaving.
@@ -334,13 +412,16 @@ def run(pipeline: Pipeline, steps: tuple[str, ...], day: dt.date, verbose: bool 
             assert signals.received is not None
             print("INTERRUPTED while waiting for another day's run; nothing was started", file=sys.stderr)
             return 128 + signals.received
-        display = _Display(pipeline, day, verbose)
-        for chains in plan(pipeline, steps, parallel=os.environ.get(PARALLEL_ENV, "1") != "0"):
-            if signals.received is not None:
-                return 128 + signals.received
-            code = _run_segment(pipeline, chains, day, signals, display, verbose)
-            if code:
-                return code
+        # Verbose shows Meltano's own output as it comes: plain lines, never a live display through it.
+        live = False if verbose else None
+        with LiveProgress(live=live, render=lambda task, now: _running_line(pipeline, day, task, now)) as progress:
+            display = _Display(pipeline, day, verbose, progress)
+            for chains in plan(pipeline, steps, parallel=os.environ.get(PARALLEL_ENV, "1") != "0"):
+                if signals.received is not None:
+                    return 128 + signals.received
+                code = _run_segment(pipeline, chains, day, signals, display, verbose)
+                if code:
+                    return code
     logs = settings.data_dir() / "logs" / day.isoformat()
     print(f"==> done: {pipeline.name} {', '.join(steps)} for {day} (logs: {logs})")
     return 0

@@ -119,6 +119,10 @@ class Pipeline:
     exporter: str | None = None
     # The `nw` command group of a pipeline whose steps are commands (`nw padam ...`).
     command_group: str | None = None
+    # What the pipeline reads when its source has no history, e.g. "the source Postgres": a run for
+    # a past unit reads it as it is now, not as it was (`nw run` says so for a past day). Empty:
+    # each unit's data is that unit's own.
+    snapshot_source: str = ""
 
     def step(self, name: str) -> Step:
         for step in self.steps:

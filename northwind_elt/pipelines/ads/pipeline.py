@@ -35,4 +35,5 @@ ADS = Pipeline(
     meltano_file="pipelines/ads.meltano.yml",
     warehouse="ADS_PG",
     command_group="ads",
+    snapshot_source="the ads API",
 )

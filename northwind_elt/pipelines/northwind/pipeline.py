@@ -20,4 +20,5 @@ NORTHWIND = Pipeline(
     dbt_tag="northwind",
     dbt_target_path="${NW_DATA_DIR}/dbt/northwind",
     exporter="northwind_elt.protocol.outputs:export_day",
+    snapshot_source="the source Postgres and order_details.csv",
 )

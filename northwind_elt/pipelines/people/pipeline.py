@@ -20,4 +20,5 @@ PEOPLE = Pipeline(
     dbt_target_path="${NW_DATA_DIR}/dbt/people",
     dbt_tag="people",
     exporter="northwind_elt.protocol.outputs:export_day",
+    snapshot_source="people.csv and places.csv",
 )

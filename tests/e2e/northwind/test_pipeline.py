@@ -11,6 +11,7 @@ import pytest
 from support import NORTHWIND_DAY, SOURCE_CSV, Pipeline, partition_file, read_csv_rows
 
 from expected import expected_mart, same_value
+from northwind_elt.pipelines.northwind.pipeline import NORTHWIND
 
 DAY = NORTHWIND_DAY
 NEWER_DAY = "2024-01-16"
@@ -84,7 +85,8 @@ def test_every_source_table_and_the_csv_are_loaded_for_the_day(first_day: Pipeli
 
 @dataclass
 class Rerun:
-    """DAY's exports and source counts before its rerun, and NEWER_DAY as it was before DAY was rerun."""
+    """DAY's exports and source counts before its rerun, and NEWER_DAY as it was before DAY was rerun
+    (with what `nw run` printed for it)."""
 
     csv_before: str
     json_before: str
@@ -93,6 +95,7 @@ class Rerun:
     newer_load: tuple
     newer_rows: tuple
     newer_mart: tuple
+    newer_output: str
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +104,7 @@ def rerun(first_day: Pipeline) -> Rerun:
     Northwind day fewer than a rerun and a backfill of their own)."""
     csv_before, json_before = sha256(first_day.output(DAY, "csv")), sha256(first_day.output(DAY, "json"))
     counts = source_table_counts(first_day)
-    first_day.run_ok("daily", NEWER_DAY)
+    newer_output = first_day.run_ok("daily", NEWER_DAY).stdout
     newer_csv = sha256(first_day.output(NEWER_DAY, "csv"))
     with first_day.analytics() as conn:
         newer_load = conn.execute("SELECT load_id FROM raw._loaded_days WHERE day = %s", [NEWER_DAY]).fetchone()
@@ -110,7 +113,26 @@ def rerun(first_day: Pipeline) -> Rerun:
             "SELECT count(*), sum(line_total) FROM analytics.orders_with_details WHERE _day = %s", [NEWER_DAY]
         ).fetchone()
     first_day.run_ok("daily", DAY)  # reprocess the older day
-    return Rerun(csv_before, json_before, counts, newer_csv, newer_load, newer_rows, newer_mart)
+    return Rerun(csv_before, json_before, counts, newer_csv, newer_load, newer_rows, newer_mart, newer_output)
+
+
+def test_a_past_day_prints_the_snapshot_note_then_each_step_once(rerun: Rerun) -> None:
+    """`nw run daily` in a pipe (issue 27): one note that a past day reads the source as it is now,
+    then one line per step (the two extracts ran side by side), with the rows each step recorded."""
+    lines = rerun.newer_output.splitlines()
+    notes = [line for line in lines if line.startswith("note: ")]
+    assert notes == [
+        f"note: {NEWER_DAY} is a past day: northwind reads the source Postgres and order_details.csv as it is now"
+        " (a snapshot, not a history); the day only names the partitions"
+    ], rerun.newer_output
+    steps = [line.split() for line in lines if line.startswith("northwind ")]
+    assert sorted(words[1] for words in steps) == sorted(NORTHWIND.step_names), rerun.newer_output
+    assert all(words[2] == NEWER_DAY and words[-1] == "success" for words in steps), rerun.newer_output
+    rows = {words[1]: words[3] for words in steps}
+    assert rows["extract-csv"] == "2,155" and rows["load"] != "" and rows["export"] == "2,155", rerun.newer_output
+    assert lines.index(notes[0]) < min(lines.index(line) for line in lines if line.startswith("northwind "))
+    # What the periodic lines say while steps run is about running steps only, never a step's line again.
+    assert all(line.startswith("  ... ") for line in lines if "running" in line), rerun.newer_output
 
 
 def test_rerun_gives_identical_tables_and_byte_identical_export(first_day: Pipeline, rerun: Rerun) -> None:

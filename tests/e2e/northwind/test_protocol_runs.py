@@ -152,6 +152,8 @@ def test_a_failed_extract_lets_the_extract_beside_it_finish_and_stops_the_day_be
     assert result.returncode != 0
     lines = {line.split()[1]: line.split()[-1] for line in result.stdout.splitlines() if line.startswith("northwind ")}
     assert lines == {"extract-postgres": "failed", "extract-csv": "success"}, result.stdout
+    # Each step's line once (issue 27), however long the two ran side by side.
+    assert sum(line.startswith("northwind ") for line in result.stdout.splitlines()) == 2, result.stdout
     assert f"FAILED: step 'extract-postgres' for {day}" in result.stderr
     cause = f"Cause: extract-postgres for {day}: source table 'clashing_day' cannot be extracted: column _day: the load"
     assert cause in result.stderr, result.stderr
