@@ -39,12 +39,23 @@ class PipelineError(RuntimeError):
         return rerun_command(self.rerun_from, self.day) if self.day else None
 
     @property
+    def leading_fix(self) -> str | None:
+        """The fix, led by the command that starts the server the cause could not reach when it is
+        one of the project's local stand-ins (checking settings that are right would go in a circle)."""
+        from northwind_elt.core.settings import stand_in_fix
+
+        start = stand_in_fix(self.cause)
+        if start is None or (self.fix and start.rsplit(": ", 1)[1] in self.fix):
+            return self.fix
+        return f"{start}; if it runs: {self.fix}" if self.fix else start
+
+    @property
     def message(self) -> str:
         where = f"{self.step} for {self.day}" if self.day else self.step
         # A cause that already names the step ("load refused for D: ...") needs no prefix.
         parts = [self.cause if self.cause.startswith(f"{self.step} ") else f"{where}: {self.cause}"]
-        if self.fix:
-            parts.append(f"Fix: {self.fix}")
+        if fix := self.leading_fix:
+            parts.append(f"Fix: {fix}")
         if self.rerun:
             parts.append(f"Then rerun: {self.rerun}")
         return "\n".join(parts)

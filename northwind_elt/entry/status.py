@@ -30,7 +30,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from northwind_elt.core import ledger, locks
+from northwind_elt.core import ledger, locks, text
 from northwind_elt.core.day import DayLayout, configured_lake
 from northwind_elt.core.errors import PipelineError
 from northwind_elt.pipelines import REGISTRY, pipeline_of_step
@@ -62,20 +62,14 @@ class Extra:
     lost: bool = False  # data the pipeline recorded is gone (its notes say which): status exits 1
 
 
-def plural(count: int, word: str) -> str:
-    return f"{count:,} {word}" + ("" if count == 1 else "s")
-
-
-def rows_text(rows: int | None) -> str:
-    return "" if rows is None else f"{rows:,}"
+# One format for every view (core/text.py): thousands separators, seconds with one decimal.
+plural = text.plural
+rows_text = text.number
 
 
 def seconds_text(entry: dict[str, Any]) -> str:
     """The step's wall seconds (`nw run`'s, start-up included) or else its own duration."""
-    seconds = entry.get("wall_s") if entry.get("wall_s") is not None else entry.get("duration_s")
-    if seconds is None:
-        return ""
-    return "<0.1" if 0 < seconds < 0.05 else f"{seconds:,.1f}"  # a quick step is not a 0-second one
+    return text.seconds(entry.get("wall_s") if entry.get("wall_s") is not None else entry.get("duration_s"))
 
 
 def outcome(entry: dict[str, Any]) -> str:
@@ -160,9 +154,9 @@ class UnitState:
         entry = self.entries.get(step)
         if entry is None:
             return "-"
-        rows = rows_text(entry.get("rows"))
+        rows = entry.get("rows")
         seconds = seconds_text(entry)
-        details = " ".join(filter(None, (rows and f"{rows} rows", seconds and f"{seconds} s")))
+        details = " ".join(filter(None, (rows is not None and text.plural(rows, "row"), seconds and f"{seconds} s")))
         return f"{outcome(entry)}\n{details}" if details else outcome(entry)
 
     def unit_cells(self) -> list[str]:
@@ -425,8 +419,8 @@ def step_error(day: dt.date, step: str, run_id: str | None = None) -> tuple[str,
         entry = ledger.latest_of_steps(pipeline.name, [step]).get(step)
     if entry is None:
         return f"{step} has not run for {unit}", 1
-    text = [f"{step} for {entry['unit']}: {entry['status']} at {entry['finished_at']}"]
-    text.append(entry["error"] or entry.get("notes") or "(no error recorded)")
+    said = [f"{step} for {entry['unit']}: {entry['status']} at {entry['finished_at']}"]
+    said.append(entry["error"] or entry.get("notes") or "(no error recorded)")
     if entry.get("log"):
-        text.append(f"Full log: {entry['log']}")
-    return "\n".join(text), 0
+        said.append(f"Full log: {entry['log']}")
+    return "\n".join(said), 0

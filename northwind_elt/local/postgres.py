@@ -107,6 +107,8 @@ def _chown(path: Path, user: str | None) -> None:
 
 
 def _run(args: list[str], user: str | None, what: str) -> str:
+    # Each of these takes seconds on a cold start (initdb, start, the seed): say what is running.
+    print(f"    embedded Postgres: {what} ...", flush=True)
     result = subprocess.run(args, capture_output=True, text=True, user=user)
     if result.returncode != 0:
         raise EmbeddedPostgresError(f"{what} failed (exit {result.returncode}):\n{result.stderr.strip()}")
@@ -159,12 +161,19 @@ def _check_port_free() -> None:
     # Bound as Postgres binds (SO_REUSEADDR): connections of a just-stopped server lingering in
     # TIME_WAIT do not make the port taken.
     if port_taken(port()):
-        raise EmbeddedPostgresError(
+        message = (
             f"port {port()} on 127.0.0.1 is already in use by another program{_port_holder(port())}, "
             "so the embedded Postgres cannot listen there.\n"
-            "Set PG_PORT (and SOURCE_PG_PORT, ANALYTICS_PG_PORT, PEOPLE_PG_PORT) in .env to a free port,"
-            " or stop that program."
+            "Set PG_PORT in .env to a free port (every database on the embedded server follows it), "
+            "or stop that program."
         )
+        # A per-database variable set to the same port would stay behind: it is named.
+        if same := settings.ports_set_to(port()):
+            message += (
+                f" Also set to {port()}: {', '.join(same)}; change them with PG_PORT, or write them as "
+                "${PG_PORT} in .env (then they follow it)."
+            )
+        raise EmbeddedPostgresError(message)
 
 
 def start() -> None:

@@ -60,6 +60,34 @@ def find_cause(lines: list[str]) -> str | None:
     return None
 
 
+# `meltano run` options that take a value (Meltano 4.4), to tell the jobs and blocks it names from them.
+_RUN_OPTIONS_WITH_VALUE = frozenset({"--state-id-suffix", "--state-strategy", "--run-id", "--timeout"})
+
+
+def invoking_meltano_run(argv: Sequence[str] | None = None) -> list[str]:
+    """The jobs and blocks named by the `meltano run` that started this task (its parent process's
+    command line, or `argv`), for messages that name the job the user ran; [] when not run so.
+    Meltano tells a plugin neither its job nor its run in the environment."""
+    if argv is None:
+        import psutil  # here: only a refusing task asks
+
+        try:
+            argv = psutil.Process(os.getppid()).cmdline()
+        except (psutil.Error, OSError):
+            return []
+    launcher = next((n for n, arg in enumerate(argv) if Path(arg).name == "meltano"), None)
+    if launcher is None or "run" not in argv[launcher + 1 :]:
+        return []
+    names: list[str] = []
+    rest = iter(argv[argv.index("run", launcher + 1) + 1 :])
+    for arg in rest:
+        if arg in _RUN_OPTIONS_WITH_VALUE:
+            next(rest, None)
+        elif not arg.startswith("-"):
+            names.append(arg)
+    return names
+
+
 def meltano_executable() -> str:
     """The meltano installed beside this interpreter (the project's venv), whatever PATH says."""
     beside = Path(sys.executable).parent / "meltano"
@@ -310,6 +338,8 @@ def start_meltano_run(
     log_file = _RunLog(log or log_path(jobs[0], unit))
     env = {
         **os.environ,
+        # A database's port left unset follows PG_PORT for the plugins too (settings.derived_ports).
+        **settings.derived_ports(),
         settings.DATA_DIR_ENV: str(settings.data_dir()),
         # Plain text in the log and the terminal: no colour codes from Meltano or dbt.
         "NO_COLOR": "1",

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from northwind_elt.core import ledger, settings, state
-from northwind_elt.core.day import DayLayout, name_of, path_component, pinned_day
-from northwind_elt.core.errors import PipelineError
+from northwind_elt.core.day import DAY_ENV, DayLayout, name_of, path_component, pinned_day
+from northwind_elt.core.errors import ConfigError, PipelineError
 from northwind_elt.core.locks import AlreadyRunning, lease_held, lease_owner, release_lease, take_lease
 from northwind_elt.core.manifests import read_begin, read_intent, write_begin, write_intent
 from northwind_elt.protocol.definition import EXPORT, EXTRACT, LOAD, TRANSFORM, Pipeline, Step
@@ -35,6 +35,8 @@ class StepContext:
     def __init__(self, pipeline: Pipeline, step_name: str) -> None:
         self.pipeline = pipeline
         self.step: Step = pipeline.step(step_name)
+        if os.environ.get(DAY_ENV) is None:
+            raise _no_day(pipeline, self.step)
         self.day = pinned_day(self.step.name)
         # The plugins' folders come from the same variable (plugins/*.meltano.yml).
         settings.require([settings.DATA_DIR_ENV], f"{step_name}'s plugins write under it")
@@ -129,6 +131,21 @@ class StepContext:
             rows=rows,
             notes=notes,
         )
+
+
+def _no_day(pipeline: Pipeline, step: Step) -> ConfigError:
+    """The refusal of a task started without a pinned day, naming the job the user ran (`meltano run
+    daily` runs extract-postgres first: the job to run again is daily), else the step's own job."""
+    from northwind_elt.protocol.meltano import invoking_meltano_run
+
+    jobs = {s.job for s in pipeline.steps} | {pipeline.all_steps_job}
+    job = next((name for name in invoking_meltano_run() if name in jobs), step.job)
+    return ConfigError(
+        f"{step.name} started without a day: {DAY_ENV} is not set, and a task never decides what today is",
+        f"run the job through the entry point (`nw run --date YYYY-MM-DD {job}`, or `nw run {job}` for today), "
+        f"or set the day yourself: {DAY_ENV}=YYYY-MM-DD meltano run {job}",
+        step.name,
+    )
 
 
 # -- begin ---------------------------------------------------------------------------

@@ -7,11 +7,13 @@ import json
 import logging
 import os
 import typing as t
+from functools import cached_property
 from pathlib import Path
 
 import sqlalchemy as sa
 from singer_sdk import typing as th
 from singer_sdk.singerlib.catalog import REPLICATION_FULL_TABLE
+from sqlalchemy.dialects import postgresql
 from tap_postgres.client import PostgresLogBasedStream
 from tap_postgres.tap import TapPostgres
 
@@ -24,6 +26,7 @@ if t.TYPE_CHECKING:
     from collections.abc import Sequence
 
     from singer_sdk import Stream
+    from tap_postgres.client import PostgresConnector
 
 # A list of names: a JSON array, or (as Meltano passes an environment variable) its text.
 _NAMES = th.CustomType({"type": ["array", "string", "null"], "items": {"type": "string"}})
@@ -102,6 +105,13 @@ class TapPostgresArrow(TapPostgres):
         if kwargs.get("parse_env_config"):
             self._given_config = None
         super().__init__(*args, **kwargs)
+
+    @cached_property
+    def connector(self) -> PostgresConnector:
+        """The parent's connector (one for the tap and its streams), its dialect told what `bpchar` is."""
+        connector = TapPostgres.connector.func(self)
+        _know_unbounded_char(connector._engine.dialect)
+        return connector
 
     @property
     def catalog_dict(self) -> dict:
@@ -254,6 +264,15 @@ class TapPostgresArrow(TapPostgres):
         if streams:
             streams[0].connector._engine  # noqa: B018 - created here, not by two threads at once
         return streams
+
+
+def _know_unbounded_char(dialect: sa.Dialect) -> None:
+    """Postgres names a character column without a length `bpchar` (format_type), a name SQLAlchemy
+    2.0's reflection does not know: it typed such a column NullType and warned (a SAWarning in the
+    log for each one, on every discovery). It is CHAR without a length; the SDK gives it the same
+    JSON schema (a string), and the BATCH path reads each column's real type from Postgres anyway."""
+    if "bpchar" not in dialect.ischema_names:
+        dialect.ischema_names = {**dialect.ischema_names, "bpchar": postgresql.CHAR}
 
 
 def _write_report(path: Path, failures: list[TableExtractionError]) -> None:

@@ -8,11 +8,13 @@ import logging
 import math
 import struct
 import urllib.parse
+import warnings
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import sqlalchemy as sa
 from tap_postgres_arrow.stream import NAME_MAX, PostgresArrowStream, adbc_uri, batch_stem, fitted
 from tap_postgres_arrow.tables import Relation, choose_tables, parse_names
 from tap_postgres_arrow.tap import ExtractionFailedError, TapPostgresArrow
@@ -372,6 +374,25 @@ def test_discovery_keeps_tables_not_partitions_views_only_when_listed_and_skips_
         assert discovered(chosen) == {"sel-t", "sel-plain", "sel-v", "sel-mv", "sel-parent", "sel-child"}
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]  # an excluded table is not warned of
     assert "Leaving out tables listed in exclude_tables: sel.secret, sel.skip_me" in caplog.text
+
+
+def test_a_character_column_without_a_length_is_discovered_as_a_string_without_a_warning(pg, db, tmp_path):
+    # Postgres names its type `bpchar`, which SQLAlchemy's reflection alone does not know (a SAWarning per
+    # column on every discovery). The Northwind source has four such columns.
+    db.execute("DROP SCHEMA IF EXISTS unbounded CASCADE; CREATE SCHEMA unbounded")
+    db.execute("CREATE TABLE unbounded.codes (code bpchar PRIMARY KEY, note bpchar)")
+    db.execute("INSERT INTO unbounded.codes VALUES ('ALFKI', NULL), ('B', 'x')")
+    config = tap_config(pg, "unbounded")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", sa.exc.SAWarning)
+        (entry,) = TapPostgresArrow(config=config).catalog_dict["streams"]
+    assert entry["schema"]["properties"] == {"code": {"type": ["string"]}, "note": {"type": ["string", "null"]}}
+    messages, error = run_tap(config, {"unbounded-codes": None}, tmp_path)
+    assert error is None
+    assert read_stream(messages, "unbounded-codes").to_pylist() == [
+        {"code": "ALFKI", "note": None},
+        {"code": "B", "note": "x"},
+    ]
 
 
 def test_each_row_is_extracted_once(pg, tmp_path):

@@ -20,7 +20,7 @@ from typing import NoReturn
 
 import psycopg
 
-from northwind_elt.core import ledger, settings
+from northwind_elt.core import ledger, settings, text
 from northwind_elt.core.day import DAY_ENV, DayLayout, pinned_day
 from northwind_elt.core.errors import CommandError, ConfigError, PipelineError
 from northwind_elt.core.manifests import ArchiveManifest, BackupManifest, iso_utc, verified_now
@@ -681,7 +681,9 @@ def _load_failed(
     """Say why the run failed and how to complete it, and record that in the ledger."""
     cfg = cfg or config.load()
     _drop_incoming(cfg, keys)
-    if any(words in cause for words in _PG_UNREACHABLE):
+    if start := settings.stand_in_fix(cause):  # one of the project's local servers is stopped
+        cause += f"\nFix: {start}"
+    elif any(words in cause for words in _PG_UNREACHABLE):
         cause += f"\nCheck {settings.describe_conn(PG)}."
     if rerun:
         after = f"Rerun: {rerun}"
@@ -720,14 +722,17 @@ def archive(day: dt.date, given_run_id: str | None = None) -> str:
         rows, key, adopted, adopted_rows = _archive(cfg, day, run_id, cutoff)
         if key:
             message = (
-                f"ads archive: {rows} rows shown before {iso_utc(cutoff)} -> {cfg.where(key)}, deleted from api_ad_data"
+                f"ads archive: {text.plural(rows, 'row')} shown before {iso_utc(cutoff)} -> {cfg.where(key)}, "
+                "deleted from api_ad_data"
             )
         else:
-            message = f"ads archive: nothing shown before {iso_utc(cutoff)} (day {day}, retention {cfg.retention})"
+            retention = text.duration(cfg.retention)
+            message = f"ads archive: nothing shown before {iso_utc(cutoff)} (day {day}, retention {retention})"
         notes = key or "nothing to archive"
         if adopted:
             message += "\n  " + "\n  ".join(adopted)
-            notes += f"; adopted {len(adopted)} uncommitted archive(s), {adopted_rows} rows deleted"
+            uncommitted = text.plural(len(adopted), "uncommitted archive")
+            notes += f"; adopted {uncommitted}, {text.plural(adopted_rows, 'row')} deleted"
         recorded.succeeded(notes, rows=rows + adopted_rows)
     return message
 
@@ -848,6 +853,8 @@ def status_lines(with_s3: bool = False, recent: int = 6) -> list[str]:
 def status(with_s3: bool = False, recent: int = 6) -> tuple[list[str], int]:
     """`nw ads status`: status_lines, and the exit status: 1 when a recorded object is missing or changed."""
     lines = _status_lines(with_s3, recent)
+    if recent and not with_s3:
+        lines.append("The S3 bucket:")
     objects, lost = objects_lines()
     return lines + objects, 1 if lost else 0
 
@@ -860,20 +867,19 @@ def objects_lines() -> tuple[list[str], bool]:
         with _db("status", None, "the S3 objects were not checked", None) as conn:
             recorded = store.recorded_objects(conn)
     except PipelineError as err:
-        return [f"  S3 objects: not checked: {err.cause.splitlines()[0]}"], False
+        return [f"  S3 objects: not checked: {_unreached(err.cause)}"], False
     report = integrity.check(cfg, recorded)
     return report.lines(cfg), report.lost
 
 
 def _status_lines(with_s3: bool, recent: int) -> list[str]:
-    lines = []
-    for entry in ledger.recent(PIPELINE, recent) if recent else []:
-        what = entry["notes"] or (entry["error"] or "").strip().split("\n", 1)[0]
-        rows = "" if entry["rows"] is None else entry["rows"]
-        when, step, status = entry["finished_at"], entry["step"], entry["status"]
-        lines.append(f"  {when}  {step:<12}{entry['day']}  {status:<12}{rows!s:>5}  {what}")
+    # Standing alone (`nw ads status`: recent attempts asked for), each part under a heading; under
+    # `nw status`'s ads table, the lines as they are.
+    lines = _attempt_lines(ledger.recent(PIPELINE, recent)) if recent else []
     if recent and not lines:
-        lines.append("  no run yet: nw ads up && nw ads load")
+        lines += ["Latest attempts:", "  no run yet: nw ads up && nw ads load"]
+    if recent:
+        lines.append("The ads database:")
     try:
         with _db("status", None, "no counts", None) as conn:
             c = store.counts(conn)
@@ -885,16 +891,54 @@ def _status_lines(with_s3: bool, recent: int) -> list[str]:
             lines.append("  api_ad_data does not exist yet (nw ads up creates it)")
         else:
             lines.append(
-                f"  api_ad_data: {c['rows']} rows (newest shown_at {c['newest'] or '-'}), "
-                f"{c['loads']} backups inserted, {c['archived_rows']} rows archived in {c['archives']} objects"
+                f"  api_ad_data: {text.plural(c['rows'], 'row')} (newest shown_at {c['newest'] or '-'}), "
+                f"{text.plural(c['loads'], 'backup')} inserted, {text.plural(c['archived_rows'], 'row')} archived "
+                f"in {text.plural(c['archives'], 'object')}"
             )
             lines.append(_quarantine_line(c))
             for backup in held:
                 lines.append(f"  verified, not inserted: {backup.keys.object} {backup.held_note()}")
     except PipelineError as err:
-        lines.append(f"  {err.cause.splitlines()[0]}")
+        lines.append(f"  {_unreached(err.cause)}")
     if with_s3:
+        lines += ["The S3 bucket:"] if recent else []
         lines += _s3_status_lines()
+    return lines
+
+
+def _unreached(cause: str) -> str:
+    """A status line's reason: the cause's first line and, when the server is one of the project's
+    local stand-ins, the command that starts it."""
+    start = settings.stand_in_fix(cause)
+    return cause.splitlines()[0] + (f" -> {start}" if start else "")
+
+
+def _attempt_lines(entries: list[dict]) -> list[str]:
+    """The latest attempts, newest first, as a table with a header (rows and seconds written as `nw status`
+    writes them)."""
+    if not entries:
+        return []
+    table = [("finished (UTC)", "step", "day/run", "status", "rows", "seconds", "notes")]
+    for entry in entries:
+        what = entry["notes"] or (entry["error"] or "").strip().split("\n", 1)[0]
+        seconds = entry.get("wall_s") if entry.get("wall_s") is not None else entry.get("duration_s")
+        table.append(
+            (
+                entry["finished_at"],
+                entry["step"],
+                entry["day"],
+                entry["status"],
+                text.number(entry["rows"]),
+                text.seconds(seconds),
+                what,
+            )
+        )
+    widths = [max(len(row[n]) for row in table) for n in range(6)]
+    right = {4, 5}  # numbers line up on their last digit
+    lines = ["Latest attempts (newest first):"]
+    for row in table:
+        cells = [cell.rjust(widths[n]) if n in right else cell.ljust(widths[n]) for n, cell in enumerate(row[:6])]
+        lines.append(f"  {'  '.join(cells)}  {row[6]}".rstrip())
     return lines
 
 
@@ -904,7 +948,7 @@ def _quarantine_line(c: dict) -> str:
     key, latest = c["latest_quarantined"]
     lines, backups = c["quarantined"], c["quarantined_backups"]
     return (
-        f"  quarantined: {lines} record{'s' * (lines != 1)} of {backups} backup{'s' * (backups != 1)} "
+        f"  quarantined: {text.plural(lines, 'record')} of {text.plural(backups, 'backup')} "
         f"in ads_meta.quarantine (latest: {key} {latest.describe()})"
     )
 
@@ -918,7 +962,7 @@ def _s3_status_lines() -> list[str]:
     try:
         waiting = [b for b in pending(cfg, [today - dt.timedelta(days=n) for n in range(7, -1, -1)]) if not b.held]
     except (s3.S3Error, PipelineError) as err:
-        lines.append(f"  cannot list the backups of the last 7 days: {str(err).splitlines()[0]}")
+        lines.append(f"  cannot list the backups of the last 7 days: {_unreached(str(err))}")
     else:
         for backup in waiting:
             keys = backup.keys
@@ -939,5 +983,5 @@ def _s3_status_lines() -> list[str]:
         if replayed:
             lines.append(f"  refused responses replayed since: {len(replayed)}")
     except (s3.S3Error, ValueError, TypeError) as err:
-        lines.append(f"  cannot list the refused responses: {str(err).splitlines()[0]}")
+        lines.append(f"  cannot list the refused responses: {_unreached(str(err))}")
     return lines
