@@ -113,6 +113,8 @@ def _failed(
     said = [line for line in said if line not in repeated and not line.startswith("Then rerun: ")]
     if fix and fix.rstrip(".").lower() in hint.lower():
         fix = None  # the hint already says it
+    elif fix and "nw db up" in fix and "nw db up" in hint:
+        hint = ""  # the task's Fix names the same start command, and what to check if the server runs
     print(
         f"\nFAILED: step '{step}' for {day} (meltano run {job} exited {returncode}).\n"
         + (f"Cause: {cause}{hint}\n" if cause else "")

@@ -123,6 +123,23 @@ def test_unreachable_source_names_step_and_host_and_hides_the_password(pipeline:
     assert secret.encode() not in (pipeline.data_dir / "ledger.sqlite").read_bytes()
 
 
+def test_a_stopped_embedded_server_is_named_with_the_command_that_starts_it(pipeline: Pipeline, tmp_path: Path) -> None:
+    # The embedded server's port with nothing on it and its data directory never started: what a
+    # user sees after `nw db stop`. Checking the settings would go in a circle: they are right.
+    port = str(free_port())
+    result = pipeline.run(
+        "extract-postgres",
+        "2024-04-04",
+        extra_env={"PG_PORT": port, "SOURCE_PG_PORT": port, "NW_PGDATA": str(tmp_path / "pgdata")},
+    )
+    assert result.returncode != 0
+    assert "FAILED: step 'extract-postgres' for 2024-04-04" in result.stderr
+    assert result.stderr.count("nw db up") == 1, result.stderr
+    fix_line = next(line for line in result.stderr.splitlines() if "nw db up" in line)
+    assert f"127.0.0.1:{port}" in fix_line or f"port {port}" in fix_line, fix_line
+    assert "rerun: nw run --date 2024-04-04 --from extract-postgres" in result.stderr
+
+
 # 4 and 5. CSV inputs: refused with file and line, or accepted ------------------------
 
 BAD_CSVS = {
