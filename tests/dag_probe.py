@@ -21,6 +21,7 @@ print(
                     "max_active_runs": dag.max_active_runs,
                     "description": dag.description,
                     "doc_md": dag.doc_md,
+                    "is_paused_upon_creation": dag.is_paused_upon_creation,
                     "tags": sorted(dag.tags),
                     "tasks": {
                         task.task_id: {

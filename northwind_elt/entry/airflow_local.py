@@ -21,11 +21,17 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from northwind_elt.core import net, settings
 from northwind_elt.core.errors import ConfigError
+from northwind_elt.core.text import plural
 from northwind_elt.entry import airflow_cluster
+from northwind_elt.entry.progress import LiveProgress, Task
 from northwind_elt.pipelines import REGISTRY
 
 COMPONENTS = ("scheduler", "dag-processor", "triggerer")
@@ -93,10 +99,7 @@ def environment(role: str = "controller") -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_FOLDER": str(root / "orchestrate" / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        # Sized to the machine, not Airflow's 32 task slots (32 worker processes on 2 cores):
-        # a task is a whole Meltano job and uses a core by itself.
-        "AIRFLOW__CORE__PARALLELISM": os.environ.get("AIRFLOW__CORE__PARALLELISM", str(os.cpu_count() or 2)),
-        "AIRFLOW__API__WORKERS": os.environ.get("AIRFLOW__API__WORKERS", "1"),
+        **{name: os.environ.get(name) or value for name, value in machine_sizing(os.cpu_count() or 2).items()},
         "AIRFLOW__API__HOST": host(),
         "AIRFLOW__API__PORT": str(port()),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_url()}/execution/",
@@ -114,6 +117,18 @@ def environment(role: str = "controller") -> dict[str, str]:
         values["AIRFLOW__CORE__PARALLELISM"] = os.environ.get("AIRFLOW__CORE__PARALLELISM", "32")
         values.update(airflow_cluster.edge_settings(role, api_url(), home()))
     return values
+
+
+def machine_sizing(cpus: int) -> dict[str, str]:
+    """Airflow's process counts for a machine with `cpus` cores (each overridable from .env), not its
+    defaults for a server: the LocalExecutor starts `parallelism` worker processes at once (32 by
+    default, about 1 GB on a 2-core machine), while a task here is a whole Meltano job using a core
+    by itself; one UI user needs one API server worker, and one DAG file one parsing process."""
+    return {
+        "AIRFLOW__CORE__PARALLELISM": str(max(1, cpus)),
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+    }
 
 
 def _require_installed() -> None:
@@ -239,6 +254,9 @@ def up(workers: int = 0) -> int:
             print(f"{name}: working copy {copy}, scratch {scratch}", flush=True)
         passwords = home() / "simple_auth_manager_passwords.json.generated"
         executor = "EdgeExecutor" if distributed else "LocalExecutor"
+        if not distributed:
+            slots = env["AIRFLOW__CORE__PARALLELISM"]
+            executor += f" ({slots} task slots on {os.cpu_count()} cores: AIRFLOW__CORE__PARALLELISM)"
         print(
             f"Airflow is up on {api_url()} (user admin, password in {passwords}); task API {api_url()}/execution/\n"
             f"Executor: {executor}. Component logs: {logs}. Scheduled runs: "
@@ -316,56 +334,68 @@ def worker(name: str | None, concurrency: int | None) -> int:
     return 0  # not reached
 
 
-def _runs(dag_id: str) -> list[dict]:
-    result = _airflow("dags", "list-runs", dag_id, "-o", "json")
-    # Airflow prints warnings before the JSON (graphviz missing): the JSON is its own line.
-    lines = [line for line in result.stdout.splitlines() if line.startswith(("[{", "[]"))]
-    return json.loads(lines[-1]) if lines else []
-
-
-def _paused(dag_id: str) -> bool | None:
+def _paused(api: AirflowApi, dag_id: str) -> bool | None:
     """Whether the DAG is paused; None while the dag processor has not stored it yet."""
-    result = _airflow("dags", "details", dag_id, "-o", "json", check=False)
-    said = (result.stderr + result.stdout).strip()
-    if result.returncode != 0 and "does not exist" in said:
-        return None
-    lines = [line for line in result.stdout.splitlines() if line.startswith("[{")]
-    if result.returncode != 0 or not lines:
-        raise ConfigError(
-            f"airflow dags details {dag_id} failed: {said.splitlines()[-1] if said else result.returncode}",
-            f"fix that, then rerun (check the DAGs: airflow dags list-import-errors; logs in {home()})",
-        )
-    return str(json.loads(lines[-1])[0]["is_paused"]).lower() == "true"
+    try:
+        return bool(api.call("GET", f"/dags/{dag_id}")["is_paused"])
+    except ApiError as err:
+        if err.status == 404:
+            return None
+        raise
 
 
-def _create_backfill(dag_id: str, first: dt.date, last: dt.date) -> None:
+def runs_at_once(dag_id: str) -> int:
+    """The DAG's max_active_runs, as the DAG file sets it: NW_DAG_MAX_ACTIVE_RUNS for a day-protocol
+    DAG (1 on one machine), 1 for PADAM's months and ads' runs."""
+    return int(environment()["NW_DAG_MAX_ACTIVE_RUNS"]) if _runs_by_day(dag_id) else 1
+
+
+def _create_backfill(
+    api: AirflowApi, dag_id: str, first: dt.date, last: dt.date, at_once: int, progress: LiveProgress
+) -> None:
     """Unpause the DAG and create the backfill, once the dag processor has stored the DAG. Right
-    after `up` it may not have, and `airflow dags unpause` of a DAG not stored yet exits 0 doing
-    nothing: the DAG would then be stored paused and the backfill's runs stay queued for ever."""
+    after `up` it may not have, and unpausing a DAG not stored yet does nothing: the DAG would
+    then be stored paused and the backfill's runs stay queued for ever."""
     deadline = time.monotonic() + START_LIMIT_S
-    while (paused := _paused(dag_id)) is None:
+    waiting = None
+    while (paused := _paused(api, dag_id)) is None:
         if time.monotonic() > deadline:
             raise ConfigError(
                 f"Airflow's dag processor has not stored {dag_id} after {START_LIMIT_S:.0f} s",
                 f"check the DAGs: airflow dags list-import-errors; logs in {home()}",
             )
-        print(f"waiting for the dag processor to parse {dag_id}", flush=True)
+        waiting = waiting or progress.start(f"waiting for the dag processor to parse {dag_id}")
         time.sleep(2)
+    if waiting is not None:
+        waiting.finish(f"{dag_id} parsed by the dag processor")
     if paused:
         # Paused DAGs run nothing, backfills included. Unpausing creates no scheduled run
         # while AIRFLOW_SCHEDULED_RUNS is off (the default): only the range runs.
-        _airflow("dags", "unpause", dag_id)
-    create = ("backfill", "create", "--dag-id", dag_id, "--from-date", first.isoformat(), "--to-date", last.isoformat())
-    # A backfill has its own limit on runs at once (the DAG's max_active_runs does not bind it):
-    # the DAG's, so the days run in order on one machine, and side by side across workers.
-    runs_at_once = environment()["NW_DAG_MAX_ACTIVE_RUNS"] if _runs_by_day(dag_id) else "1"
-    result = _airflow(*create, "--reprocess-behavior", "completed", "--max-active-runs", runs_at_once, check=False)
-    if result.returncode != 0:
-        said = (result.stderr + result.stdout).strip()
-        raise ConfigError(
-            f"airflow backfill for {dag_id} failed: {said.splitlines()[-1] if said else result.returncode}",
-            f"fix that, then rerun (check the DAGs: airflow dags list-import-errors; logs in {home()})",
+        api.call("PATCH", f"/dags/{dag_id}", body={"is_paused": False})
+    try:
+        # A backfill has its own limit on runs at once (10 unless given; the DAG's max_active_runs does
+        # not bind it): the DAG's, so the days run in order on one machine, side by side across workers.
+        api.call(
+            "POST",
+            "/backfills",
+            body={
+                "dag_id": dag_id,
+                "from_date": f"{first.isoformat()}T00:00:00Z",
+                "to_date": f"{last.isoformat()}T00:00:00Z",
+                "reprocess_behavior": "completed",  # finished days run again
+                "max_active_runs": at_once,
+            },
         )
+    except ApiError as err:
+        raise ConfigError(
+            f"Airflow refused the backfill of {dag_id} for {first}..{last}: {err.detail}",
+            "a backfill of this DAG still running: wait for it, or cancel it in the UI (the DAG's Backfills tab); "
+            f"else check the DAGs (airflow dags list-import-errors; logs in {home()})",
+        ) from None
+
+
+def scheduled_runs() -> bool:
+    return environment()["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] == "True"
 
 
 def backfill(dag_id: str, first: dt.date, last: dt.date, wait: bool) -> int:
@@ -384,40 +414,352 @@ def backfill(dag_id: str, first: dt.date, last: dt.date, wait: bool) -> int:
     _require_installed()
     if not answers():
         raise ConfigError(f"no Airflow answers on {api_url()} (AIRFLOW_PORT)", "start it first: make airflow")
-    _create_backfill(dag_id, first, last)
-    if environment()["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] == "True":
-        print(f"note: AIRFLOW_SCHEDULED_RUNS is on: {dag_id} also runs on its schedule now that it is unpaused")
     unit = known[dag_id]
-    print(f"backfill of {dag_id} created for {first}..{last} ({len(days)} {unit}s); UI: {api_url()}/dags/{dag_id}")
-    if not wait:
-        return 0
-    shown: dict[str, str] = {}
-    waited_since = time.monotonic()
-    while True:
-        runs = [r for r in _runs(dag_id) if (r.get("logical_date") or "")[:10] in days]
-        states = {r["logical_date"][:10]: r["state"] for r in runs}
-        # Never silent: each change of a run's state, and a line a minute while nothing changes.
-        for day in sorted(states):
-            if shown.get(day) != states[day]:
-                print(f"  {dag_id} {day}: {states[day]}", flush=True)
-                shown[day] = states[day]
-                waited_since = time.monotonic()
-        if len(states) == len(days) and all(s in ("success", "failed") for s in states.values()):
-            break
-        if time.monotonic() - waited_since >= 60:
-            done = sum(s in ("success", "failed") for s in states.values())
-            print(f"  waiting: {done} of {len(days)} {known[dag_id]}s finished", flush=True)
-            waited_since = time.monotonic()
-        if not answers():
-            raise ConfigError(
-                f"Airflow stopped answering on {api_url()} while the backfill ran", "start it again: make airflow"
+    at_once = runs_at_once(dag_id)
+    api = AirflowApi(api_url(), home() / PASSWORDS_FILE)
+    with LiveProgress() as progress:
+        _create_backfill(api, dag_id, first, last, at_once, progress)
+        if scheduled_runs():
+            progress.print(
+                f"note: AIRFLOW_SCHEDULED_RUNS is on: {dag_id} also runs on its schedule now that it is unpaused"
             )
-        time.sleep(10)  # each `airflow` command costs seconds of CPU the runs need
-    failed = sorted(d for d, s in states.items() if s == "failed")
+        progress.print(
+            f"backfill of {dag_id} created for {first}..{last} ({plural(len(days), unit)}), "
+            f"{order_note(dag_id, unit, at_once)}; UI: {api_url()}/dags/{dag_id}"
+        )
+        if not wait:
+            if not scheduled_runs():
+                progress.print(
+                    f"{dag_id} stays unpaused after its runs (scheduled runs are off, so nothing else starts); "
+                    "--wait pauses it again once they have ended"
+                )
+            return 0
+        finished = wait_for_backfill(api, dag_id, days, unit, progress)
+        if not scheduled_runs():
+            _pause_when_idle(api, dag_id, progress)
+    failed = sorted(day for day, run in finished.items() if run.state == "failed")
     if failed:
-        print(f"FAILED {unit}s: {', '.join(failed)}. What failed and what to rerun: nw status", file=sys.stderr)
+        what = "; ".join(f"{day} ({finished[day].failure()})" for day in failed)
+        print(
+            f"FAILED {unit}s: {what}.\n"
+            f"Cause and fix: nw status --date {failed[0]} (and the failed task's log in the UI).\n"
+            f"Then rerun: nw airflow backfill --dag {dag_id} --from {failed[0]} --to {failed[-1]} --wait",
+            file=sys.stderr,
+        )
         return 1
     return 0
+
+
+def order_note(dag_id: str, unit: str, at_once: int) -> str:
+    """How the backfill's runs follow each other, and which setting says so."""
+    if not _runs_by_day(dag_id):
+        reason = "each month follows the one before" if unit == "month" else "its runs stay one at a time"
+        return f"one {unit} at a time (max_active_runs 1: {reason})"
+    if at_once == 1:
+        return f"one {unit} after another, in order (max_active_runs 1: NW_DAG_MAX_ACTIVE_RUNS)"
+    return f"up to {at_once} {unit}s at once (max_active_runs {at_once}: NW_DAG_MAX_ACTIVE_RUNS)"
+
+
+# -- a backfill, waited for ----------------------------------------------------------------
+PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
+POLL_S = 2.0
+FINISHED = ("success", "failed")
+
+
+class ApiError(ConfigError):
+    """Airflow's API answered with an error: its HTTP status and what it said."""
+
+    def __init__(self, status: int, detail: str, method: str, path: str) -> None:
+        self.status, self.detail = status, detail
+        super().__init__(
+            f"Airflow's API answered {status} to {method} {path}: {detail}",
+            f"see the API server's log in {home() / 'logs' / 'components'}",
+        )
+
+
+class AirflowApi:
+    """Airflow's REST API (v2), signed in as the simple auth manager's admin (the password `up`'s
+    Airflow wrote in AIRFLOW_HOME): a poll is an HTTP request, where an `airflow` command costs
+    seconds of the CPU the runs need."""
+
+    def __init__(self, base_url: str, passwords: Path) -> None:
+        self.base_url, self.passwords = base_url.rstrip("/"), passwords
+        self._token: str | None = None
+
+    def _sign_in(self) -> str:
+        try:
+            users = json.loads(self.passwords.read_text())
+        except (OSError, ValueError):
+            users = {}
+        user = "admin" if "admin" in users else next(iter(users), None)
+        # Without a password file (simple_auth_manager_all_admins), a GET hands out the token.
+        body = json.dumps({"username": user, "password": users[user]}).encode() if user else None
+        request = urllib.request.Request(  # noqa: S310 - Airflow's own http URL
+            f"{self.base_url}/auth/token", data=body, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - Airflow's own http URL
+                return json.load(response)["access_token"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConfigError(
+                f"could not sign in to Airflow's API at {self.base_url} as {user or 'admin'}: {exc}",
+                f"check the admin password in {self.passwords} (Airflow writes it on start: nw airflow up)",
+            ) from None
+
+    def call(self, method: str, path: str, body: dict | None = None, **params: str | list[str]) -> dict:
+        pairs = [
+            (key, item) for key, value in params.items() for item in (value if isinstance(value, list) else [value])
+        ]
+        url = f"{self.base_url}/api/v2{path}" + (f"?{urllib.parse.urlencode(pairs)}" if pairs else "")
+        data = json.dumps(body).encode() if body is not None else None
+        for attempt in (1, 2):
+            self._token = self._token or self._sign_in()
+            headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"}
+            try:
+                request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310
+                with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - Airflow's own http URL
+                    return json.load(response)
+            except urllib.error.HTTPError as exc:
+                if exc.code == 401 and attempt == 1:
+                    self._token = None  # expired: sign in again
+                    continue
+                said = exc.read().decode(errors="replace")
+                with contextlib.suppress(ValueError, TypeError, KeyError):
+                    said = str(json.loads(said)["detail"])
+                raise ApiError(exc.code, said[:300], method, path) from None
+        raise AssertionError("not reached")
+
+
+@dataclass(frozen=True)
+class TaskRun:
+    task_id: str
+    state: str | None
+    try_number: int
+    start: dt.datetime | None
+    seconds: float | None
+
+    def label(self) -> str | None:
+        """The task's state as `backfill --wait` prints it; None for a task not started yet."""
+        tried = f"try {self.try_number}"
+        if self.state == "running":
+            return "running" + (f" ({tried})" if self.try_number > 1 else "")
+        if self.state == "success":
+            return "success" + (f" in {duration(self.seconds)}" if self.seconds is not None else "")
+        if self.state == "up_for_retry":
+            return f"failed on {tried}, Airflow retries it"
+        if self.state == "failed":
+            return f"failed on {tried}, no retry left"
+        if self.state == "upstream_failed":
+            return "not run: a task before it failed"
+        if self.state in (None, "none", "scheduled", "queued", "removed"):
+            return None
+        return self.state
+
+
+@dataclass(frozen=True)
+class DayRun:
+    state: str
+    tasks: tuple[TaskRun, ...] = ()
+
+    @property
+    def retrying(self) -> bool:
+        return self.state not in FINISHED and any(task.state == "up_for_retry" for task in self.tasks)
+
+    def failure(self) -> str:
+        failed = [f"{t.task_id} failed on try {t.try_number}" for t in self.tasks if t.state == "failed"]
+        return ", ".join(failed) or "the run failed"
+
+
+def duration(seconds: float | None) -> str:
+    whole = max(0, round(seconds or 0))
+    return f"{whole} s" if whole < 60 else f"{whole // 60} min {whole % 60:02d} s"
+
+
+class BackfillWatch:
+    """What `backfill --wait` shows (through entry/progress.py: rich's live display on a terminal,
+    plain lines in a pipe or a log): each change of a run's or a task's state as Airflow reports
+    it, the count of days done, running, retrying and failed after each change of a day, and, while
+    nothing changes, what is still running (or waited for) and for how long, at least every 5 s."""
+
+    def __init__(self, dag_id: str, days: set[str], unit: str, progress: LiveProgress) -> None:
+        self.dag_id, self.days, self.unit, self.progress = dag_id, days, unit, progress
+        self.shown_days: dict[str, str] = {}
+        self.shown_tasks: dict[tuple[str, str], str] = {}
+        self.tries: dict[tuple[str, str], int] = {}
+        self.activities: dict[str, Task] = {}
+        self.latest: dict[str, DayRun] = {}
+        progress.summary = lambda tasks, now: (
+            f"  still running: {', '.join(f'{t.name} ({duration(t.elapsed(now))})' for t in tasks)} "
+            f"| {self.summary(self.latest)}"
+        )
+
+    def show(self, runs: dict[str, DayRun], now: dt.datetime) -> None:
+        """The runs as last polled: print what changed, and keep the live rows to what runs now."""
+        self.latest = runs
+        for line in self.changes(runs):
+            self.progress.print(line)
+        wanted = self.waiting_on(runs, now)
+        for name in [name for name in self.activities if name not in wanted]:
+            self.activities.pop(name).finish()
+        for name, seconds in wanted.items():
+            if name not in self.activities:
+                task = self.activities[name] = self.progress.start(name)
+                task.started -= seconds  # already running when first seen: its elapsed time is Airflow's
+
+    def close(self) -> None:
+        for task in self.activities.values():
+            task.finish()
+        self.activities.clear()
+
+    def changes(self, runs: dict[str, DayRun]) -> list[str]:
+        lines: list[str] = []
+        day_changed = False
+        for day in sorted(runs):
+            run = runs[day]
+            state = "retrying" if run.retrying else run.state
+            day_line = None
+            if self.shown_days.get(day) != state:
+                self.shown_days[day], day_changed = state, True
+                day_line = f"  {self.dag_id} {day}: {state}"
+            if day_line and state not in FINISHED:
+                lines.append(day_line)  # a day starts before its tasks, and ends after them
+            for task in run.tasks:
+                key = (day, task.task_id)
+                tried_before = self.tries.get(key, 0)  # 0: not started yet when last seen
+                retried = task.state == "running" and 0 < tried_before < task.try_number
+                if retried and "failed" not in self.shown_tasks.get(key, ""):
+                    # Airflow retried it between two polls: its failed try was never seen as such.
+                    lines.append(f"  {self.dag_id} {day} {task.task_id}: failed on try {self.tries[key]}, retried")
+                self.tries[key] = task.try_number
+                label = task.label()
+                if label is not None and self.shown_tasks.get(key) != label:
+                    self.shown_tasks[key] = label
+                    lines.append(f"  {self.dag_id} {day} {task.task_id}: {label}")
+            if day_line and state in FINISHED:
+                lines.append(day_line)
+        if day_changed and not self.finished(runs):  # the last count is said with the time it took
+            lines.append(f"  {self.summary(runs)}")
+        return lines
+
+    def waiting_on(self, runs: dict[str, DayRun], now: dt.datetime) -> dict[str, float]:
+        """What the backfill waits on now, each with the seconds it has waited as far as Airflow says:
+        the running tasks, the failed tries Airflow will retry, or Airflow starting the next task."""
+        if self.finished(runs):
+            return {}
+        running = {
+            f"{day} {task.task_id}": (now - task.start).total_seconds() if task.start else 0.0
+            for day, run in sorted(runs.items())
+            for task in run.tasks
+            if task.state == "running"
+        }
+        retried = {
+            f"{day} {task.task_id}, waiting for its retry": 0.0
+            for day, run in sorted(runs.items())
+            for task in run.tasks
+            if task.state == "up_for_retry"
+        }
+        return {**running, **retried} or {"waiting for Airflow to start the next task": 0.0}
+
+    def finished(self, runs: dict[str, DayRun]) -> bool:
+        return len(runs) == len(self.days) and all(run.state in FINISHED for run in runs.values())
+
+    def summary(self, runs: dict[str, DayRun]) -> str:
+        done = sum(run.state == "success" for run in runs.values())
+        failed = sum(run.state == "failed" for run in runs.values())
+        retrying = sum(run.retrying for run in runs.values())
+        running = sum(run.state == "running" and not run.retrying for run in runs.values())
+        waiting = len(self.days) - done - failed - retrying - running
+        return (
+            f"{done} of {plural(len(self.days), self.unit)} done, {running} running, {retrying} retrying, "
+            f"{failed} failed, {waiting} waiting"
+        )
+
+
+def _when(text: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def backfill_runs(
+    api: AirflowApi, dag_id: str, days: set[str], before: dict[str, DayRun] | None = None
+) -> dict[str, DayRun]:
+    """The DAG's runs of those days with their tasks' states: asked of the runs that run now or
+    finished since `before` (the last poll's), kept for the others (queued, or long finished)."""
+    before = before or {}
+    listed: list[dict] = []
+    while True:  # a page at a time: Airflow answers at most 100 runs per request
+        page = api.call(
+            "GET",
+            f"/dags/{dag_id}/dagRuns",
+            logical_date_gte=f"{min(days)}T00:00:00Z",
+            logical_date_lte=f"{max(days)}T00:00:00Z",
+            order_by="logical_date",
+            limit="100",
+            offset=str(len(listed)),
+        )
+        listed += page["dag_runs"]
+        if not page["dag_runs"] or len(listed) >= page.get("total_entries", 0):
+            break
+    runs: dict[str, DayRun] = {}
+    for run in listed:
+        day, state = (run.get("logical_date") or "")[:10], run["state"]
+        if day not in days:
+            continue
+        known = before.get(day)
+        if state == "queued" or (known is not None and known.state == state and state in FINISHED):
+            runs[day] = DayRun(state, known.tasks if known is not None and state != "queued" else ())
+            continue
+        quoted = urllib.parse.quote(run["dag_run_id"], safe="")
+        instances = api.call("GET", f"/dags/{dag_id}/dagRuns/{quoted}/taskInstances", limit="100")["task_instances"]
+        tasks = tuple(
+            TaskRun(
+                ti["task_id"],
+                ti.get("state"),
+                ti.get("try_number") or 0,
+                _when(ti.get("start_date")),
+                ti.get("duration"),
+            )
+            for ti in sorted(instances, key=lambda ti: (ti.get("start_date") or "~", ti["task_id"]))
+        )
+        runs[day] = DayRun(state, tasks)
+    return runs
+
+
+def wait_for_backfill(
+    api: AirflowApi, dag_id: str, days: set[str], unit: str, progress: LiveProgress
+) -> dict[str, DayRun]:
+    """Poll until every run of the range has finished, showing its progress; the runs as they ended."""
+    started = time.monotonic()
+    watch = BackfillWatch(dag_id, days, unit, progress)
+    runs: dict[str, DayRun] = {}
+    try:
+        while True:
+            try:
+                runs = backfill_runs(api, dag_id, days, runs)
+            except OSError:
+                if answers():
+                    raise
+                raise ConfigError(
+                    f"Airflow stopped answering on {api_url()} while the backfill ran", "start it again: make airflow"
+                ) from None
+            watch.show(runs, dt.datetime.now(dt.UTC))
+            if watch.finished(runs):
+                break
+            time.sleep(POLL_S)
+    finally:
+        watch.close()
+    progress.print(f"  {watch.summary(runs)} after {duration(time.monotonic() - started)}")
+    return runs
+
+
+def _pause_when_idle(api: AirflowApi, dag_id: str, progress: LiveProgress) -> None:
+    """Scheduled runs are off: pause the DAG again (no next run promised), unless other runs of it
+    (triggered meanwhile) still need it unpaused."""
+    active = api.call("GET", f"/dags/{dag_id}/dagRuns", state=["queued", "running"], limit="1")
+    if active.get("total_entries"):
+        progress.print(f"{dag_id} stays unpaused: {plural(active['total_entries'], 'other run')} still to finish")
+        return
+    api.call("PATCH", f"/dags/{dag_id}", body={"is_paused": True})
+    progress.print(f"{dag_id} paused again (scheduled runs are off: AIRFLOW_SCHEDULED_RUNS)")
 
 
 def record_failure(pipeline: str, step: str, day: dt.date, since: str | None, reason: str, where: str) -> str:

@@ -20,6 +20,12 @@ step's own command could not record (killed, timed out, never started) goes into
 through the failure callback (`nw airflow record-failure`). Tasks retry twice with a growing
 delay.
 
+Scheduled runs: Airflow's `[scheduler] use_job_schedule` (`nw airflow up` sets it from
+AIRFLOW_SCHEDULED_RUNS, off by default; docker compose's server keeps Airflow's default, on). While
+it is off, each DAG is created paused and stays paused but for a backfill's runs, so Airflow
+shows no "Next Run" that would never come (a backfill needs the DAG's schedule, so the schedule
+stays). Each DAG's page says how to switch them on.
+
 Settings: NW_DAG_CATCHUP (default false: unpausing runs only the current unit; past ones are
 backfilled), each pipeline's start date variable (NW_DAG_START_DATE, NW_PADAM_DAG_START_DATE,
 NW_ADS_DAG_START_DATE), NW_DAG_MAX_ACTIVE_RUNS (default 1: units one after another; a
@@ -32,7 +38,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 import sys
 from functools import cached_property
 from pathlib import Path
@@ -46,7 +51,7 @@ PROJECT_ROOT = Path(os.environ.get("NW_PROJECT_ROOT") or Path(__file__).resolve(
 # The pipeline definitions are standard-library Python: read them from the checkout
 # without installing the project into Airflow's virtualenv.
 sys.path.insert(0, str(PROJECT_ROOT))
-from northwind_elt.entry.airflow_callbacks import failure_callbacks, steps_of_tasks  # noqa: E402
+from northwind_elt.entry.airflow_callbacks import OutputLevels, failure_callbacks, steps_of_tasks  # noqa: E402
 from northwind_elt.pipelines import REGISTRY  # noqa: E402
 from northwind_elt.protocol.definition import AIRFLOW_VALUES, DAG_DEFAULT_ARGS, Pipeline, Step  # noqa: E402
 
@@ -55,31 +60,23 @@ CATCHUP = os.environ.get("NW_DAG_CATCHUP", "false").lower() in ("1", "true", "ye
 # Days of one day-protocol DAG at once: 1 on one machine, in order; more across the workers of a
 # distributed executor (`nw airflow up` sets it there).
 MAX_ACTIVE_RUNS = int(os.environ.get("NW_DAG_MAX_ACTIVE_RUNS") or 1)
+SCHEDULED_RUNS = os.environ.get("AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE", "true").lower() in ("1", "true", "yes")
 DEFAULT_ARGS = dict(DAG_DEFAULT_ARGS)
 if os.environ.get("NW_DAG_RETRY_DELAY_SECONDS"):
     DEFAULT_ARGS["retry_delay"] = dt.timedelta(seconds=int(os.environ["NW_DAG_RETRY_DELAY_SECONDS"]))
 
 
-# The lines of a command's output that say it failed (the project's own report, Meltano's
-# error lines), and those that warn: Airflow's log-level filter must not hide them as INFO.
-ERROR_LINE = re.compile(r"^(ERROR:|FAILED:|INTERRUPTED|Cause:|Fix:|Fix the cause|Then rerun:|Rerun)|\[error\s*\]")
-WARNING_LINE = re.compile(r"^WARNING:|\[warning\s*\]")
-
-
 class LeveledLog:
-    """The task's logger, logging each output line at the level the line itself says."""
+    """The task's logger, logging each output line at the level the line itself says
+    (`OutputLevels`: the project's FAILED/ERROR/Cause/Fix/rerun lines as errors, warnings as warnings)."""
 
     def __init__(self, log) -> None:
         self._log = log
+        self._levels = OutputLevels()
 
     def info(self, message: str, *args, **kwargs) -> None:
         line = str(args[0]) if message == "%s" and args else message
-        if ERROR_LINE.search(line):
-            self._log.error(message, *args, **kwargs)
-        elif WARNING_LINE.search(line):
-            self._log.warning(message, *args, **kwargs)
-        else:
-            self._log.info(message, *args, **kwargs)
+        getattr(self._log, self._levels.level(line))(message, *args, **kwargs)
 
     def __getattr__(self, name: str):
         return getattr(self._log, name)
@@ -88,9 +85,13 @@ class LeveledLog:
 class NwHook(SubprocessHook):
     """Airflow's subprocess hook, whose output lines keep their level in the task log."""
 
+    @cached_property
+    def _leveled_log(self) -> LeveledLog:
+        return LeveledLog(super().log)  # one for the command's whole output: a report spans lines
+
     @property
     def log(self):
-        return LeveledLog(super().log)
+        return self._leveled_log
 
 
 class NwOperator(BashOperator):
@@ -107,9 +108,26 @@ def task_doc(pipeline: Pipeline, step: Step) -> str:
     return f"{step.description or step.name}: `nw {pipeline.command(step.name)}`."
 
 
-def dag_doc(pipeline: Pipeline, dag_id: str, description: str, steps: tuple[Step, ...]) -> str:
+def schedule_doc(dag_id: str, schedule: str, scheduled_runs: bool) -> str:
+    """What the DAG's page says about its schedule: whether it runs on it, and how to change that."""
+    if scheduled_runs:
+        return (
+            f"**Scheduled runs are on**: once unpaused, {dag_id} runs on its schedule (`{schedule}`). "
+            "For a local Airflow, AIRFLOW_SCHEDULED_RUNS=false in .env (then restart `nw airflow up`) turns them off."
+        )
+    return (
+        f"**Scheduled runs are off** (AIRFLOW_SCHEDULED_RUNS=false): {dag_id} runs only what is triggered or "
+        f"backfilled, and stays paused otherwise, so no next run is shown (`nw airflow backfill` unpauses it "
+        f"for the backfill's runs and, with --wait, pauses it again once they have ended). To run it on its "
+        f"schedule (`{schedule}`): set AIRFLOW_SCHEDULED_RUNS=true in .env, restart `nw airflow up` "
+        "(make airflow), then unpause the DAG."
+    )
+
+
+def dag_doc(pipeline: Pipeline, dag_id: str, schedule: str, description: str, steps: tuple[Step, ...]) -> str:
     lines = [f"- `{step.task_id}`: `nw {pipeline.command(step.name)}` {step.description}".rstrip() for step in steps]
-    return "\n".join([__doc__, f"## {dag_id}", "", f"{pipeline.name}, by {pipeline.unit}: {description}", "", *lines])
+    head = [__doc__, f"## {dag_id}", "", f"{pipeline.name}, by {pipeline.unit}: {description}", ""]
+    return "\n".join([*head, schedule_doc(dag_id, schedule, SCHEDULED_RUNS), "", *lines])
 
 
 def pipeline_dag(pipeline: Pipeline, dag_id: str, schedule: str, steps: tuple[Step, ...]) -> DAG:
@@ -137,7 +155,9 @@ def pipeline_dag(pipeline: Pipeline, dag_id: str, schedule: str, steps: tuple[St
         max_active_runs=MAX_ACTIVE_RUNS if pipeline.runs_by_day else 1,
         default_args=dict(DEFAULT_ARGS),
         tags=[pipeline.name, "meltano"],
-        doc_md=dag_doc(pipeline, dag_id, description, steps),
+        doc_md=dag_doc(pipeline, dag_id, schedule, description, steps),
+        # Paused unless scheduled runs are on: an unpaused DAG shows a next run that would never come.
+        is_paused_upon_creation=None if SCHEDULED_RUNS else True,
     ) as dag:
         tasks = {
             step.name: NwOperator(

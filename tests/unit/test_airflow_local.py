@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,6 +13,7 @@ import pytest
 from northwind_elt.core import ledger
 from northwind_elt.core.errors import ConfigError
 from northwind_elt.entry import airflow_callbacks, airflow_local
+from northwind_elt.entry.progress import LiveProgress
 from northwind_elt.pipelines import REGISTRY
 from northwind_elt.pipelines.northwind.pipeline import NORTHWIND
 
@@ -120,3 +122,130 @@ def test_a_backfill_airflow_could_not_wait_for_is_refused_before_anything_starts
 ) -> None:
     with pytest.raises(ConfigError, match=said):
         airflow_local.backfill(dag_id, first, first + dt.timedelta(days=20), wait=True)
+
+
+def test_airflow_is_sized_to_the_machine_not_to_a_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Airflow 3.3's defaults: 32 LocalExecutor workers, 2 DAG parsing processes (and 1 API server worker).
+    assert airflow_local.machine_sizing(2) == {
+        "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+    }
+    assert airflow_local.machine_sizing(16)["AIRFLOW__CORE__PARALLELISM"] == "16"
+    assert airflow_local.machine_sizing(0)["AIRFLOW__CORE__PARALLELISM"] == "1"
+    for name in airflow_local.machine_sizing(2):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(airflow_local.os, "cpu_count", lambda: 3)
+    env = airflow_local.environment()
+    assert env["AIRFLOW__CORE__PARALLELISM"] == "3" and env["AIRFLOW__API__WORKERS"] == "1"
+    # Each one overridable from .env (an empty value, docker compose's for one not set, is no override).
+    monkeypatch.setenv("AIRFLOW__CORE__PARALLELISM", "8")
+    monkeypatch.setenv("AIRFLOW__API__WORKERS", "")
+    env = airflow_local.environment()
+    assert env["AIRFLOW__CORE__PARALLELISM"] == "8" and env["AIRFLOW__API__WORKERS"] == "1"
+
+
+def test_a_backfill_runs_as_many_units_at_once_as_the_dag_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NW_DAG_MAX_ACTIVE_RUNS", raising=False)
+    assert airflow_local.runs_at_once("northwind_daily") == 1
+    assert airflow_local.order_note("northwind_daily", "day", 1) == (
+        "one day after another, in order (max_active_runs 1: NW_DAG_MAX_ACTIVE_RUNS)"
+    )
+    monkeypatch.setenv("NW_DAG_MAX_ACTIVE_RUNS", "3")
+    assert airflow_local.runs_at_once("people_daily") == 3
+    assert airflow_local.order_note("people_daily", "day", 3) == (
+        "up to 3 days at once (max_active_runs 3: NW_DAG_MAX_ACTIVE_RUNS)"
+    )
+    # A PADAM month follows the bookmark of the one before, whatever the setting.
+    assert airflow_local.runs_at_once("padam_monthly") == 1
+    assert airflow_local.order_note("padam_monthly", "month", 1).startswith("one month at a time")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def task(task_id: str, state: str | None, started: dt.datetime | None = None, tried: int = 1, seconds=None):
+    return airflow_local.TaskRun(task_id, state, tried, started, seconds)
+
+
+def test_a_waited_backfill_shows_each_change_and_what_still_runs_every_five_quiet_seconds() -> None:
+    clock, out = Clock(), io.StringIO()
+    noon = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC)
+    days = {"2024-01-10", "2024-01-11"}
+    with LiveProgress(live=False, out=out, clock=clock, ticker=False) as progress:
+        watch = airflow_local.BackfillWatch("northwind_daily", days, "day", progress)
+        running = {
+            "2024-01-10": airflow_local.DayRun("running", (task("extract_postgres", "running", noon),)),
+            "2024-01-11": airflow_local.DayRun("queued"),
+        }
+        watch.show(running, noon + dt.timedelta(seconds=3))
+        clock.now += 4.9
+        progress.tick()  # 4.9 s of quiet: nothing yet
+        watch.show(running, noon + dt.timedelta(seconds=8))  # nothing changed: nothing printed
+        clock.now += 0.1
+        progress.tick()
+        retrying = {
+            "2024-01-10": airflow_local.DayRun(
+                "running", (task("extract_postgres", "success", noon, seconds=9.6), task("load", "up_for_retry"))
+            ),
+            "2024-01-11": airflow_local.DayRun("queued"),
+        }
+        watch.show(retrying, noon + dt.timedelta(seconds=20))
+        clock.now += 5
+        progress.tick()
+        next_day = {
+            "2024-01-10": airflow_local.DayRun(
+                "success", (task("extract_postgres", "success", noon, seconds=9.6), task("load", "success", tried=2))
+            ),
+            "2024-01-11": airflow_local.DayRun(
+                "running", (task("extract_postgres", "running", noon, tried=1), task("load", None, tried=0))
+            ),
+        }
+        watch.show(next_day, noon + dt.timedelta(seconds=60))
+        # Its try 1 failed and Airflow retried it between two polls: the failure is said all the same
+        # (not of a task that had not started: its first try is no retry).
+        next_day["2024-01-11"] = airflow_local.DayRun(
+            "running", (task("extract_postgres", "running", noon, tried=2), task("load", "running", noon, tried=1))
+        )
+        watch.show(next_day, noon + dt.timedelta(seconds=70))
+        done = {
+            "2024-01-10": airflow_local.DayRun(
+                "success", (task("extract_postgres", "success", noon, seconds=9.6), task("load", "success", tried=2))
+            ),
+            "2024-01-11": airflow_local.DayRun("failed", (task("extract_postgres", "failed", tried=3),)),
+        }
+        watch.show(done, noon + dt.timedelta(seconds=90))
+        assert watch.finished(done) and not watch.finished(retrying)
+        assert not watch.activities
+    assert out.getvalue().splitlines() == [
+        "  northwind_daily 2024-01-10: running",
+        "  northwind_daily 2024-01-10 extract_postgres: running",
+        "  northwind_daily 2024-01-11: queued",
+        "  0 of 2 days done, 1 running, 0 retrying, 0 failed, 1 waiting",
+        # Its elapsed time is Airflow's: it had run 3 s when first seen.
+        "  still running: 2024-01-10 extract_postgres (8 s) | "
+        "0 of 2 days done, 1 running, 0 retrying, 0 failed, 1 waiting",
+        "  northwind_daily 2024-01-10: retrying",
+        "  northwind_daily 2024-01-10 extract_postgres: success in 10 s",
+        "  northwind_daily 2024-01-10 load: failed on try 1, Airflow retries it",
+        "  0 of 2 days done, 0 running, 1 retrying, 0 failed, 1 waiting",
+        "  still running: 2024-01-10 load, waiting for its retry (5 s) | "
+        "0 of 2 days done, 0 running, 1 retrying, 0 failed, 1 waiting",
+        "  northwind_daily 2024-01-10 load: success",
+        "  northwind_daily 2024-01-10: success",
+        "  northwind_daily 2024-01-11: running",
+        "  northwind_daily 2024-01-11 extract_postgres: running",
+        "  1 of 2 days done, 1 running, 0 retrying, 0 failed, 0 waiting",
+        "  northwind_daily 2024-01-11 extract_postgres: failed on try 1, retried",
+        "  northwind_daily 2024-01-11 extract_postgres: running (try 2)",
+        "  northwind_daily 2024-01-11 load: running",
+        "  northwind_daily 2024-01-11 extract_postgres: failed on try 3, no retry left",
+        "  northwind_daily 2024-01-11: failed",
+        # The last count is printed by wait_for_backfill, with the time the backfill took.
+    ]
+    assert done["2024-01-11"].failure() == "extract_postgres failed on try 3"

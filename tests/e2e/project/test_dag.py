@@ -3,10 +3,12 @@ AIRFLOW_PORT running a backfill."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -80,10 +82,11 @@ def dag_description(pipeline: Pipeline, airflow_home: Path) -> dict:
 @pytest.fixture(scope="module")
 def dag_description_with_settings(pipeline: Pipeline, airflow_home: Path) -> dict:
     """The DAGs as the optional settings make them: catchup on, each pipeline's own start date, days
-    side by side, a shorter first retry."""
+    side by side, a shorter first retry; and as `nw airflow up` makes them by default: scheduled runs off."""
     return describe_dag(
         pipeline,
         airflow_home,
+        AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False",
         NW_DAG_CATCHUP="true",
         NW_DAG_MAX_ACTIVE_RUNS="3",
         NW_DAG_RETRY_DELAY_SECONDS="7",
@@ -138,6 +141,20 @@ def test_days_run_one_at_a_time_unless_set_and_a_transform_one_day_at_a_time_alw
     assert {s.name for s in transforms} == {"transform", "people-transform"}
     assert dag_description["dags"]["northwind_daily"]["tasks"]["load"]["retry_delay_s"] == 60
     assert dag_description_with_settings["dags"]["northwind_daily"]["tasks"]["load"]["retry_delay_s"] == 7
+
+
+def test_a_dag_promises_no_next_run_while_scheduled_runs_are_off_and_says_how_to_turn_them_on(
+    dag_description: dict, dag_description_with_settings: dict
+) -> None:
+    # Off (`nw airflow up`'s default): created paused, and an unpaused DAG is paused again after its
+    # backfill (test_airflow_on_port_8091_...), so Airflow's UI shows no "Next Run". On (compose's
+    # server, Airflow's default): Airflow's own setting (dags_are_paused_at_creation) decides.
+    for _, dag_id, schedule, _ in REGISTERED:
+        off, on = dag_description_with_settings["dags"][dag_id], dag_description["dags"][dag_id]
+        assert off["is_paused_upon_creation"] is True and on["is_paused_upon_creation"] is None, dag_id
+        assert "**Scheduled runs are off** (AIRFLOW_SCHEDULED_RUNS=false)" in off["doc_md"], dag_id
+        assert f"To run it on its schedule (`{schedule}`): set AIRFLOW_SCHEDULED_RUNS=true in .env" in off["doc_md"]
+        assert "**Scheduled runs are on**" in on["doc_md"] and "Scheduled runs are off" not in on["doc_md"], dag_id
 
 
 def test_catchup_is_opt_in(dag_description: dict, dag_description_with_settings: dict) -> None:
@@ -241,38 +258,136 @@ def test_ads_dags_run_the_entry_point_for_the_logical_date_with_airflows_run_id(
     assert load["tasks"]["load"]["records_failures"] and archive["tasks"]["archive"]["records_failures"]
 
 
-def test_airflow_on_port_8091_backfills_exactly_the_range_asked_for(pipeline: Pipeline, tmp_path: Path) -> None:
-    # A real Airflow (API server, scheduler, dag processor, triggerer) started by `nw airflow
-    # up` on AIRFLOW_PORT; a backfill of one day runs that day's DAG run, and nothing else.
+@pytest.fixture(scope="module")
+def local_airflow(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A real Airflow (API server, scheduler, dag processor, triggerer) started by `nw airflow up` on
+    AIRFLOW_PORT, scheduled runs off (the default). The people warehouse's port is closed, so
+    people_daily fails (northwind_daily does not use it), and a failed try is retried after 1 s."""
     port = free_port() if port_taken(8091) else 8091
-    env = {"AIRFLOW_PORT": str(port), "AIRFLOW_HOME": str(tmp_path / "airflow")}
-    day = "2024-01-20"
-    for suffix in ("csv", "json"):  # the run must write its own export
-        pipeline.output(day, suffix).unlink(missing_ok=True)
+    env = {
+        "AIRFLOW_PORT": str(port),
+        "AIRFLOW_HOME": str(tmp_path_factory.mktemp("local-airflow") / "airflow"),
+        "NW_DAG_RETRY_DELAY_SECONDS": "1",
+        "PEOPLE_PG_PORT": str(free_port()),
+    }
+    pipeline.migrate_meltano_database()  # the day's two extracts start side by side
     up = pipeline.start("airflow", "up", extra_env=env)
     try:
         wait_for(lambda: answers(f"http://127.0.0.1:{port}/execution/health"), "Airflow's task API", proc=up)
-        backfill = pipeline.nw("airflow", "backfill", "--from", day, "--to", day, "--wait", extra_env=env, timeout=1500)
-        output = backfill.stdout + backfill.stderr
-        assert backfill.returncode == 0, output[-5000:]
-        assert f"northwind_daily {day}: success" in output, output
-        runs = subprocess.run(
-            [AIRFLOW_BIN / "airflow", "dags", "list-runs", "northwind_daily", "-o", "json"],
-            env={**airflow_env(pipeline, tmp_path / "airflow"), **env},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        listed = json.loads(next(line for line in runs.stdout.splitlines() if line.startswith("[")))
-        assert [r["logical_date"][:10] for r in listed] == [day], listed  # no run for today
+        yield env
     finally:
         up.send_signal(signal.SIGINT)
         stopped = up.communicate(timeout=120)[0]
     assert up.returncode == 0 and "Airflow stopped" in stopped, stopped[-3000:]
-    assert sum(1 for _ in pipeline.output(day, "csv").open()) == 2156
-    assert len(json.loads(pipeline.output(day, "json").read_text())) == 2155
-    status = pipeline.status(day)
-    assert all(re.search(rf"^{step}\s+success", status, re.M) for step in JOBS.values() if "people" not in step)
+    assert "LocalExecutor (" in stopped and "task slots on" in stopped, stopped[-3000:]
+
+
+def airflow_json(pipeline: Pipeline, env: dict[str, str], *args: str) -> list[dict]:
+    """What Airflow's own CLI says (its metadata database), as JSON."""
+    result = subprocess.run(
+        [AIRFLOW_BIN / "airflow", *args, "-o", "json"],
+        env={**airflow_env(pipeline, Path(env["AIRFLOW_HOME"])), **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(next(line for line in result.stdout.splitlines() if line.startswith("[")))
+
+
+def test_airflow_on_port_8091_backfills_exactly_the_range_asked_for_one_day_after_another(
+    pipeline: Pipeline, local_airflow: dict[str, str]
+) -> None:
+    # A backfill of two days runs those days' DAG runs, and nothing else, one day after the other
+    # (the DAG's max_active_runs=1), and shows its progress while it waits.
+    days = ["2024-01-20", "2024-01-21"]
+    for day in days:
+        for suffix in ("csv", "json"):  # each run must write its own export
+            pipeline.output(day, suffix).unlink(missing_ok=True)
+    backfill = pipeline.nw(
+        "airflow", "backfill", "--from", days[0], "--to", days[-1], "--wait", extra_env=local_airflow, timeout=2400
+    )
+    output = backfill.stdout + backfill.stderr
+    print(output)  # what a user sees (pytest -rP shows it)
+    assert backfill.returncode == 0, output[-5000:]
+    assert "(2 days), one day after another, in order (max_active_runs 1: NW_DAG_MAX_ACTIVE_RUNS)" in output
+    for day in days:
+        assert f"northwind_daily {day}: success" in output, output
+        assert f"northwind_daily {day} export: success in " in output, output
+    assert "2 of 2 days done, 0 running, 0 retrying, 0 failed, 0 waiting after " in output, output
+    # Scheduled runs are off: the DAG is paused again, so Airflow shows no next run.
+    assert "northwind_daily paused again" in output, output
+    assert str(airflow_json(pipeline, local_airflow, "dags", "details", "northwind_daily")[0]["is_paused"]) == "True"
+
+    listed = airflow_json(pipeline, local_airflow, "dags", "list-runs", "northwind_daily")
+    assert sorted(r["logical_date"][:10] for r in listed) == days, listed  # no run for today
+    # Never two days at once, by Airflow's own record: the first day's run and every task of it had
+    # ended before the second day's run and any task of it started.
+    first, second = sorted(listed, key=lambda r: r["logical_date"])
+    tasks = {
+        run["logical_date"][:10]: airflow_json(
+            pipeline, local_airflow, "tasks", "states-for-dag-run", "northwind_daily", run["run_id"]
+        )
+        for run in (first, second)
+    }
+    assert all(t["state"] == "success" for day in days for t in tasks[day]), tasks
+    when = dt.datetime.fromisoformat
+    assert when(first["end_date"]) <= when(second["start_date"]), (first, second)
+    first_ended = max(when(t["end_date"]) for t in tasks[days[0]])
+    second_started = min(when(t["start_date"]) for t in tasks[days[1]])
+    assert first_ended <= second_started, tasks
+
+    # What made Airflow retry a try, if it had to (shown with -rP): the try's error records.
+    logs = Path(local_airflow["AIRFLOW_HOME"]) / "logs" / "dag_id=northwind_daily"
+    for attempt in sorted(logs.glob("run_id=*/task_id=*/attempt=*.log")):
+        errors = [json.loads(line)["event"] for line in attempt.read_text().splitlines() if '"level":"error"' in line]
+        if errors:
+            print(attempt.relative_to(logs), *errors[-12:], sep="\n  ")
+    for day in days:
+        assert sum(1 for _ in pipeline.output(day, "csv").open()) == 2156
+        assert len(json.loads(pipeline.output(day, "json").read_text())) == 2155
+        status = pipeline.status(day)
+        assert all(re.search(rf"^{step}\s+success", status, re.M) for step in JOBS.values() if "people" not in step)
+
+
+def test_a_failed_tasks_report_is_at_error_level_in_airflows_task_log(
+    pipeline: Pipeline, local_airflow: dict[str, str]
+) -> None:
+    # people_daily cannot reach its warehouse (the local_airflow fixture): a task fails, Airflow
+    # retries it, and the backfill ends with the day failed.
+    day = "2024-01-20"
+    backfill = pipeline.nw(
+        "airflow",
+        "backfill",
+        "--dag",
+        "people_daily",
+        "--from",
+        day,
+        "--to",
+        day,
+        "--wait",
+        extra_env=local_airflow,
+        timeout=2400,
+    )
+    output = backfill.stdout + backfill.stderr
+    print(output)  # what a user sees (pytest -rP shows it)
+    assert backfill.returncode == 1, output[-5000:]
+    assert f"people_daily {day}: failed" in output and "0 of 1 day done" in output, output
+    assert f"FAILED days: {day} (people_" in output and "failed on try 3)" in output, output
+    assert f"Then rerun: nw airflow backfill --dag people_daily --from {day} --to {day} --wait" in output, output
+
+    (run,) = airflow_json(pipeline, local_airflow, "dags", "list-runs", "people_daily")
+    states = airflow_json(pipeline, local_airflow, "tasks", "states-for-dag-run", "people_daily", run["run_id"])
+    (failed,) = [t["task_id"] for t in states if t["state"] == "failed"]
+    task_dir = Path(local_airflow["AIRFLOW_HOME"]) / "logs" / "dag_id=people_daily" / f"run_id={run['run_id']}"
+    tries = sorted((task_dir / f"task_id={failed}").glob("attempt=*.log"))
+    assert len(tries) == 3, tries  # the first try and Airflow's two retries
+    # Each try's log: Airflow's JSON records, one per line, each with its level.
+    records = [json.loads(line) for line in tries[-1].read_text().splitlines() if line.startswith("{")]
+    report = ("FAILED: ", "ERROR: ", "Cause: ", "Fix the cause, then rerun: ", "Then rerun: ")
+    reported = [r for r in records if str(r.get("event", "")).startswith(report)]
+    assert any(r["event"].startswith(("FAILED: step ", "ERROR: ")) for r in reported), records[-40:]
+    assert {r["level"] for r in reported} == {"error"}, [(r["level"], r["event"]) for r in reported]
 
 
 LEVELS_PROBE = """
