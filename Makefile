@@ -29,6 +29,12 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export UV_COMPILE_BYTECODE := 1
 export MELTANO_PROJECT_ROOT := $(CURDIR)
 
+# Prefix of a recipe line whose command prints nothing for seconds (venv's ensurepip, uv's
+# bytecode compilation): a line every 3 s while it runs, so a cold install is never silent.
+define heartbeat
+start=$$(date +%s); ( while sleep 3; do echo "    ... $(1): $$(( $$(date +%s) - start )) s"; done ) & hb=$$!; trap 'kill $$hb 2>/dev/null' EXIT;
+endef
+
 DATE_ARG := $(if $(DATE),--date $(DATE))
 RUN_ARGS := $(if $(FROM),--from $(FROM),$(JOB))
 
@@ -59,8 +65,8 @@ help:
 # uv, bootstrapped by pip; uv.lock then pins both (Meltano needs pip) like everything else.
 # Python 3.11's venv also seeds setuptools, which nothing needs: out, so .venv is the lock exactly.
 $(UV):
-	$(PYTHON) -m venv $(VENV)
-	@echo "==> $(VENV): a virtualenv with uv $(UV_VERSION) (pip)"
+	@echo "==> $(VENV): a virtualenv with uv $(UV_VERSION) (venv, then pip)"
+	@$(call heartbeat,python -m venv) $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check --compile uv==$(UV_VERSION)
 	$(UV) pip uninstall --quiet --python $(BIN)/python setuptools
 
@@ -69,7 +75,7 @@ $(UV):
 # for every platform and Python from 3.11. --locked refuses a lock older than a pyproject.
 $(INSTALLED): $(UV) uv.lock pyproject.toml extract/*/pyproject.toml load/*/pyproject.toml
 	@echo "==> .venv from uv.lock"
-	@$(UV) sync --locked || { echo "FAILED: uv sync (a pyproject.toml changed after uv.lock?). Fix: make lock, then rerun: make install"; exit 1; }
+	@$(call heartbeat,uv sync (install, then bytecode)) $(UV) sync --locked || { echo "FAILED: uv sync (a pyproject.toml changed after uv.lock?). Fix: make lock, then rerun: make install"; exit 1; }
 	@$(MAKE) --no-print-directory bytecode
 	touch $@
 
@@ -88,7 +94,7 @@ $(PLUGINS_INSTALLED): $(INSTALLED) meltano.yml plugins/*.meltano.yml pipelines/*
 # too (each by its own interpreter; files already compiled are skipped).
 bytecode:
 	@echo "==> bytecode: the project's and its plugins' sources"
-	@$(BIN)/python -m compileall -q -j 0 northwind_elt $(foreach p,$(PLUGINS),$(wildcard $(p)/tap_* $(p)/target_*)) >/dev/null
+	@$(call heartbeat,bytecode) $(BIN)/python -m compileall -q -j 0 northwind_elt $(foreach p,$(PLUGINS),$(wildcard $(p)/tap_* $(p)/target_*)) >/dev/null
 	@for venv in $(wildcard .meltano/*/*/venv); do echo "    $$venv"; $$venv/bin/python -m compileall -q -j 0 $$venv/lib >/dev/null 2>&1 || true; done
 
 # Every lock file, from the pyproject.toml files and the plugins' pip_url (scripts/lock.py says
