@@ -75,7 +75,7 @@ $(UV):
 # for every platform and Python from 3.11. --locked refuses a lock older than a pyproject.
 $(INSTALLED): $(UV) uv.lock pyproject.toml extract/*/pyproject.toml load/*/pyproject.toml
 	@echo "==> .venv from uv.lock"
-	@$(call heartbeat,uv sync (install, then bytecode)) $(UV) sync --locked || { echo "FAILED: uv sync (a pyproject.toml changed after uv.lock?). Fix: make lock, then rerun: make install"; exit 1; }
+	@$(call heartbeat,uv sync: install then bytecode) $(UV) sync --locked || { echo "FAILED: uv sync (a pyproject.toml changed after uv.lock?). Fix: make lock, then rerun: make install"; exit 1; }
 	@$(MAKE) --no-print-directory bytecode
 	touch $@
 
