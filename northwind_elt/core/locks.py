@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -145,6 +146,7 @@ def plugin_lock(
     except Timeout:
         said = waiting or f"waiting: {job} is running for another day"
         print(f"{said} (lock {path})", file=sys.stderr, flush=True)
+        started = said_at = time.monotonic()
         while True:
             try:
                 lock.acquire(timeout=0.5)
@@ -152,6 +154,9 @@ def plugin_lock(
             except Timeout:
                 if stop_requested():
                     raise StopRequested(job) from None
+                if time.monotonic() - said_at >= 5:  # never silent for long: the other run may take minutes
+                    said_at = time.monotonic()
+                    print(f"  ... still waiting for {job} ({said_at - started:.0f} s)", file=sys.stderr, flush=True)
     try:
         yield
     finally:

@@ -79,7 +79,9 @@ class PgConn:
 
 
 def pg_variables(prefix: str) -> list[str]:
-    return [f"{prefix}_{part}" for part in ("HOST", "PORT", "USER", "PASSWORD", "DATABASE")]
+    """The variables a database connection needs set; its port is not one of them: unset or empty,
+    it is PG_PORT's (pg_conn checks whichever applies and names it)."""
+    return [f"{prefix}_{part}" for part in ("HOST", "USER", "PASSWORD", "DATABASE")]
 
 
 def _port(name: str, default: str) -> int:

@@ -392,7 +392,9 @@ def docs(host: str | None, port: int | None, serve: bool = True) -> int:
             f"DBT_DOCS_PORT={port_text!r} is not a port number", "set DBT_DOCS_PORT in .env to 1024-65535"
         )
     day = docs_day()
-    env = {**os.environ, "RUN_DATE": day.isoformat(), "DBT_DOCS_HOST": host, "DBT_DOCS_PORT": port_text}
+    # A database's port left unset follows PG_PORT (dbt's profiles read <PREFIX>_PORT as given).
+    env = {**os.environ, **settings.derived_ports(), "RUN_DATE": day.isoformat()}
+    env |= {"DBT_DOCS_HOST": host, "DBT_DOCS_PORT": port_text}
     env |= {"NO_COLOR": "1", "DBT_USE_COLORS": "false"}
     log = DbtLog(settings.data_dir() / "logs" / "docs" / f"docs-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}.log")
     try:

@@ -41,6 +41,9 @@ def _hint(pipeline: Pipeline, step: str, cause: str | None) -> str:
     if "No space left on device" in cause:
         return f"\nFree space on the disk holding {settings.data_dir()}."
     if CONNECTION_TROUBLE.search(cause) and "Check the" not in cause and "check the" not in cause:
+        start = settings.stand_in_fix(cause)
+        if start and "Postgres" not in start:  # the mock ads API or the embedded S3 server is down
+            return f"\nFix: {start}."
         for prefix in pipeline.step(step).connections:
             if _on_stopped_embedded_server(prefix):
                 # Checking the settings would go in a circle: they are right, the server is down.
@@ -113,7 +116,7 @@ def _failed(
     said = [line for line in said if line not in repeated and not line.startswith("Then rerun: ")]
     if fix and fix.rstrip(".").lower() in hint.lower():
         fix = None  # the hint already says it
-    elif fix and "nw db up" in fix and "nw db up" in hint:
+    elif fix and any(command in fix and command in hint for command in ("nw db up", "nw ads up", "nw s3 up")):
         hint = ""  # the task's Fix names the same start command, and what to check if the server runs
     print(
         f"\nFAILED: step '{step}' for {day} (meltano run {job} exited {returncode}).\n"

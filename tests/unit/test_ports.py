@@ -135,3 +135,20 @@ def test_dbt_profiles_follow_pg_port_too() -> None:
     text = (PROJECT / "transform" / "profiles.yml").read_text()
     ports = re.findall(r"port: \"\{\{ (.*?) \| as_number \}\}\"", text)
     assert ports and all("env_var('PG_PORT'" in port for port in ports), ports
+
+
+def test_a_pipeline_runs_with_its_databases_ports_unset(no_ports: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What `nw run` checks before the first step: the ports are not among the variables it
+    # requires (PG_PORT stands in), but a bad PG_PORT is still refused by name.
+    from northwind_elt.entry.run import check_environment
+    from northwind_elt.pipelines import REGISTRY
+
+    northwind = REGISTRY["northwind"]
+    for prefix in ("SOURCE_PG", "ANALYTICS_PG"):
+        for part, value in (("HOST", "127.0.0.1"), ("USER", "u"), ("PASSWORD", "p"), ("DATABASE", "d")):
+            monkeypatch.setenv(f"{prefix}_{part}", value)
+    monkeypatch.setenv("PG_PORT", "56000")
+    check_environment(northwind, tuple(step.name for step in northwind.steps))
+    monkeypatch.setenv("PG_PORT", "none")
+    with pytest.raises(ConfigError, match="PG_PORT='none' is not a TCP port"):
+        check_environment(northwind, tuple(step.name for step in northwind.steps))

@@ -36,3 +36,14 @@ def test_a_refused_connection_to_another_server_names_its_settings(
     hint = _hint(REGISTRY["northwind"], "extract-postgres", REFUSED.replace("55999", "56001"))
     assert "Check the source database postgresql://reader@127.0.0.1:56001/northwind" in hint
     assert "nw db up" not in hint
+
+
+def test_a_refused_connection_to_the_embedded_s3_server_says_start_it(
+    source_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The lake on the embedded S3 server, which is down: a plugin's error names its endpoint.
+    monkeypatch.setenv("NW_LAKE_S3_ENDPOINT_URL", "http://127.0.0.1:58333")
+    cause = 'Could not connect to the endpoint URL: "http://127.0.0.1:58333/lake/postgres/orders"'
+    hint = _hint(REGISTRY["northwind"], "extract-postgres", cause)
+    assert "nw s3 up" in hint and "127.0.0.1:58333" in hint
+    assert "Check the" not in hint
