@@ -20,6 +20,7 @@ from urllib.parse import quote, unquote
 from northwind_elt.core import settings
 from northwind_elt.core.errors import ConfigError
 from northwind_elt.core.lake import LAKE_URL_ENV, Lake, from_settings
+from northwind_elt.core.text import plural
 
 DAY_ENV = "RUN_DATE"
 MAX_FUTURE_ENV = "RUN_DATE_MAX_FUTURE_DAYS"
@@ -67,7 +68,7 @@ def parse_day(text: str, *, max_future_days: int | None = None, today: dt.date |
     limit = (today or today_utc()) + dt.timedelta(days=max_future_days)
     if day > limit:
         raise InvalidDay(
-            f"invalid day {text!r}: more than {max_future_days} day(s) after today (UTC). "
+            f"invalid day {text!r}: more than {plural(max_future_days, 'day')} after today (UTC). "
             f"Set {MAX_FUTURE_ENV} to allow it."
         )
     return day

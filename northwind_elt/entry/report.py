@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from northwind_elt.core import ledger, settings
+from northwind_elt.core import ledger, settings, text
 from northwind_elt.pipelines import REGISTRY
 from northwind_elt.protocol.definition import DAY, MONTH
 
@@ -82,7 +82,7 @@ class Cell:
     def outcome(self) -> str:
         if self.status != "success":
             return self.status
-        return "success" + (f" after {self.failed:,} failed attempt{'s' * (self.failed != 1)}" if self.failed else "")
+        return "success" + (f" after {text.plural(self.failed, 'failed attempt')}" if self.failed else "")
 
 
 @dataclass
@@ -182,9 +182,9 @@ def _hover(history: History, column: str, step: str) -> str:
         return ""
     parts = [f"<b>{html.escape(step)}</b> {column}: {cell.outcome}"]
     if cell.rows is not None:
-        parts.append(f"{cell.rows:,} rows")
+        parts.append(text.plural(cell.rows, "row"))
     if cell.seconds is not None:
-        parts.append(f"{cell.seconds:,.1f} s")
+        parts.append(f"{text.seconds(cell.seconds)} s")
     parts += [f"{FAILURE_MARK} {html.escape(error)}" for error in cell.errors[-3:]]
     return "<br>".join(parts)
 
@@ -296,13 +296,13 @@ def _summary_rows(found: list[History]) -> list[str]:
         newest = history.columns[-1]
         failing = [s for s in history.steps if (c := history.cell(newest, s)) and c.status != "success"]
         done = sum(1 for s in history.steps if (c := history.cell(newest, s)) and c.status == "success")
-        state = f"failed at {', '.join(failing)}" if failing else f"{done:,} step{'s' * (done != 1)} succeeded"
+        state = f"failed at {', '.join(failing)}" if failing else f"{text.plural(done, 'step')} succeeded"
         attempts = sum(history.failed_attempts())
         rows.append(
             f'<tr class="{"failed" if failing else "ok"}"><td><a href="#pipeline-{_anchor(history.pipeline)}">'
             f"{html.escape(history.pipeline)}</a></td><td>{history.columns[0]} to {newest}</td>"
-            f"<td class='n'>{len(history.columns):,}</td><td>{newest}: {html.escape(state)}</td>"
-            f"<td class='n'>{attempts:,}</td></tr>"
+            f"<td class='n'>{text.number(len(history.columns))}</td><td>{newest}: {html.escape(state)}</td>"
+            f"<td class='n'>{text.number(attempts)}</td></tr>"
         )
     return rows
 
@@ -325,13 +325,14 @@ def _failure_table(history: History) -> str:
 
 def page(found: list[History], last: int | None) -> str:
     generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    span = f", the last {text.plural(last, 'day')} (months) of each pipeline" if last else ""
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8"><title>northwind-elt: runs by day</title>',
         f'<script src="{PLOTLY_JS}" charset="utf-8"></script><style>{_STYLE}</style></head><body>',
         "<h1>northwind-elt: runs by day</h1>",
         f"<p class='note'>From the ledger {html.escape(ledger.where())}, {generated}"
-        f"{f', the last {last:,} days (months) of each pipeline' if last else ''}. Each bar is a step's latest"
+        f"{span}. Each bar is a step's latest"
         f" attempt (a run pipeline: its runs of the day added up). <span class='mark'>{FAILURE_MARK}</span> and a"
         " red outline: the step failed or was interrupted there (its latest attempt, or attempts before a"
         " success); hover over a bar for its error. What to rerun: <code>nw status</code>.</p>",
@@ -383,10 +384,8 @@ def report(out_dir: Path | None, last: int | None) -> int:
     if not found:
         print(f"Nothing has run yet (ledger {ledger.where()}): the report has no charts. Start with: make run")
     else:
-        shown = ", ".join(
-            f"{h.pipeline} {len(h.columns):,} {h.column_kind}{'s' * (len(h.columns) != 1)}" for h in found
-        )
+        shown = ", ".join(f"{h.pipeline} {text.plural(len(h.columns), h.column_kind)}" for h in found)
         failed = sum(sum(h.failed_attempts()) for h in found)
-        print(f"Report of {shown}; {failed:,} failed attempt{'s' * (failed != 1)} marked")
+        print(f"Report of {shown}; {text.plural(failed, 'failed attempt')} marked")
     print(f"Open it in a browser: {index}")
     return 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from northwind_elt.core import settings
+from northwind_elt.core import settings, text
 from northwind_elt.core.errors import PipelineError
 from northwind_elt.core.files import read_json
 
@@ -62,14 +62,14 @@ def _relations(target_path: str, day: str | None) -> dict[str, str]:
 
 
 def describe(node: dict, relations: dict[str, str]) -> str:
-    """'name (fail: 3 failing row(s), see "schema"."table")' for a test; the error for a model."""
+    """'name (fail: 3 failing rows, see "schema"."table")' for a test; the error for a model."""
     # test.<project>.<name>.<hash>: the name is what dbt prints and what a person looks for.
     parts = node["unique_id"].split(".")
     is_test = parts[0] == "test" and len(parts) > 2
     name = parts[2] if is_test else node["unique_id"]
     if is_test and node.get("failures"):
         where = relations.get(node["unique_id"]) or node.get("relation_name")
-        detail = f"{node['failures']} failing row(s)" + (f", see {where}" if where else "")
+        detail = text.plural(node["failures"], "failing row") + (f", see {where}" if where else "")
     else:
         detail = (node.get("message") or "").strip()
     return f"{name} ({node['status']}: {detail})"

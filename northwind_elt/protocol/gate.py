@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from northwind_elt.core import text
 from northwind_elt.core.day import DayLayout
 from northwind_elt.core.errors import PipelineError
 from northwind_elt.core.manifests import IncompletePartition, read_step, verify_file, verify_partition
@@ -17,6 +18,11 @@ class Partition:
     table: str
     file: PurePosixPath  # in the lake
     manifest: dict  # rows and sha256
+
+
+def _tables(names: set[str] | list[str]) -> str:
+    """'1 table ['orders']', '2 tables ['a', 'b']'."""
+    return f"{text.plural(len(names), 'table')} {sorted(names)}"
 
 
 def _refuse(layout: DayLayout, load_step: str, cause: str, extract: Step) -> PipelineError:
@@ -52,7 +58,7 @@ def verified_partitions(pipeline: Pipeline, layout: DayLayout, load_step: str = 
             raise _refuse(
                 layout,
                 load_step,
-                f"the {step.name} manifest lacks table(s) {sorted(expected - listed)} that the step must produce",
+                f"the {step.name} manifest lacks {_tables(expected - listed)} that the step must produce",
                 step,
             )
         on_disk = layout.partitions_on_disk(step.dataset)
@@ -62,8 +68,9 @@ def verified_partitions(pipeline: Pipeline, layout: DayLayout, load_step: str = 
             raise _refuse(
                 layout,
                 load_step,
-                f"partition(s) of {sorted(unlisted)} in the lake are not listed in {step_where} "
-                "(the manifest was edited, or an older run left them)",
+                f"{_tables(unlisted)} in the lake {'has a partition' if len(unlisted) == 1 else 'have partitions'} "
+                f"not listed in {step_where} (the manifest was edited, or an older run left "
+                f"{'it' if len(unlisted) == 1 else 'them'})",
                 step,
             )
         for table in sorted(listed):
@@ -92,5 +99,9 @@ def verified_partitions(pipeline: Pipeline, layout: DayLayout, load_step: str = 
     tables = [p.table for p in partitions]
     duplicated = sorted({t for t in tables if tables.count(t) > 1})
     if duplicated:
-        raise PipelineError(load_step, layout.day, f"table(s) {duplicated} come from more than one extract step")
+        raise PipelineError(
+            load_step,
+            layout.day,
+            f"{_tables(duplicated)} {'comes' if len(duplicated) == 1 else 'come'} from more than one extract step",
+        )
     return partitions

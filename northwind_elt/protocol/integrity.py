@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from northwind_elt.core import ledger
+from northwind_elt.core import ledger, text
 from northwind_elt.core.day import DayLayout
 from northwind_elt.core.lake import LakeError
 from northwind_elt.core.manifests import read_lake_json, read_step
@@ -25,13 +25,17 @@ def _latest_committed_day(pipeline: Pipeline, step: str) -> str | None:
     return None
 
 
+def _rows(rows: int | None) -> str:
+    return "? rows" if rows is None else text.plural(rows, "row")
+
+
 def _check_file(layout: DayLayout, path, entry: dict) -> str | None:
     lake = layout.store
     found = lake.info(path)
     if found is None:
         return "is missing"
     if entry.get("bytes") is not None and int(found["size"]) != int(entry["bytes"]):
-        return f"has {found['size']} bytes, {entry['bytes']} were committed"
+        return f"has {text.plural(int(found['size']), 'byte')}, {text.number(int(entry['bytes']))} were committed"
     # On S3 the sha256 each data object carries; an object without it (written by something
     # else since) is read and hashed.
     actual = (lake.recorded_sha256(path) if lake.remote else None) or lake.sha256(path)
@@ -69,7 +73,7 @@ def lost_partitions(pipelines: list[Pipeline]) -> list[str]:
                     if problem := _check_file(layout, path, entry):
                         lines.append(
                             f"LOST: {lake.where(path)} ({pipeline.name} {step.name} for {day}, table {table}, "
-                            f"{entry.get('rows', '?')} rows) {problem}; rerun: {rerun}"
+                            f"{_rows(entry.get('rows'))}) {problem}; rerun: {rerun}"
                         )
             except (LakeError, OSError, ValueError) as err:
                 lines.append(f"LOST?: cannot check {pipeline.name} {step.name} for {day} in the lake: {err}")

@@ -47,6 +47,7 @@ from northwind_elt.core.day import DayLayout, UnsafeName, path_component
 from northwind_elt.core.errors import PipelineError
 from northwind_elt.core.files import read_json, write_whole
 from northwind_elt.core.lake import Lake
+from northwind_elt.core.text import plural
 from northwind_elt.protocol.definition import TRANSFORM, Pipeline
 
 EXPORT_TAG = "export"
@@ -185,7 +186,10 @@ def _model_export(node: dict) -> ModelExport:
             "declare them under config.meta.export in the model's YAML (see northwind_elt/protocol/outputs.py)",
         )
     if unknown := sorted(set(spec) - _MODEL_KEYS):
-        raise ExportError(f"model {name}: meta.export has unknown key(s) {unknown}; known: {sorted(_MODEL_KEYS)}")
+        raise ExportError(
+            f"model {name}: meta.export has {plural(len(unknown), 'unknown key')} {unknown}; "
+            f"known: {sorted(_MODEL_KEYS)}"
+        )
     contract = node.get("columns") or {}
     if not contract:
         raise ExportError(
@@ -193,7 +197,10 @@ def _model_export(node: dict) -> ModelExport:
             "list every column with its data_type in the model's YAML (contract: {enforced: true})",
         )
     if untyped := [c for c, entry in contract.items() if not entry.get("data_type")]:
-        raise ExportError(f"model {name}: column(s) {untyped} have no data_type in the model's YAML (its contract)")
+        raise ExportError(
+            f"model {name}: {plural(len(untyped), 'column')} {untyped} {'has' if len(untyped) == 1 else 'have'} "
+            "no data_type in the model's YAML (its contract)"
+        )
     known = set(contract)
     columns = []
     for column, entry in contract.items():
@@ -222,7 +229,10 @@ def _model_export(node: dict) -> ModelExport:
         if not isinstance(entry, dict):
             raise ExportError(f"model {name}: {where} must be a mapping with path and format")
         if unknown := sorted(set(entry) - _FILE_KEYS):
-            raise ExportError(f"model {name}: {where} has unknown key(s) {unknown}; known: {sorted(_FILE_KEYS)}")
+            raise ExportError(
+                f"model {name}: {where} has {plural(len(unknown), 'unknown key')} {unknown}; "
+                f"known: {sorted(_FILE_KEYS)}"
+            )
         if entry.get("format") not in FORMATS:
             raise ExportError(
                 f"model {name}: {where}.format {entry.get('format')!r} is not one of {', '.join(FORMATS)}"

@@ -25,6 +25,7 @@ from northwind_elt.core.day import DAY_ENV, DayLayout, name_of, path_component, 
 from northwind_elt.core.errors import ConfigError, PipelineError
 from northwind_elt.core.locks import AlreadyRunning, lease_held, lease_owner, release_lease, take_lease
 from northwind_elt.core.manifests import read_begin, read_intent, write_begin, write_intent
+from northwind_elt.core.text import plural
 from northwind_elt.protocol.definition import EXPORT, EXTRACT, LOAD, TRANSFORM, Pipeline, Step
 from northwind_elt.protocol.publish import Conflict, files_at_begin, publish, versions_at_begin
 
@@ -339,9 +340,9 @@ def _expected_tables(ctx: StepContext, warnings: list[str]) -> dict:
     role = settings.pg_conn("SOURCE_PG").user
     if chosen.unreadable:
         warnings.append(
-            f"WARNING: {ctx.name} for {ctx.layout.iso}: skipping table(s) the extraction role {role} "
-            f"may not read: {', '.join(chosen.unreadable)} (GRANT SELECT to extract them, or list them "
-            f"in {EXCLUDE_ENV})"
+            f"WARNING: {ctx.name} for {ctx.layout.iso}: skipping {plural(len(chosen.unreadable), 'table')} the "
+            f"extraction role {role} may not read: {', '.join(chosen.unreadable)} (GRANT SELECT to extract "
+            f"{_them(chosen.unreadable)}, or list {_them(chosen.unreadable)} in {EXCLUDE_ENV})"
         )
     known = {row[0] for row in relations}
     return {
@@ -395,7 +396,13 @@ def commit(pipeline: Pipeline, step_name: str) -> str:
     ctx.record_success(record["started_at"], rows, notes)
     shutil.rmtree(ctx.layout.staging_dir(ctx.name), ignore_errors=True)
     ctx.release_leases()
-    return f"{ctx.name} for {ctx.layout.iso}: committed" + (f", {rows} rows" if rows is not None else "")
+    # The count without separators: entry/run.py reads it from this line (its _COMMITTED).
+    counted = f", {rows} {'row' if rows == 1 else 'rows'}" if rows is not None else ""
+    return f"{ctx.name} for {ctx.layout.iso}: committed{counted}"
+
+
+def _them(names: list[str]) -> str:
+    return "it" if len(names) == 1 else "them"
 
 
 def _staged_tables(ctx: StepContext, staging: Path, expected: set[str]) -> tuple[dict[str, Path], list[str]]:
@@ -469,15 +476,16 @@ def _commit_extract(ctx: StepContext, record: dict) -> int:
         raise _refuse_failing(ctx, record, failing)
     if unexpected:
         raise ctx.error(
-            f"the tap extracted table(s) {unexpected} that nw begin did not list: the rule of "
-            "extract/tap-postgres-arrow/tap_postgres_arrow/tables.py and northwind_elt/protocol/steps.py disagree",
-            "report it; meanwhile, leave the table(s) out with "
+            f"the tap extracted {plural(len(unexpected), 'table')} {unexpected} that nw begin did not list: "
+            "the rule of extract/tap-postgres-arrow/tap_postgres_arrow/tables.py and northwind_elt/protocol/steps.py "
+            "disagree",
+            f"report it; meanwhile, leave {_them(unexpected)} out with "
             + env_line(EXCLUDE_ENV, [*(record.get("excluded_tables") or []), *unexpected]),
         )
     missing = sorted(expected - set(staged))
     if not staged or missing:
         raise ctx.error(
-            f"the extract wrote {len(staged)} table(s) to {staging}; missing: {missing or 'every table'}",
+            f"the extract wrote {plural(len(staged), 'table')} to {staging}; missing: {missing or 'every table'}",
             "the tap stopped early or another run cleared its files; see the step's log",
         )
     left_out = {
@@ -573,4 +581,5 @@ def export(pipeline: Pipeline, step_name: str) -> str:
         ctx.record_success(started, rows)
     finally:
         ctx.release_leases()
-    return f"{ctx.name} for {ctx.layout.iso}: {rows} rows to {ctx.layout.store.where(ctx.layout.output_dir())}"
+    written = ctx.layout.store.where(ctx.layout.output_dir())
+    return f"{ctx.name} for {ctx.layout.iso}: {plural(rows, 'row')} to {written}"

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from psycopg import sql
 
-from northwind_elt.core import settings
+from northwind_elt.core import settings, text
 from northwind_elt.core.day import configured_lake
 from northwind_elt.core.errors import PipelineError
 
@@ -166,7 +166,7 @@ def _unloadable(step: str, day: dt.date, problems: dict[str, tuple[Path | str, l
     return PipelineError(
         step,
         day,
-        f"{len(problems)} table(s) of the day cannot be loaded: {listed}",
+        f"{text.plural(len(problems), 'table')} of the day cannot be loaded: {listed}",
         fix="rename the columns or leave the tables out of the extract that brings them in",
     )
 
@@ -417,7 +417,11 @@ def _swap_day_once(target: settings.PgConn, step: str, day: dt.date, intent: dic
                 sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(staging_name, table))
             ).fetchone()[0]
             if got != expected:
-                raise PipelineError(step, day, f"{staging_name}.{table} received {got} rows, expected {expected}")
+                raise PipelineError(
+                    step,
+                    day,
+                    f"{staging_name}.{table} received {text.plural(got, 'row')}, expected {text.number(expected)}",
+                )
             wanted = column_types(files[table], step, day, table)
             if extra := [c for c in staged if c not in wanted]:
                 raise PipelineError(step, day, f"{staging_name}.{table} has columns the day's file lacks: {extra}")

@@ -143,6 +143,9 @@ def test_status_says_all_is_there_in_one_line() -> None:
         "  S3 objects: all 6 the ads database records (1 archive, 3 backups, 2 refused responses) are in "
         f"s3://ad-data at {ENDPOINT}, as written"
     ]
+    assert integrity.Report([ARCHIVED]).lines(CFG) == [
+        f"  S3 objects: the one the ads database records (1 archive) is in s3://ad-data at {ENDPOINT}, as written"
+    ]
     assert integrity.Report([]).lines(CFG) == ["  S3 objects: none recorded yet in s3://ad-data"]
     unchecked = integrity.Report(ALL, not_checked="cannot list s3://ad-data/archive/ at …: Could not connect")
     assert not unchecked.lost
@@ -167,7 +170,17 @@ def test_status_names_every_lost_object_loudly_and_how_to_recover() -> None:
 
     one = integrity.Report(ALL, [integrity.Problem(PENDING, "is missing")])
     assert one.lines(CFG)[0] == (
-        f"  LOST: 1 of the 6 objects the ads database records in s3://ad-data at {ENDPOINT} are missing or changed "
+        f"  LOST: 1 of the 6 objects the ads database records in s3://ad-data at {ENDPOINT} is missing or changed "
+        "(1 backup), 1 of them the only copy of their data:"
+    )
+    alone = integrity.Report([PENDING], [integrity.Problem(PENDING, "is missing")], bucket_missing=True)
+    assert alone.lines(CFG)[0] == (
+        f"  LOST: the bucket s3://ad-data does not exist at {ENDPOINT}; the ads database records 1 object in it "
+        "(1 backup), 1 of them the only copy of their data:"
+    )
+    alone.bucket_missing = False
+    assert alone.lines(CFG)[0] == (
+        f"  LOST: the one object the ads database records in s3://ad-data at {ENDPOINT} is missing or changed "
         "(1 backup), 1 of them the only copy of their data:"
     )
 

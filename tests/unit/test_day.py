@@ -33,7 +33,7 @@ from target_parquet_files import naming as target_naming
         ("../x", "not in YYYY-MM-DD form"),
         ("", "not in YYYY-MM-DD form"),
         ("2024-01-15\n", "not in YYYY-MM-DD form"),
-        ("2999-01-01", "after today"),
+        ("2999-01-01", "more than 1 day after today"),
     ],
 )
 def test_bad_days_are_refused_with_the_reason(text: str, reason: str) -> None:

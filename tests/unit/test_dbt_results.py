@@ -87,7 +87,7 @@ def test_a_failed_test_is_named_with_its_failing_rows_and_the_audit_table_that_k
     with pytest.raises(PipelineError) as raised:
         dbt.check_run("transform", DAY, TARGET)
     name = "unique_combination_of_columns_orders_with_details_candidate_order_id__product_id"
-    assert raised.value.cause == f"dbt build failed: {name} (fail: 3 failing row(s), see {AUDIT_TABLE})"
+    assert raised.value.cause == f"dbt build failed: {name} (fail: 3 failing rows, see {AUDIT_TABLE})"
 
 
 def test_a_failed_model_is_named_with_its_error_and_every_failure_is_listed(target: Path) -> None:
@@ -103,7 +103,7 @@ def test_a_failed_model_is_named_with_its_error_and_every_failure_is_listed(targ
     assert raised.value.cause == (
         'dbt build failed: model.nw_transform.stg_orders (error: relation "raw.orders" does not exist); '
         "unique_combination_of_columns_orders_with_details_candidate_order_id__product_id "
-        f"(fail: 1 failing row(s), see {AUDIT_TABLE})"
+        f"(fail: 1 failing row, see {AUDIT_TABLE})"
     )
 
 
@@ -121,7 +121,7 @@ def test_warnings_pass_the_day_and_are_returned_described(target: Path) -> None:
     )
     assert dbt.check_run("transform", DAY, TARGET) == [
         "value_at_least_orders_with_details_candidate_quantity__0 "
-        '(warn: 1 failing row(s), see "analytics"."analytics_audit_2024_08_01"."value_at_least")'
+        '(warn: 1 failing row, see "analytics"."analytics_audit_2024_08_01"."value_at_least")'
     ]
 
 
@@ -129,7 +129,7 @@ def test_a_failed_test_without_a_stored_table_says_only_its_count(target: Path) 
     write_results(target, [result(UNIQUE, "fail", failures=2)])
     failed, warned = dbt.outcome(json.loads((target / "run_results.json").read_text()), TARGET)
     assert failed == [
-        "unique_combination_of_columns_orders_with_details_candidate_order_id__product_id (fail: 2 failing row(s))"
+        "unique_combination_of_columns_orders_with_details_candidate_order_id__product_id (fail: 2 failing rows)"
     ]
     assert warned == []
 
@@ -144,7 +144,7 @@ def test_failures_since_reads_only_a_run_that_started_after_the_attempt(target: 
     after = (since + dt.timedelta(seconds=1)).timestamp()
     os.utime(path, (after, after))
     assert dbt.failures_since(since, TARGET) == [
-        "unique_combination_of_columns_orders_with_details_candidate_order_id__product_id (fail: 1 failing row(s))"
+        "unique_combination_of_columns_orders_with_details_candidate_order_id__product_id (fail: 1 failing row)"
     ]
 
 
@@ -155,7 +155,7 @@ def test_a_test_that_keeps_its_failures_whole_is_named_in_its_parsed_schema(targ
     write_manifest(target, {test_id: {"relation_name": padam_audit, "config": {"meta": {"audit_by_day": False}}}})
     write_results(target, [result(test_id, "fail", failures=4)])
     failed, _ = dbt.outcome(json.loads((target / "run_results.json").read_text()), TARGET)
-    assert failed == [f"year_to_date_adds_up (fail: 4 failing row(s), see {padam_audit})"]
+    assert failed == [f"year_to_date_adds_up (fail: 4 failing rows, see {padam_audit})"]
 
 
 def test_a_build_whose_day_was_not_recorded_counts_only_if_it_ran_after_the_step_began(target: Path) -> None:

@@ -29,7 +29,7 @@ def test_differences_name_every_month_that_differs_or_exists_on_one_side_only() 
     assert differences(production, warehouse, [(2022, 1)]) == []
     assert differences(production, production) == []
     assert MonthDiff(2022, 2, (325, 1271), (325, 1270)).describe() == (
-        "2022-02: production 325 rows (sum 1271), warehouse 325 rows (sum 1270)"
+        "2022-02: production 325 rows (sum 1,271), warehouse 325 rows (sum 1,270)"
     )
 
 

@@ -67,7 +67,7 @@ def test_commit_publishes_every_table_then_the_step_manifest_and_records_success
 def test_commit_refuses_a_step_with_no_tables_and_publishes_nothing(data_dir: Path) -> None:
     with pytest.raises(PipelineError) as raised:
         extract(data_dir, "extract-a", {})
-    assert "wrote 0 table(s)" in str(raised.value)
+    assert "wrote 0 tables" in str(raised.value)
     assert "nw run --date 2024-01-15 --from extract-a" in str(raised.value)
     assert not local(DayLayout(DAY, data_dir).step_manifest("extract-a")).exists()
 
@@ -134,7 +134,7 @@ def test_the_gate_refuses_a_manifest_edited_to_drop_a_table(extracted: DayLayout
     manifest = json.loads(path.read_text())
     del manifest["tables"]["extra"]
     path.write_text(json.dumps(manifest))
-    with pytest.raises(PipelineError, match=r"partition\(s\) of \['extra'\] in the lake are not listed"):
+    with pytest.raises(PipelineError, match=r"1 table \['extra'\] in the lake has a partition not listed"):
         verified_partitions(FILES, extracted)
 
 
@@ -150,7 +150,7 @@ def test_the_gate_refuses_fewer_tables_than_the_step_must_produce(extracted: Day
     manifest = json.loads(path.read_text())
     del manifest["tables"]["two"]
     path.write_text(json.dumps(manifest))
-    with pytest.raises(PipelineError, match=r"lacks table\(s\) \['two'\]"):
+    with pytest.raises(PipelineError, match=r"lacks 1 table \['two'\]"):
         verified_partitions(FILES, extracted)
 
 

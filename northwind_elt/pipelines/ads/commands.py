@@ -112,8 +112,9 @@ def setup(accept_lost_objects: bool | None = None) -> list[str]:
             raise AdsError("up", None, str(err), "start the S3 server or fix ADS_S3_* in .env", "nw ads up") from None
         if recorded:
             lines.append(
-                f"WARNING: the {len(recorded)} objects the ads database records in s3://{cfg.bucket} "
-                f"({integrity.counted(recorded)}) are lost ({integrity.ACCEPT_LOSS_FLAG}); nw ads status lists them"
+                f"WARNING: the {text.plural(len(recorded), 'object')} the ads database records in s3://{cfg.bucket} "
+                f"({integrity.counted(recorded)}) {'is' if len(recorded) == 1 else 'are'} lost "
+                f"({integrity.ACCEPT_LOSS_FLAG}); nw ads status lists {'it' if len(recorded) == 1 else 'them'}"
             )
     lines.insert(0, f"bucket {cfg.bucket} {'created' if created else 'exists'} ({cfg.where()})")
     with _db("up", None, "the tables were not created", "nw ads up") as conn:
@@ -127,12 +128,12 @@ def lost_bucket_error(cfg: AdsSettings, recorded: list[store.RecordedObject]) ->
     only = [o for o in recorded if o.only_copy]
     shown = [f"  s3://{cfg.bucket}/{o.key} ({integrity.holds(o)})" for o in recorded[:_LOST_SHOWN]]
     if len(recorded) > _LOST_SHOWN:
-        shown.append(f"  ... and {len(recorded) - _LOST_SHOWN} more (nw ads status lists every one)")
+        shown.append(f"  ... and {text.number(len(recorded) - _LOST_SHOWN)} more (nw ads status lists every one)")
     cause = (
         f"the bucket s3://{cfg.bucket} does not exist at {cfg.endpoint}, but {settings.describe_conn(PG)} "
-        f"records {len(recorded)} objects in it ({integrity.counted(recorded)}; "
-        f"{len(only)} of them the only copy of their data). An empty bucket in its place would hide their loss: "
-        "it was not created. Missing:\n" + "\n".join(shown)
+        f"records {text.plural(len(recorded), 'object')} in it ({integrity.counted(recorded)}; "
+        f"{text.number(len(only))} of them the only copy of their data). An empty bucket in its place would hide "
+        "their loss: it was not created. Missing:\n" + "\n".join(shown)
     )
     return AdsError("up", None, cause, integrity.recovery(cfg), "nw ads up")
 
@@ -219,8 +220,8 @@ def verify_backup() -> str:
             cfg,
             keys,
             body,
-            f"the response {cfg.where(keys.incoming)} holds {len(lines)} records; the API's contract is "
-            f"{config.RECORDS_PER_RESPONSE} per call",
+            f"the response {cfg.where(keys.incoming)} holds {text.plural(len(lines), 'record')}; the API's contract is "
+            f"{text.number(config.RECORDS_PER_RESPONSE)} per call",
         )
     manifest = BackupManifest(
         key=keys.object,
@@ -243,7 +244,8 @@ def verify_backup() -> str:
     recorded = (keys.object, store.BACKUP, day, keys.run_id, len(lines), len(body), sha256)
     unrecorded = _record(lambda conn: store.record_object(conn, *recorded))
     return (
-        f"ads verify-backup: {cfg.where(keys.object)}: {len(lines)} lines, {len(body)} bytes, sha256 {sha256}; "
+        f"ads verify-backup: {cfg.where(keys.object)}: {text.plural(len(lines), 'line')}, "
+        f"{text.plural(len(body), 'byte')}, sha256 {sha256}; "
         "manifest written"
         + (f"; not recorded in the ads database yet ({unrecorded}): its insert records it" if unrecorded else "")
     )
@@ -835,7 +837,8 @@ def _adopt(conn, bucket: s3.Bucket) -> tuple[list[str], int]:
         )
         total += deleted
         notes.append(
-            f"an earlier run's archive {manifest.key} ({len(ids)} rows) was not committed: {deleted} rows deleted now"
+            f"an earlier run's archive {manifest.key} ({text.plural(len(ids), 'row')}) was not committed: "
+            f"{text.plural(deleted, 'row')} deleted now"
         )
     return notes, total
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from northwind_elt.core import text
 from northwind_elt.core.manifests import iso_utc
 from northwind_elt.pipelines.ads import config, records, s3
 from northwind_elt.pipelines.ads.config import AdsSettings
@@ -67,9 +68,12 @@ class Report:
             return [f"  S3 objects: not checked: {self.not_checked}"]
         if not self.recorded:
             return [f"  S3 objects: none recorded yet in s3://{cfg.bucket}"]
+        total = len(self.recorded)
         if not self.problems:
+            every = "the one" if total == 1 else f"all {text.number(total)}"
             return [
-                f"  S3 objects: all {len(self.recorded)} the ads database records ({counted(self.recorded)}) are in "
+                f"  S3 objects: {every} the ads database records ({counted(self.recorded)}) "
+                f"{'is' if total == 1 else 'are'} in "
                 f"s3://{cfg.bucket} at {cfg.endpoint}, as written"
             ]
         lost = [problem.recorded for problem in self.problems]
@@ -77,12 +81,13 @@ class Report:
         if self.bucket_missing:
             head = (
                 f"  LOST: the bucket s3://{cfg.bucket} does not exist at {cfg.endpoint}; the ads database records "
-                f"{len(self.recorded)} objects in it ({counted(self.recorded)})"
+                f"{text.plural(total, 'object')} in it ({counted(self.recorded)})"
             )
         else:
             head = (
-                f"  LOST: {len(lost)} of the {len(self.recorded)} objects the ads database records in "
-                f"s3://{cfg.bucket} at {cfg.endpoint} are missing or changed ({counted(lost)})"
+                f"  LOST: {_part_of(len(lost), total)} the ads database records in "
+                f"s3://{cfg.bucket} at {cfg.endpoint} {'is' if len(lost) == 1 else 'are'} missing or changed "
+                f"({counted(lost)})"
             )
         head += f", {only} of them the only copy of their data:" if only else ":"
         return [head, *(f"  {p.line(cfg)}" for p in self.problems), f"  Fix: {recovery(cfg)}"]
@@ -91,9 +96,7 @@ class Report:
 def counted(objects: list[RecordedObject]) -> str:
     """'1 archive, 3 backups, 1 refused response'."""
     kinds = Counter(o.kind for o in objects)
-    return ", ".join(
-        f"{kinds[kind]} {_KIND_NAMES[kind][kinds[kind] != 1]}" for kind in (ARCHIVE, BACKUP, REFUSED) if kinds[kind]
-    )
+    return ", ".join(text.plural(kinds[kind], *_KIND_NAMES[kind]) for kind in (ARCHIVE, BACKUP, REFUSED) if kinds[kind])
 
 
 def holds(o: RecordedObject) -> str:
@@ -117,9 +120,12 @@ def holds(o: RecordedObject) -> str:
 
 
 def _count(number: int | None, word: str) -> str:
-    if number is None:
-        return f"{word}s"
-    return f"{number:,} {word}" + ("" if number == 1 else "s")
+    return f"{word}s" if number is None else text.plural(number, word)
+
+
+def _part_of(part: int, total: int) -> str:
+    """'2 of the 6 objects', 'the one object'."""
+    return "the one object" if total == 1 else f"{text.number(part)} of the {text.plural(total, 'object')}"
 
 
 def recovery(cfg: AdsSettings) -> str:
@@ -180,4 +186,6 @@ def check(cfg: AdsSettings, recorded: list[RecordedObject]) -> Report:
             sizes.update(bucket.sizes(prefix))
         return Report(recorded, problems_of(recorded, sizes, bucket.sha256_of))
     except s3.S3Error as err:
-        return Report(recorded, not_checked=f"{str(err).splitlines()[0]} ({len(recorded)} objects recorded)")
+        return Report(
+            recorded, not_checked=f"{str(err).splitlines()[0]} ({text.plural(len(recorded), 'object')} recorded)"
+        )

@@ -30,6 +30,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from northwind_elt.core import text
 from northwind_elt.pipelines.ads import records
 from northwind_elt.pipelines.ads.records import Quarantined
 
@@ -194,20 +195,20 @@ class Committed:
         """One line: every line of the backup accounted for."""
         if not self.first_time:
             return f"{self.key} was inserted before (ads_meta.loads); nothing inserted again"
-        text = (
-            f"{self.key}: {self.lines} lines, {self.inserted} new rows in api_ad_data, "
-            f"{self.already_there} already there"
+        said = (
+            f"{self.key}: {text.plural(self.lines, 'line')}, {text.plural(self.inserted, 'new row')} in api_ad_data, "
+            f"{text.number(self.already_there)} already there"
         )
         if self.already:
             sources = Counter(source for _, _, source in self.already)
             named = ", ".join(
                 source if len(sources) == 1 else f"{source} ({count})" for source, count in sorted(sources.items())
             )
-            text += f" (same ad_id, inserted from {named})"
-        text += f", {len(self.quarantined)} quarantined"
+            said += f" (same ad_id, inserted from {named})"
+        said += f", {text.number(len(self.quarantined))} quarantined"
         if self.quarantined:
-            text += " in ads_meta.quarantine"
-        return text
+            said += " in ads_meta.quarantine"
+        return said
 
     def details(self) -> list[str]:
         """A line per quarantined record (the first SHOWN), and where the rest are."""

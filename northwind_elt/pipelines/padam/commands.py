@@ -16,7 +16,7 @@ from typing import NoReturn
 import psycopg
 from filelock import FileLock
 
-from northwind_elt.core import ledger, locks, settings
+from northwind_elt.core import ledger, locks, settings, text
 from northwind_elt.core.day import configured_lake, today_utc
 from northwind_elt.core.errors import CommandError, ConfigError
 from northwind_elt.core.lake import s3_options
@@ -69,6 +69,11 @@ def export_root() -> Path:
             f"or unset it for {default}",
         )
     return Path(configured)
+
+
+def _pair(count_and_sum: tuple[int, int]) -> str:
+    """'7,374 / 29,012': a month's rows and their sum, as nw status shows them."""
+    return " / ".join(map(text.number, count_and_sum))
 
 
 def stale_marker() -> Path:
@@ -171,7 +176,8 @@ def _insert_month(year: str, month: str) -> tuple[str, int]:
             "start the database (make db, or nw db up)",
             f"nw padam insert-month {y} {m}",
         ) from None
-    return f"padam insert-month: {y}-{m} replaced in entity with {count} rows ({generator.CONTROLLER_ENV}={c})", count
+    rows = text.plural(count, "row")
+    return f"padam insert-month: {y}-{m} replaced in entity with {rows} ({generator.CONTROLLER_ENV}={c})", count
 
 
 def check_databases() -> str:
@@ -203,7 +209,8 @@ def merge() -> str:
         months = "\n  ".join(d.describe() for d in stale)
         raise PadamError(
             "prepare",
-            f"{result.summary()}; but {len(stale)} month(s) differ from production, changed behind the "
+            f"{result.summary()}; but {text.plural(len(stale), 'month')} {'differs' if len(stale) == 1 else 'differ'} "
+            "from production, changed behind the "
             f"incremental bookmark (regenerated with another {generator.CONTROLLER_ENV}, or loaded out of "
             f"order):\n  {months}\nNothing is exported from a stale warehouse.",
             "reload every month from production with a full refresh",
@@ -366,7 +373,7 @@ def _export(year: str, month: str) -> str:
             note = _stale_note(_mark_stale_exports(prod, root, [y]))
             raise PadamError("export", refused.cause + note, refused.fix, refused.rerun) from None
         note = _stale_note(_mark_stale_exports(prod, root, [y]))
-    return f"padam export: {y}-{m}: {len(exported.files)} files under {root / f'year={y}'}{note}"
+    return f"padam export: {y}-{m}: {text.plural(len(exported.files), 'file')} under {root / f'year={y}'}{note}"
 
 
 def _write_month(
@@ -446,12 +453,14 @@ def reconcile() -> tuple[str, int]:
         if key in stale_by_month:
             state = EXPORT_STALE
         bad += state != "ok"
-        fmt = "{0[0]} / {0[1]}".format
-        lines.append(f"{key[0]}-{key[1]:02d}  {fmt(p):>24}{fmt(s):>24}{fmt(pub):>24}  {state}")
+        lines.append(f"{key[0]}-{key[1]:02d}  {_pair(p):>24}{_pair(s):>24}{_pair(pub):>24}  {state}")
     if not_current:
-        lines.append(f"{not_current} month(s) not current; fix: {PREPARE} (stale months: {FULL_REFRESH})")
+        lines.append(f"{text.plural(not_current, 'month')} not current; fix: {PREPARE} (stale months: {FULL_REFRESH})")
     if stale:
-        lines.append(f"{len(stale)} exported folder(s) no longer match production, marked {staleness.MARKER}:")
+        lines.append(
+            f"{text.plural(len(stale), 'exported folder')} no longer {'matches' if len(stale) == 1 else 'match'} "
+            f"production, marked {staleness.MARKER}:"
+        )
         for entry in stale:
             lines.append(f"  {entry.summary()}")
             lines.append(f"    marked: {entry.marker}; refresh: {entry.refresh}")

@@ -31,6 +31,7 @@ from pathlib import Path
 import psycopg
 
 from northwind_elt.core.files import write_whole
+from northwind_elt.core.text import number, plural
 from northwind_elt.pipelines.padam.generator import MAX_YEAR
 
 MARKER = "_STALE"
@@ -71,7 +72,7 @@ class Stats:
         return found
 
     def describe(self) -> str:
-        return f"{self.count} rows, sum {self.sum}, min {self.min}, max {self.max}"
+        return f"{plural(self.count, 'row')}, sum {number(self.sum)}, min {number(self.min)}, max {number(self.max)}"
 
 
 def _whole(text: str | None) -> int | None:

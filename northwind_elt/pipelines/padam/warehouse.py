@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from northwind_elt.core import settings
+from northwind_elt.core import settings, text
 
 LANDING_SCHEMA = "padam_landing"
 RAW_SCHEMA = "padam_raw"
@@ -77,11 +77,12 @@ class MergeResult:
 
     def summary(self) -> str:
         if self.landed == 0:
-            return f"nothing landed; the warehouse holds {self.warehouse_rows} rows"
+            return f"nothing landed; the warehouse holds {text.plural(self.warehouse_rows, 'row')}"
         refresh = " (full refresh: raw replaced)" if self.full_refresh else ""
         return (
-            f"merged {self.landed} landed rows from {self.first} to {self.last}{refresh}: "
-            f"{self.new} new, {self.replaced} replaced; the warehouse holds {self.warehouse_rows} rows"
+            f"merged {text.plural(self.landed, 'landed row')} from {self.first} to {self.last}{refresh}: "
+            f"{text.number(self.new)} new, {text.number(self.replaced)} replaced; "
+            f"the warehouse holds {text.plural(self.warehouse_rows, 'row')}"
         )
 
 
@@ -94,7 +95,10 @@ class MonthDiff:
 
     def describe(self) -> str:
         (pc, ps), (wc, ws) = self.production, self.warehouse
-        return f"{self.year}-{self.month:02d}: production {pc} rows (sum {ps}), warehouse {wc} rows (sum {ws})"
+        return (
+            f"{self.year}-{self.month:02d}: production {text.plural(pc, 'row')} (sum {text.number(ps)}), "
+            f"warehouse {text.plural(wc, 'row')} (sum {text.number(ws)})"
+        )
 
 
 def connect(prefix: str) -> psycopg.Connection:

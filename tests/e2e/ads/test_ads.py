@@ -207,7 +207,8 @@ def test_an_archive_an_earlier_run_wrote_but_never_committed_is_adopted_not_writ
     archives_before = [k for k in ads.keys("archive/") if k.endswith(".jsonl")]
 
     out = ads.ok("ads", "archive", "--date", "2024-01-16", ADS_RETENTION_HOURS="6")
-    assert f"an earlier run's archive {key} ({len(old)} rows) was not committed: {len(old)} rows deleted now" in out
+    rows = f"{len(old):,} row{'s' * (len(old) != 1)}"
+    assert f"an earlier run's archive {key} ({rows}) was not committed: {rows} deleted now" in out
     assert "nothing shown before 2024-01-15T18:00:00Z" in out  # its rows are not archived a second time
     assert [k for k in ads.keys("archive/") if k.endswith(".jsonl")] == archives_before
     assert set(ads.rows()) == set(present) - {r["ad_id"] for r in old}

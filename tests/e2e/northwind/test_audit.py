@@ -65,7 +65,7 @@ def test_a_bad_day_fails_its_own_audit_only_and_keeps_its_published_rows(
     failed = pipeline.run("transform", GOOD_DAY)
     assert failed.returncode != 0
     cause = next(line for line in failed.stderr.splitlines() if line.startswith("Cause: "))
-    assert failing_test in cause and "failing row(s), see" in cause, cause
+    assert failing_test in cause and re.search(r"\b\d+ failing rows?, see ", cause), cause
     assert "audit_2024_08_01" in cause, "the failing rows are kept in the day's audit schema"
     # The published mart and the export keep the previous day.
     assert published(pipeline, GOOD_DAY) == before

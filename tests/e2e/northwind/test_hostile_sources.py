@@ -170,7 +170,7 @@ def test_with_that_line_the_day_publishes_its_export_and_status_shows_what_was_l
     assert manifest["unreadable_tables"] == [REVOKED]
     assert manifest["views"] == [LISTED_VIEW]
     warning = (
-        f"WARNING: extract-postgres for {DAY}: skipping table(s) the extraction role "
+        f"WARNING: extract-postgres for {DAY}: skipping 1 table the extraction role "
         f"{pipeline.env['SOURCE_PG_USER']} may not read: {REVOKED}"
     )
     assert warning in days.log_text

@@ -292,7 +292,7 @@ def test_every_column_the_load_adds_is_named_for_every_table_and_nothing_is_stag
     with pytest.raises(PipelineError) as raised:
         prepare_staging(warehouse, "load", DAY2, files)
     message = str(raised.value)
-    assert "2 table(s) of the day cannot be loaded" in message
+    assert "2 tables of the day cannot be loaded" in message
     for table, path in files.items():
         reserved = [n for n in pq.read_schema(path).names if n in ("_day", "_load_id")]
         found = ", ".join(f"column {n!r}: the load adds a column of that name to every row" for n in reserved)

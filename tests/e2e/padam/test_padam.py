@@ -237,7 +237,7 @@ def test_a_second_preparation_loads_no_new_row(padam: Pipeline, year_run: subpro
     ok(year_run)
     output = ok(padam.nw("padam", "prepare"))
     # The inclusive bookmark re-reads the last row; it replaces itself, nothing is added.
-    assert ": 0 new, 1 replaced; the warehouse holds 7374 rows" in output, output
+    assert ": 0 new, 1 replaced; the warehouse holds 7,374 rows" in output, output
     with padam.connect("PADAM_WH_PG") as conn:
         assert conn.execute("SELECT count(*) FROM padam_raw.entity").fetchone()[0] == SPEC_ROWS_2022_C1
         assert conn.execute("SELECT sum(count_values) FROM padam.entity_stats_daily").fetchone()[0] == 7374
@@ -519,7 +519,7 @@ def test_rows_deleted_from_an_exported_month_mark_its_files_stale_until_it_is_ex
     assert reconcile.returncode == 1
     states = month_states(reconcile.stdout)
     assert states == {f"{YEAR}-{m:02d}": "export_stale" if m in (month, 12) else "ok" for m in range(1, 13)}, states
-    assert f"2 exported folder(s) no longer match production, marked {MARKER}:" in reconcile.stdout
+    assert f"2 exported folders no longer match production, marked {MARKER}:" in reconcile.stdout
     # nw status: the reconciled column (the refused export is the month's state, the year to date December's).
     status = ok(padam.nw("status", "--last", "24"))
     assert re.search(rf"^\s*{YEAR}-05\s.*\sexport_stale\s+failed at padam-export$", status, re.M), status
@@ -530,7 +530,7 @@ def test_rows_deleted_from_an_exported_month_mark_its_files_stale_until_it_is_ex
     ok(padam.nw("padam", "prepare"))
     reconcile = padam.nw("padam", "reconcile")
     assert reconcile.returncode == 1 and month_states(reconcile.stdout)[f"{YEAR}-05"] == "export_stale"
-    pair = f"{month_after.count} / {month_after.sum}"
+    pair = f"{month_after.count:,} / {month_after.sum:,}"
     assert re.search(rf"^{YEAR}-05\s+{pair}\s+{pair}\s+{pair}\s+export_stale$", reconcile.stdout, re.M)
 
     # Exported again: the markers are gone, the files hold production's stats.
