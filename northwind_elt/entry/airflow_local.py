@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import http.client
 import json
 import os
 import re
@@ -24,10 +25,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from northwind_elt.core import net, settings
+from northwind_elt.core import net, settings, text
 from northwind_elt.core.errors import ConfigError
 from northwind_elt.core.text import plural
 from northwind_elt.entry import airflow_cluster
@@ -152,6 +154,14 @@ def _airflow(*args: str, check: bool = True, capture: bool = True) -> subprocess
     return result
 
 
+def _span(seconds: float | str | None) -> str:
+    """A span of seconds as every message says one (core/text.py): '5 minutes', '45 seconds'."""
+    try:
+        return text.duration(dt.timedelta(seconds=float(seconds)))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return f"{seconds} (seconds)"
+
+
 def _tail(path: Path, lines: int = 15) -> str:
     with contextlib.suppress(OSError):
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -274,7 +284,7 @@ def up(workers: int = 0) -> int:
                     print(
                         f"WARNING: {name} stopped (exit status {proc.returncode}); Airflow retries its tasks on "
                         f"the other workers once it misses their heartbeat "
-                        f"({env.get(airflow_cluster.HEARTBEAT_ENV)} s). Log: {logs / f'{name}.log'}",
+                        f"({_span(env.get(airflow_cluster.HEARTBEAT_ENV))}). Log: {logs / f'{name}.log'}",
                         file=sys.stderr,
                         flush=True,
                     )
@@ -361,7 +371,7 @@ def _create_backfill(
     while (paused := _paused(api, dag_id)) is None:
         if time.monotonic() > deadline:
             raise ConfigError(
-                f"Airflow's dag processor has not stored {dag_id} after {START_LIMIT_S:.0f} s",
+                f"Airflow's dag processor has not stored {dag_id} after {_span(START_LIMIT_S)}",
                 f"check the DAGs: airflow dags list-import-errors; logs in {home()}",
             )
         waiting = waiting or progress.start(f"waiting for the dag processor to parse {dag_id}")
@@ -387,10 +397,18 @@ def _create_backfill(
             },
         )
     except ApiError as err:
+        if err.status == 409:  # Airflow's AlreadyRunningBackfill: one backfill of a DAG at a time
+            fix = (
+                f"wait for the backfill of {dag_id} that still runs, or cancel it in the UI "
+                f"({api_url()}/dags/{dag_id}, its Backfills tab); then rerun this command"
+            )
+        else:
+            fix = (
+                f"fix what Airflow says, then rerun this command; if it names the DAG, check the DAGs "
+                f"(airflow dags list-import-errors; the API server's log in {home() / 'logs' / 'components'})"
+            )
         raise ConfigError(
-            f"Airflow refused the backfill of {dag_id} for {first}..{last}: {err.detail}",
-            "a backfill of this DAG still running: wait for it, or cancel it in the UI (the DAG's Backfills tab); "
-            f"else check the DAGs (airflow dags list-import-errors; logs in {home()})",
+            f"Airflow refused the backfill of {dag_id} for {first}..{last} (HTTP {err.status}): {err.detail}", fix
         ) from None
 
 
@@ -434,20 +452,65 @@ def backfill(dag_id: str, first: dt.date, last: dt.date, wait: bool) -> int:
                     "--wait pauses it again once they have ended"
                 )
             return 0
-        finished = wait_for_backfill(api, dag_id, days, unit, progress)
-        if not scheduled_runs():
-            _pause_when_idle(api, dag_id, progress)
+        code, said = wait_and_pause(api, dag_id, days, unit, progress, scheduled=scheduled_runs())
+    if said:
+        print(said, file=sys.stderr)  # after the live display, so it stays on screen whole
+    return code
+
+
+def wait_and_pause(
+    api: AirflowApi,
+    dag_id: str,
+    days: set[str],
+    unit: str,
+    progress: LiveProgress,
+    *,
+    scheduled: bool,
+    polling: Polling | None = None,
+) -> tuple[int, str]:
+    """`backfill --wait` once the backfill exists: wait for its runs, then pause the DAG again (when
+    scheduled runs are off). The exit status and what to print on stderr: the failed days, or, when
+    the wait ends before the runs (Ctrl-C, Airflow's API failing), that the backfill goes on."""
+    try:
+        finished = wait_for_backfill(api, dag_id, days, unit, progress, polling)
+    except KeyboardInterrupt:
+        return 130, left_running(dag_id, days, "interrupted (Ctrl-C)", scheduled)
+    except ConfigError as err:
+        return 1, left_running(dag_id, days, f"{err.cause} (fix: {err.fix})", scheduled)
+    if not scheduled:
+        _pause_when_idle(api, dag_id, progress)
     failed = sorted(day for day, run in finished.items() if run.state == "failed")
-    if failed:
-        what = "; ".join(f"{day} ({finished[day].failure()})" for day in failed)
-        print(
-            f"FAILED {unit}s: {what}.\n"
-            f"Cause and fix: nw status --date {failed[0]} (and the failed task's log in the UI).\n"
-            f"Then rerun: nw airflow backfill --dag {dag_id} --from {failed[0]} --to {failed[-1]} --wait",
-            file=sys.stderr,
+    if not failed:
+        return 0, ""
+    what = "; ".join(f"{day} ({finished[day].failure()})" for day in failed)
+    return 1, (
+        f"FAILED {unit}s: {what}.\n"
+        f"Cause and fix: nw status --date {failed[0]} (and the failed task's log in the UI).\n"
+        f"Then rerun: nw airflow backfill --dag {dag_id} --from {failed[0]} --to {failed[-1]} --wait"
+    )
+
+
+def left_running(dag_id: str, days: set[str], why: str, scheduled: bool) -> str:
+    """What goes on when `backfill --wait` stops waiting before the runs end: the backfill is Airflow's
+    and runs on, and nothing pauses the DAG again. A second backfill of the range would be refused
+    while this one runs (Airflow allows one per DAG), so the UI is where to follow it."""
+    first, last = min(days), max(days)
+    ui = f"{api_url()}/dags/{dag_id}"
+    lines = [
+        f"ERROR: stopped waiting for the backfill of {dag_id} for {first}..{last}: {why}",
+        f"The backfill goes on in Airflow: follow its runs in the UI, {ui} (its Backfills tab lists it; cancel it "
+        "there to stop it).",
+    ]
+    if not scheduled:
+        lines.append(
+            f"{dag_id} is left unpaused (scheduled runs are off, so nothing else starts): once its runs have "
+            f"ended, pause it with the toggle by its name in the UI, {ui}."
         )
-        return 1
-    return 0
+    lines.append(
+        f"Failed days then: nw status --date DAY; rerun them: nw airflow backfill --dag {dag_id} --from DAY --to DAY "
+        "--wait"
+    )
+    return "\n".join(lines)
 
 
 def order_note(dag_id: str, unit: str, at_once: int) -> str:
@@ -462,7 +525,6 @@ def order_note(dag_id: str, unit: str, at_once: int) -> str:
 
 # -- a backfill, waited for ----------------------------------------------------------------
 PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
-POLL_S = 2.0
 FINISHED = ("success", "failed")
 
 
@@ -571,8 +633,8 @@ class DayRun:
 
 
 def duration(seconds: float | None) -> str:
-    whole = max(0, round(seconds or 0))
-    return f"{whole} s" if whole < 60 else f"{whole // 60} min {whole % 60:02d} s"
+    """Measured seconds as `nw status` shows a step's (core/text.py): '9.6 s', '1,234.0 s'."""
+    return f"{text.seconds(max(0.0, seconds or 0.0))} s"
 
 
 class BackfillWatch:
@@ -724,41 +786,100 @@ def backfill_runs(
     return runs
 
 
+@dataclass(frozen=True)
+class Polling:
+    """How `backfill --wait` polls: every `interval_s`; after a failed poll (a timeout on a busy machine,
+    an error 5xx) again while Airflow's API server answers, for at most `give_up_s` of failures in a row.
+    The clock and the sleep are the tests' to replace."""
+
+    interval_s: float = 2.0
+    give_up_s: float = 300.0
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+
+# A poll that failed this way may pass the next time: the request timed out, the connection dropped.
+TRANSIENT = (OSError, http.client.HTTPException)
+
+
 def wait_for_backfill(
-    api: AirflowApi, dag_id: str, days: set[str], unit: str, progress: LiveProgress
+    api: AirflowApi, dag_id: str, days: set[str], unit: str, progress: LiveProgress, polling: Polling | None = None
 ) -> dict[str, DayRun]:
-    """Poll until every run of the range has finished, showing its progress; the runs as they ended."""
-    started = time.monotonic()
+    """Poll until every run of the range has finished, showing its progress; the runs as they ended.
+    A failed poll is retried (said once, and live as a running task) while Airflow's API server
+    answers; a ConfigError once it stops answering, refuses the poll (4xx) or fails for too long."""
+    polling = polling or Polling()
+    started = polling.clock()
     watch = BackfillWatch(dag_id, days, unit, progress)
     runs: dict[str, DayRun] = {}
+    failing_since: float | None = None
+    retrying: Task | None = None
     try:
         while True:
             try:
                 runs = backfill_runs(api, dag_id, days, runs)
-            except OSError:
-                if answers():
+            except (*TRANSIENT, ApiError) as exc:
+                if isinstance(exc, ApiError) and exc.status < 500:
                     raise
-                raise ConfigError(
-                    f"Airflow stopped answering on {api_url()} while the backfill ran", "start it again: make airflow"
-                ) from None
-            watch.show(runs, dt.datetime.now(dt.UTC))
-            if watch.finished(runs):
-                break
-            time.sleep(POLL_S)
+                if not answers():
+                    raise ConfigError(
+                        f"Airflow stopped answering on {api_url()} while the backfill ran",
+                        "start it again: make airflow; the backfill resumes once it runs",
+                    ) from None
+                now = polling.clock()
+                said = f"HTTP {exc.status}" if isinstance(exc, ApiError) else type(exc).__name__
+                cause = f"{said}: {exc.detail if isinstance(exc, ApiError) else exc}"
+                if failing_since is None:
+                    failing_since = now
+                    progress.print(
+                        f"  a poll of Airflow's API failed ({cause}); its API server answers: polling again every "
+                        f"{duration(polling.interval_s)} for up to {_span(polling.give_up_s)}"
+                    )
+                    retrying = progress.start("polling Airflow's API again after a failure")
+                elif now - failing_since >= polling.give_up_s:
+                    raise ConfigError(
+                        f"Airflow's API failed every poll for {duration(now - failing_since)}, last: {cause}",
+                        f"see the API server's log in {home() / 'logs' / 'components'}",
+                    ) from None
+            else:
+                if retrying is not None:
+                    retrying.finish(f"  Airflow's API answers again after {duration(polling.clock() - failing_since)}")
+                    failing_since, retrying = None, None
+                watch.show(runs, dt.datetime.now(dt.UTC))
+                if watch.finished(runs):
+                    break
+            polling.sleep(polling.interval_s)
     finally:
         watch.close()
-    progress.print(f"  {watch.summary(runs)} after {duration(time.monotonic() - started)}")
+        if retrying is not None:
+            retrying.finish()
+    progress.print(f"  {watch.summary(runs)} after {duration(polling.clock() - started)}")
     return runs
+
+
+def _active_runs(api: AirflowApi, dag_id: str) -> int:
+    return api.call("GET", f"/dags/{dag_id}/dagRuns", state=["queued", "running"], limit="1").get("total_entries", 0)
 
 
 def _pause_when_idle(api: AirflowApi, dag_id: str, progress: LiveProgress) -> None:
     """Scheduled runs are off: pause the DAG again (no next run promised), unless other runs of it
-    (triggered meanwhile) still need it unpaused."""
-    active = api.call("GET", f"/dags/{dag_id}/dagRuns", state=["queued", "running"], limit="1")
-    if active.get("total_entries"):
-        progress.print(f"{dag_id} stays unpaused: {plural(active['total_entries'], 'other run')} still to finish")
+    (triggered meanwhile) still need it unpaused.
+
+    Airflow has no "pause if idle": a run triggered or a backfill created between the look at the
+    active runs and the pause would wait paused. So the runs are looked at again after the pause, and
+    the DAG unpaused again if any came. The window that remains: a run created after the second look
+    by someone who saw the DAG unpaused before the pause (another `nw airflow backfill` unpauses only
+    a DAG it finds paused); its runs wait, queued, until the DAG is unpaused (its toggle in the UI)."""
+    active = _active_runs(api, dag_id)
+    if active:
+        progress.print(f"{dag_id} stays unpaused: {plural(active, 'other run')} still to finish")
         return
     api.call("PATCH", f"/dags/{dag_id}", body={"is_paused": True})
+    came = _active_runs(api, dag_id)
+    if came:
+        api.call("PATCH", f"/dags/{dag_id}", body={"is_paused": False})
+        progress.print(f"{dag_id} unpaused again: {plural(came, 'run')} of it started while it was being paused")
+        return
     progress.print(f"{dag_id} paused again (scheduled runs are off: AIRFLOW_SCHEDULED_RUNS)")
 
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import http.server
 import io
+import json
 import sys
+import threading
+import urllib.parse
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -228,13 +232,13 @@ def test_a_waited_backfill_shows_each_change_and_what_still_runs_every_five_quie
         "  northwind_daily 2024-01-11: queued",
         "  0 of 2 days done, 1 running, 0 retrying, 0 failed, 1 waiting",
         # Its elapsed time is Airflow's: it had run 3 s when first seen.
-        "  still running: 2024-01-10 extract_postgres (8 s) | "
+        "  still running: 2024-01-10 extract_postgres (8.0 s) | "
         "0 of 2 days done, 1 running, 0 retrying, 0 failed, 1 waiting",
         "  northwind_daily 2024-01-10: retrying",
-        "  northwind_daily 2024-01-10 extract_postgres: success in 10 s",
+        "  northwind_daily 2024-01-10 extract_postgres: success in 9.6 s",
         "  northwind_daily 2024-01-10 load: failed on try 1, Airflow retries it",
         "  0 of 2 days done, 0 running, 1 retrying, 0 failed, 1 waiting",
-        "  still running: 2024-01-10 load, waiting for its retry (5 s) | "
+        "  still running: 2024-01-10 load, waiting for its retry (5.0 s) | "
         "0 of 2 days done, 0 running, 1 retrying, 0 failed, 1 waiting",
         "  northwind_daily 2024-01-10 load: success",
         "  northwind_daily 2024-01-10: success",
@@ -249,3 +253,262 @@ def test_a_waited_backfill_shows_each_change_and_what_still_runs_every_five_quie
         # The last count is printed by wait_for_backfill, with the time the backfill took.
     ]
     assert done["2024-01-11"].failure() == "extract_postgres failed on try 3"
+
+
+class FakeAirflow:
+    """Airflow's REST API as `nw airflow backfill` uses it, served by a real HTTP server on a free local
+    port: each poll of the range's runs answers the next scripted answer (the last one repeats)."""
+
+    DROP = "drop"  # the connection closes without an answer, as on a timeout or a restart
+
+    def __init__(self, polls: list, active: list[int] | None = None, backfill: tuple[int, dict] = (200, {})) -> None:
+        self.polls, self.active, self.backfill = list(polls), list(active or [0]), backfill
+        self.healthy = True
+        self.patches: list[dict] = []
+        self.polled = 0
+        self.state = "queued"
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def answer(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                url = urllib.parse.urlsplit(self.path)
+                query = urllib.parse.parse_qs(url.query)
+                if url.path == "/execution/health":
+                    return self.answer(200 if fake.healthy else 503, {})
+                if url.path == "/auth/token":
+                    return self.answer(201, {"access_token": "token"})
+                if url.path.endswith("/taskInstances"):
+                    task = {"task_id": "load", "state": fake.state, "try_number": 1, "duration": 9.64}
+                    return self.answer(200, {"task_instances": [task]})
+                if url.path.endswith("/dagRuns") and "state" in query:  # the active runs, asked when pausing
+                    total = fake.active.pop(0) if len(fake.active) > 1 else fake.active[0]
+                    return self.answer(200, {"dag_runs": [], "total_entries": total})
+                if url.path.endswith("/dagRuns"):
+                    fake.polled += 1
+                    poll = fake.polls.pop(0) if len(fake.polls) > 1 else fake.polls[0]
+                    if poll == FakeAirflow.DROP:
+                        self.close_connection = True
+                        return None
+                    if isinstance(poll, int):
+                        return self.answer(poll, {"detail": f"answered {poll}"})
+                    fake.state = poll
+                    run = {"dag_run_id": "backfill__2024-01-10", "logical_date": "2024-01-10T00:00:00Z", "state": poll}
+                    return self.answer(200, {"dag_runs": [run], "total_entries": 1})
+                return self.answer(200, {"is_paused": False})  # the DAG itself
+
+            def do_PATCH(self) -> None:
+                fake.patches.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.answer(200, {})
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path.startswith("/auth/token"):
+                    return self.answer(201, {"access_token": "token"})
+                return self.answer(*fake.backfill)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+
+    def __enter__(self) -> FakeAirflow:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+
+@pytest.fixture
+def airflow_api(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """A FakeAirflow maker, the project's AIRFLOW_PORT pointing at it."""
+    started: list[FakeAirflow] = []
+
+    def start(polls: list, **kwargs: object) -> tuple[FakeAirflow, airflow_local.AirflowApi]:
+        fake = FakeAirflow(polls, **kwargs).__enter__()
+        started.append(fake)
+        monkeypatch.setenv("AIRFLOW_PORT", str(fake.port))
+        monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "airflow"))
+        return fake, airflow_local.AirflowApi(airflow_local.api_url(), tmp_path / "no-passwords.json")
+
+    yield start
+    for fake in started:
+        fake.__exit__()
+
+
+class FakeTime:
+    """The wait's clock and sleep: a sleep moves the clock on and lets the progress ticker look, as its
+    thread would (every half second here), so the 5-second rule is checked without waiting."""
+
+    def __init__(self, progress_of: list[LiveProgress], interrupt_after: int | None = None) -> None:
+        self.now, self.progress_of, self.sleeps, self.interrupt_after = 100.0, progress_of, 0, interrupt_after
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps += 1
+        if self.interrupt_after is not None and self.sleeps > self.interrupt_after:
+            raise KeyboardInterrupt
+        for _ in range(round(seconds / 0.5)):
+            self.now += 0.5
+            self.progress_of[0].tick()
+
+
+def wait(fake_time: FakeTime, api: airflow_local.AirflowApi, give_up_s: float = 10.0) -> tuple[int, str, str]:
+    out = io.StringIO()
+    polling = airflow_local.Polling(interval_s=2.5, give_up_s=give_up_s, clock=fake_time.clock, sleep=fake_time.sleep)
+    with LiveProgress(live=False, out=out, clock=fake_time.clock, ticker=False) as progress:
+        fake_time.progress_of[:] = [progress]
+        code, said = airflow_local.wait_and_pause(
+            api, "northwind_daily", {"2024-01-10"}, "day", progress, scheduled=False, polling=polling
+        )
+    return code, said, out.getvalue()
+
+
+def test_a_waited_backfill_polls_again_through_a_timeout_and_errors_5xx_and_is_never_silent(airflow_api) -> None:
+    fake, api = airflow_api([FakeAirflow.DROP, 503, 503, "running", "success"])
+    code, said, out = wait(FakeTime([]), api)
+    assert (code, said) == (0, "")
+    assert fake.polled == 5 and fake.patches == [{"is_paused": True}]
+    assert out.splitlines() == [
+        "  a poll of Airflow's API failed (RemoteDisconnected: Remote end closed connection without response); "
+        "its API server answers: polling again every 2.5 s for up to 10 seconds",
+        # 5 s without a line: the ticker says what goes on.
+        "  still running: polling Airflow's API again after a failure (5.0 s) | "
+        "0 of 1 day done, 0 running, 0 retrying, 0 failed, 1 waiting",
+        "  Airflow's API answers again after 7.5 s",
+        "  northwind_daily 2024-01-10: running",
+        "  northwind_daily 2024-01-10 load: running",
+        "  0 of 1 day done, 1 running, 0 retrying, 0 failed, 0 waiting",
+        "  northwind_daily 2024-01-10 load: success in 9.6 s",
+        "  northwind_daily 2024-01-10: success",
+        "  1 of 1 day done, 0 running, 0 retrying, 0 failed, 0 waiting after 10.0 s",
+        "northwind_daily paused again (scheduled runs are off: AIRFLOW_SCHEDULED_RUNS)",
+    ]
+
+
+def left_running_lines(port: int, why: str) -> list[str]:
+    ui = f"http://127.0.0.1:{port}/dags/northwind_daily"
+    return [
+        f"ERROR: stopped waiting for the backfill of northwind_daily for 2024-01-10..2024-01-10: {why}",
+        f"The backfill goes on in Airflow: follow its runs in the UI, {ui} (its Backfills tab lists it; "
+        "cancel it there to stop it).",
+        "northwind_daily is left unpaused (scheduled runs are off, so nothing else starts): once its runs have "
+        f"ended, pause it with the toggle by its name in the UI, {ui}.",
+        "Failed days then: nw status --date DAY; rerun them: nw airflow backfill --dag northwind_daily --from DAY "
+        "--to DAY --wait",
+    ]
+
+
+def test_a_wait_that_fails_for_too_long_says_the_backfill_goes_on_and_leaves_the_dag_unpaused(airflow_api) -> None:
+    fake, api = airflow_api([503])
+    code, said, out = wait(FakeTime([]), api, give_up_s=10)
+    assert code == 1 and fake.patches == []
+    logs = airflow_local.home() / "logs" / "components"
+    why = (
+        f"Airflow's API failed every poll for 10.0 s, last: HTTP 503: answered 503 "
+        f"(fix: see the API server's log in {logs})"
+    )
+    assert said.splitlines() == left_running_lines(fake.port, why)
+    assert fake.polled == 5  # at 0, 2.5, 5, 7.5 and 10 s
+    assert out.splitlines()[0].startswith("  a poll of Airflow's API failed (HTTP 503: answered 503)")
+
+
+@pytest.mark.parametrize(
+    ("answer", "healthy", "why"),
+    [
+        # A refusal is no passing failure: no poll again.
+        (404, True, "Airflow's API answered 404 to GET /dags/northwind_daily/dagRuns: answered 404"),
+        (503, False, "Airflow stopped answering on {url} while the backfill ran"),
+    ],
+)
+def test_a_wait_ends_at_once_when_airflow_refuses_the_poll_or_stops_answering(
+    airflow_api, answer: int, healthy: bool, why: str
+) -> None:
+    fake, api = airflow_api([answer])
+    fake.healthy = healthy
+    code, said, _ = wait(FakeTime([]), api)
+    assert code == 1 and fake.polled == 1 and fake.patches == []
+    fix = {
+        404: f"see the API server's log in {airflow_local.home() / 'logs' / 'components'}",
+        503: "start it again: make airflow; the backfill resumes once it runs",
+    }[answer]
+    why = f"{why.format(url=airflow_local.api_url())} (fix: {fix})"
+    assert said.splitlines() == left_running_lines(fake.port, why)
+
+
+def test_ctrl_c_while_waiting_exits_130_saying_the_backfill_goes_on(airflow_api) -> None:
+    fake, api = airflow_api(["running"])
+    code, said, out = wait(FakeTime([], interrupt_after=1), api)
+    assert code == 130 and fake.patches == []
+    assert said.splitlines() == left_running_lines(fake.port, "interrupted (Ctrl-C)")
+    assert "northwind_daily 2024-01-10: running" in out
+
+
+@pytest.mark.parametrize(
+    ("active", "patches", "said"),
+    [
+        (
+            [0, 0],
+            [{"is_paused": True}],
+            "northwind_daily paused again (scheduled runs are off: AIRFLOW_SCHEDULED_RUNS)",
+        ),
+        # A run triggered between the look at the active runs and the pause: unpaused again.
+        (
+            [0, 1],
+            [{"is_paused": True}, {"is_paused": False}],
+            "northwind_daily unpaused again: 1 run of it started while it was being paused",
+        ),
+        ([2], [], "northwind_daily stays unpaused: 2 other runs still to finish"),
+    ],
+)
+def test_the_dag_is_paused_again_only_while_no_run_of_it_is_active(
+    airflow_api, active: list[int], patches: list[dict], said: str
+) -> None:
+    fake, api = airflow_api(["success"], active=active)
+    out = io.StringIO()
+    with LiveProgress(live=False, out=out, ticker=False) as progress:
+        airflow_local._pause_when_idle(api, "northwind_daily", progress)
+    assert fake.patches == patches
+    assert out.getvalue().splitlines() == [said]
+
+
+@pytest.mark.parametrize(
+    ("status", "detail", "fix"),
+    [
+        (409, "There is already a running backfill for dag northwind_daily", "wait for the backfill of"),
+        (422, "No runs to create for the dates given", "fix what Airflow says, then rerun this command"),
+    ],
+)
+def test_a_refused_backfill_says_airflows_reason_and_the_fix_for_it(
+    airflow_api, status: int, detail: str, fix: str
+) -> None:
+    _, api = airflow_api(["success"], backfill=(status, {"detail": detail}))
+    with LiveProgress(live=False, out=io.StringIO(), ticker=False) as progress, pytest.raises(ConfigError) as refused:
+        airflow_local._create_backfill(api, "northwind_daily", DAY, DAY, 1, progress)
+    assert refused.value.cause == (
+        f"Airflow refused the backfill of northwind_daily for {DAY}..{DAY} (HTTP {status}): {detail}"
+    )
+    assert refused.value.fix.startswith(fix)
+    assert ("still runs" in refused.value.fix) == (status == 409)
+
+
+def test_spans_and_measured_seconds_read_as_in_nw_status() -> None:
+    assert airflow_local._span(300) == "5 minutes" and airflow_local._span("45") == "45 seconds"
+    assert airflow_local.duration(9.64) == "9.6 s" and airflow_local.duration(2135) == "2,135.0 s"
+    assert airflow_local.duration(0.01) == "<0.1 s" and airflow_local.duration(None) == "0.0 s"
