@@ -38,6 +38,7 @@ from typing import IO, Any
 
 from northwind_elt.core import ledger, settings
 from northwind_elt.core.errors import ConfigError
+from northwind_elt.core.text import number, plural, seconds
 from northwind_elt.entry.progress import LiveProgress, Task
 from northwind_elt.protocol.meltano import meltano_executable
 
@@ -120,14 +121,15 @@ def pipeline_of(node: dict[str, Any]) -> str | None:
 # -- freshness in the site ---------------------------------------------------------------------
 
 
-def _hours(seconds: float) -> str:
-    hours = seconds / 3600
-    return f"{hours:,.0f} hours" if hours >= 10 else f"{hours:.1f} hours"
+def _hours(ago_s: float) -> str:
+    hours = ago_s / 3600
+    # One decimal (text.seconds' format) while it says something; whole hours from 10 on.
+    return plural(round(hours), "hour") if hours >= 10 else f"{seconds(hours)} hours"
 
 
 def _rule(criteria: dict[str, Any]) -> str:
     rules = [
-        f"{level} after {rule['count']} {rule['period']}{'s' if rule['count'] != 1 else ''}"
+        f"{level} after {plural(rule['count'], rule['period'])}"
         for level in ("warn", "error")
         if (rule := criteria.get(f"{level}_after") or {}).get("count")
     ]
@@ -172,8 +174,8 @@ def summarise_freshness(results: list[dict[str, Any]]) -> str:
     counts: dict[str, int] = {}
     for result in results:
         counts[result.get("status", "?")] = counts.get(result.get("status", "?"), 0) + 1
-    text = f"{len(results)} source{'s' if len(results) != 1 else ''}: " + ", ".join(
-        f"{n} {status}" for status, n in sorted(counts.items())
+    text = f"{plural(len(results), 'source')}: " + ", ".join(
+        f"{number(n)} {status}" for status, n in sorted(counts.items())
     )
     measured = [r for r in results if r.get("max_loaded_at_time_ago_in_s") is not None and not _never_loaded(r)]
     if measured:
@@ -317,17 +319,18 @@ def _document(
     code = _invoke(generate, run_env, log, name, task)
     manifest, catalog = _read_json(project / path / "manifest.json"), _read_json(project / path / "catalog.json")
     if code != 0 or not manifest:
-        task.finish(f"{name}: docs generate ({where}) FAILED after {task.elapsed():.0f} s; dbt said:")
+        task.finish(f"{name}: docs generate ({where}) FAILED after {seconds(task.elapsed())} s; dbt said:")
         progress.print(log.tail(name))
         raise DocsFailed(name)
     ours = set(warehouse.pipelines)
     models = [n for n in manifest.get("nodes", {}).values() if n["resource_type"] == "model" and pipeline_of(n) in ours]
     sources = [s for s in manifest.get("sources", {}).values() if pipeline_of(s) in ours]
     typed = len(catalog.get("nodes", {})) + len(catalog.get("sources", {}))
-    what = f"{len(models)} models, {len(sources)} sources" if models else f"{len(sources)} sources"
+    what = plural(len(sources), "source")
+    what = f"{plural(len(models), 'model')}, {what}" if models else what
     unset = f"no column types: {warehouse.prefix}_PASSWORD is not set"
-    types = f"{typed} of them with column types" if warehouse.configured else unset
-    task.finish(f"{name}: docs generate ({where}): {what}, {types} ({task.elapsed():.1f} s)")
+    types = f"{number(typed)} of them with column types" if warehouse.configured else unset
+    task.finish(f"{name}: docs generate ({where}): {what}, {types} ({seconds(task.elapsed())} s)")
     generated = Generated(warehouse, manifest, catalog)
 
     checked = [s for s in sources if _has_freshness(s)] if warehouse.configured else []
@@ -356,7 +359,7 @@ def _document(
         stale.append(name)
     line = f"{name}: source freshness: {summary}"
     if present:
-        task.finish(f"{line} ({task.elapsed():.1f} s)")
+        task.finish(f"{line} ({seconds(task.elapsed())} s)")
     else:
         progress.print(line)
     return generated
@@ -378,8 +381,9 @@ def generate(env: dict[str, str], log: DbtLog, progress: LiveProgress) -> tuple[
     site = write_site(manifest, catalog, dbt_project() / runs[0].warehouse.target_path)
     models = sum(1 for n in manifest["nodes"].values() if n["resource_type"] == "model")
     task.finish(
-        f"site: {models} models and {len(manifest['sources'])} sources of {len(found)} warehouses, "
-        f"{len(catalog['nodes']) + len(catalog['sources'])} with column types: {site} ({task.elapsed():.1f} s)"
+        f"site: {plural(models, 'model')} and {plural(len(manifest['sources']), 'source')} of "
+        f"{plural(len(found), 'warehouse')}, {number(len(catalog['nodes']) + len(catalog['sources']))} with column "
+        f"types: {site} ({seconds(task.elapsed())} s)"
     )
     return site, stale
 
@@ -412,7 +416,7 @@ def docs(host: str | None, port: int | None, serve: bool = True) -> int:
             return 1
         if stale:
             print(f"(sources of {', '.join(stale)}: stale or not loaded yet, see above; the docs are generated anyway)")
-        print(f"dbt docs generated in {time.monotonic() - started:.0f} s: {site / 'index.html'}", flush=True)
+        print(f"dbt docs generated in {seconds(time.monotonic() - started)} s: {site / 'index.html'}", flush=True)
         if not serve:
             return 0
         code = _serve(env, log, host, int(port_text))

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import IO, Any
 
+from northwind_elt.core.text import plural
+
 Clock = Callable[[], float]
 # Seconds of quiet in plain mode before a line says what is still running.
 PLAIN_EVERY_S = 5.0
@@ -38,7 +40,7 @@ class Task:
     name: str
     started: float
     count: int | None = None  # e.g. rows so far; None: not known
-    unit: str = "rows"
+    unit: str = "row"  # singular: said as text.plural(count, unit)
     detail: str = ""
     finished: bool = field(default=False, init=False)
 
@@ -63,7 +65,7 @@ class Task:
 
 def describe(task: Task, now: float) -> str:
     """'extract-postgres running 12 s (1,207 rows; dbt 3/9)': a running task in a few words."""
-    known = ([f"{task.count:,} {task.unit}"] if task.count is not None else []) + ([task.detail] if task.detail else [])
+    known = ([plural(task.count, task.unit)] if task.count is not None else []) + ([task.detail] if task.detail else [])
     return f"{task.name} running {task.elapsed(now):.0f} s" + (f" ({'; '.join(known)})" if known else "")
 
 
@@ -122,7 +124,7 @@ class LiveProgress:
 
     # -- what callers use ------------------------------------------------------------------------
 
-    def start(self, name: str, *, unit: str = "rows") -> Task:
+    def start(self, name: str, *, unit: str = "row") -> Task:
         task = Task(self, name, self.clock(), unit=unit)
         with self.lock:
             self.running.append(task)

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from northwind_elt.core import ledger, settings
+from northwind_elt.core import ledger, settings, text
 from northwind_elt.core.day import DayLayout, today_utc
 from northwind_elt.core.errors import rerun_command
 from northwind_elt.core.locks import StopRequested, plugin_lock, step_lock
@@ -146,8 +146,8 @@ _ROWS_SEEN = (
     # the Singer SDK's record counters: each METRIC line counts the records since the one before
     ("records", re.compile(r'METRIC: \{.*"metric":\s*"record_count".*"value":\s*(\d+)')),
 )
-# A step's commit: the rows it recorded in the ledger.
-_COMMITTED = re.compile(r": committed, (\d+) rows?\b")
+# A step's commit: the rows it recorded in the ledger (protocol/steps.py says them as text.plural does).
+_COMMITTED = re.compile(r": committed, ([\d,]+) rows?\b")
 # dbt's result lines: "12 of 32 OK created sql table model ...", "13 of 32 PASS ...".
 _DBT_DONE = re.compile(r"\b(\d+) of (\d+) (?:OK|PASS|WARN|ERROR|FAIL|SKIP|NO-OP)\b")
 
@@ -177,7 +177,7 @@ class _RowsSeen:
             self.detail = f"dbt {self.dbt_done}/{done.group(2)}"
             return True
         if (committed := _COMMITTED.search(line)) is not None:
-            self.committed = int(committed.group(1))
+            self.committed = int(committed.group(1).replace(",", ""))
             return True
         for kind, pattern in _ROWS_SEEN:
             if (found := pattern.search(line)) is not None:
@@ -189,9 +189,10 @@ class _RowsSeen:
 
 def _running_line(pipeline: Pipeline, day: dt.date, task: Task, now: float) -> str:
     """A running step's row on the live display, in the columns of its final line."""
-    rows = "" if task.count is None else f"{task.count:,}"
     status = "running" + (f" ({task.detail})" if task.detail else "")
-    return _line((pipeline.name, task.name, day.isoformat(), rows, f"{task.elapsed(now):.1f}", status))
+    return _line(
+        (pipeline.name, task.name, day.isoformat(), text.number(task.count), text.seconds(task.elapsed(now)), status)
+    )
 
 
 class _Display:
@@ -377,7 +378,7 @@ def _progress(pipeline: Pipeline, step: str, day: dt.date, seconds: float, statu
     if status == "success":
         with contextlib.suppress(*ledger.WRITE_ERRORS):
             rows = (ledger.latest(pipeline.name, day).get(step) or {}).get("rows")
-    return (pipeline.name, step, day.isoformat(), "" if rows is None else f"{rows:,}", f"{seconds:.1f}", status)
+    return (pipeline.name, step, day.isoformat(), text.number(rows), text.seconds(seconds), status)
 
 
 def _line(row: tuple[str, ...]) -> str:

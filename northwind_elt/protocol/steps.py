@@ -396,8 +396,7 @@ def commit(pipeline: Pipeline, step_name: str) -> str:
     ctx.record_success(record["started_at"], rows, notes)
     shutil.rmtree(ctx.layout.staging_dir(ctx.name), ignore_errors=True)
     ctx.release_leases()
-    # The count without separators: entry/run.py reads it from this line (its _COMMITTED).
-    counted = f", {rows} {'row' if rows == 1 else 'rows'}" if rows is not None else ""
+    counted = f", {plural(rows, 'row')}" if rows is not None else ""
     return f"{ctx.name} for {ctx.layout.iso}: committed{counted}"
 
 

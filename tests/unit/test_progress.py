@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 
-from northwind_elt.entry.progress import LiveProgress
+from northwind_elt.entry.progress import LiveProgress, describe
 
 
 class Clock:
@@ -92,3 +92,12 @@ def test_live_mode_prints_a_finished_line_once_and_leaves_no_running_row() -> No
     assert text.count("step-a FINAL") == 1 and text.count("step-b FINAL") == 1
     assert text.count("a line of its own") == 1
     assert progress.running == []
+
+
+def test_a_running_task_says_its_count_in_the_projects_plural_and_number_format() -> None:
+    one, many = LiveProgress(live=False, clock=Clock()), LiveProgress(live=False, clock=Clock())
+    single, plenty = one.start("extract-csv"), many.start("extract-postgres", unit="day")
+    single.update(count=1)
+    plenty.update(count=12070)
+    assert describe(single, 3.0) == "extract-csv running 3 s (1 row)"
+    assert describe(plenty, 3.0) == "extract-postgres running 3 s (12,070 days)"

@@ -8,6 +8,7 @@ import datetime as dt
 import io
 from pathlib import Path
 
+from northwind_elt.core import text
 from northwind_elt.entry import run
 from northwind_elt.entry.progress import LiveProgress
 from northwind_elt.pipelines import REGISTRY
@@ -59,8 +60,24 @@ def test_rows_so_far_come_from_what_the_plugins_report() -> None:
     assert seen.rows == 838
     batch = '{"type":"counter","metric":"batch_count","value":1,"tags":{"stream":"s","pid":1}}'
     assert not seen.take(f"{PREFIX}tap-postgres-arrow--northwind METRIC: {batch}\n")
-    seen.take(f"{PREFIX}nw--northwind extract-postgres for 2024-01-15: committed, 1207 rows\n")
+    seen.take(f"{PREFIX}nw--northwind extract-postgres for 2024-01-15: committed, 1,207 rows\n")
     assert seen.rows == 1207
+
+
+def test_the_commit_line_is_read_as_protocol_steps_says_it_with_separators_and_plurals() -> None:
+    commit = f"{PREFIX}nw--northwind extract-postgres for 2024-01-15: committed, "
+    for said, rows in ((text.plural(1, "row"), 1), (text.plural(1234567, "row"), 1234567), ("830 rows", 830)):
+        seen = run._RowsSeen()
+        assert seen.take(commit + said + "\n") and seen.rows == rows, said
+
+
+def test_a_step_line_says_its_rows_and_seconds_in_the_projects_formats() -> None:
+    line = run._line(run._progress(pipeline("northwind"), "extract-csv", PAST, 0.01, "failed"))
+    assert line.split()[-2:] == ["<0.1", "failed"]  # no rows for a failed step; a quick one is never 0 s
+    progress = LiveProgress(live=False, out=io.StringIO(), clock=lambda: 0.0, ticker=False)
+    task = progress.start("extract-postgres")
+    task.update(count=1234567)
+    assert run._running_line(pipeline("northwind"), PAST, task, 1234.56).split()[3:5] == ["1,234,567", "1,234.6"]
 
 
 def test_a_load_counts_its_tables_and_dbt_its_nodes() -> None:
