@@ -40,6 +40,9 @@ COMPONENTS = ("scheduler", "dag-processor", "triggerer")
 START_LIMIT_S = 300.0
 # The schedules a backfill can wait for run by run: a run per day, or per month (on its first day).
 BACKFILL_UNITS = {"@daily": "day", "@monthly": "month"}
+# Asks for a backfill again while Airflow answers 503 (its SQLite database locked by the scheduler).
+BACKFILL_CREATE_ATTEMPTS = 10
+BACKFILL_RETRY_S = 2.0
 
 
 def backfill_dags() -> dict[str, str]:
@@ -382,20 +385,30 @@ def _create_backfill(
         # Paused DAGs run nothing, backfills included. Unpausing creates no scheduled run
         # while AIRFLOW_SCHEDULED_RUNS is off (the default): only the range runs.
         api.call("PATCH", f"/dags/{dag_id}", body={"is_paused": False})
-    try:
+    body = {
+        "dag_id": dag_id,
+        "from_date": f"{first.isoformat()}T00:00:00Z",
+        "to_date": f"{last.isoformat()}T00:00:00Z",
+        "reprocess_behavior": "completed",  # finished days run again
         # A backfill has its own limit on runs at once (10 unless given; the DAG's max_active_runs does
         # not bind it): the DAG's, so the days run in order on one machine, side by side across workers.
-        api.call(
-            "POST",
-            "/backfills",
-            body={
-                "dag_id": dag_id,
-                "from_date": f"{first.isoformat()}T00:00:00Z",
-                "to_date": f"{last.isoformat()}T00:00:00Z",
-                "reprocess_behavior": "completed",  # finished days run again
-                "max_active_runs": at_once,
-            },
-        )
+        "max_active_runs": at_once,
+    }
+    try:
+        for attempt in range(1, BACKFILL_CREATE_ATTEMPTS + 1):
+            try:
+                api.call("POST", "/backfills", body=body)
+                break
+            except ApiError as err:
+                # 503: the metadata database was locked (SQLite, the local default, while the scheduler
+                # writes); Airflow asks to try again.
+                if err.status != 503 or attempt == BACKFILL_CREATE_ATTEMPTS:
+                    raise
+                progress.print(
+                    f"  Airflow is busy ({err.detail[:80]}): asking again in {BACKFILL_RETRY_S:.0f} s ({attempt} of "
+                    f"{BACKFILL_CREATE_ATTEMPTS})"
+                )
+                time.sleep(BACKFILL_RETRY_S)
     except ApiError as err:
         if err.status == 409:  # Airflow's AlreadyRunningBackfill: one backfill of a DAG at a time
             fix = (

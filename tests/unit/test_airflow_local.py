@@ -264,6 +264,7 @@ class FakeAirflow:
     def __init__(self, polls: list, active: list[int] | None = None, backfill: tuple[int, dict] = (200, {})) -> None:
         self.polls, self.active, self.backfill = list(polls), list(active or [0]), backfill
         self.healthy = True
+        self.backfills = 0
         self.patches: list[dict] = []
         self.polled = 0
         self.state = "queued"
@@ -315,7 +316,9 @@ class FakeAirflow:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if self.path.startswith("/auth/token"):
                     return self.answer(201, {"access_token": "token"})
-                return self.answer(*fake.backfill)
+                answers = fake.backfill if isinstance(fake.backfill, list) else [fake.backfill]
+                fake.backfills += 1
+                return self.answer(*(answers.pop(0) if len(answers) > 1 else answers[0]))
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
@@ -512,3 +515,23 @@ def test_spans_and_measured_seconds_read_as_in_nw_status() -> None:
     assert airflow_local._span(300) == "5 minutes" and airflow_local._span("45") == "45 seconds"
     assert airflow_local.duration(9.64) == "9.6 s" and airflow_local.duration(2135) == "2,135.0 s"
     assert airflow_local.duration(0.01) == "<0.1 s" and airflow_local.duration(None) == "0.0 s"
+
+
+def test_a_backfill_refused_while_airflows_database_is_locked_is_asked_for_again(
+    airflow_api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Airflow answers 503 while its SQLite database is locked (the scheduler writing): ask again.
+    monkeypatch.setattr(airflow_local, "BACKFILL_RETRY_S", 0.0)
+    locked = (
+        503,
+        {"detail": "Database is locked. Backfill creation is not supported on SQLite under concurrent access."},
+    )
+    fake, api = airflow_api(["success"], backfill=[locked, locked, (200, {})])
+    out = io.StringIO()
+    with LiveProgress(live=False, out=out, ticker=False) as progress:
+        airflow_local._create_backfill(api, "northwind_daily", DAY, DAY, 1, progress)
+    assert fake.backfills == 3
+    fake, api = airflow_api(["success"], backfill=locked)
+    with LiveProgress(live=False, out=io.StringIO(), ticker=False) as progress, pytest.raises(ConfigError) as refused:
+        airflow_local._create_backfill(api, "northwind_daily", DAY, DAY, 1, progress)
+    assert fake.backfills == airflow_local.BACKFILL_CREATE_ATTEMPTS and "(HTTP 503)" in refused.value.cause
