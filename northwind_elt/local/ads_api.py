@@ -117,7 +117,11 @@ def make_server(
         def log_message(self, format: str, *args: Any) -> None:  # quiet: the caller owns stderr
             pass
 
-    return ThreadingHTTPServer((host, port), Handler)
+    server = ThreadingHTTPServer((host, port), Handler)
+    # A stop closes the server without waiting for handler threads (a client that keeps its
+    # connection open would otherwise hold SIGTERM's exit until SIGKILL).
+    server.daemon_threads = True
+    return server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,11 +203,11 @@ def start(port: int, fixture: Path | str | None = None, **faults: Any) -> ApiPro
 
 
 def stop(proc: subprocess.Popen) -> None:
-    """SIGTERM the server and wait for it (SIGKILL after 10 s)."""
+    """SIGTERM the server and wait for it (SIGKILL after 30 s: a loaded machine may be slow to run it)."""
     if proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
