@@ -149,19 +149,26 @@ def test_start_reports_a_busy_port(port: int) -> None:
         api.stop(proc)
 
 
-def test_main_prints_the_ready_line_and_stops_on_sigterm(port: int) -> None:
+def test_main_prints_the_ready_line_and_stops_on_sigterm(port: int, tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "northwind_elt.local.ads_api", "--port", str(port), "--fixture", str(FIXTURE)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=Path(api.__file__).resolve().parents[2],
-    )
+    # A session of its own and no terminal: as `start()` runs it, apart from the test runner's
+    # process group and its job control; its stderr kept to say why if it does not stop.
+    stderr = tmp_path / "ads_api.stderr"
+    with stderr.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "northwind_elt.local.ads_api", "--port", str(port), "--fixture", str(FIXTURE)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            cwd=Path(api.__file__).resolve().parents[2],
+            start_new_session=True,
+        )
     try:
         assert proc.stdout.readline() == f"listening on http://127.0.0.1:{port}\n"
         assert get(f"http://127.0.0.1:{port}/ads")[1] == FIXTURE.read_bytes()
     finally:
         api.stop(proc)
-    assert proc.returncode == 0
+    assert proc.returncode == 0, stderr.read_text()
